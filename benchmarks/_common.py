@@ -1,0 +1,114 @@
+"""Shared benchmark plumbing: device naming, synchronized timing, tables and JSON results.
+
+Every benchmark checks correctness first, then warms up, synchronizes the device around each
+timed call and reports the median of many runs (plus the interquartile range).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name} requested but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """'NVIDIA H100 80GB HBM3' or '<cpu model> (N threads)'."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(
+    fn: Callable[[], object], device: torch.device, *, warmup: int, runs: int
+) -> list[float]:
+    """Seconds per call of fn, each call bracketed by device synchronization."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(runs):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times: Sequence[float]) -> dict:
+    """Median, quartiles and extremes of a list of seconds, in milliseconds."""
+    ms = sorted(t * 1e3 for t in times)
+    quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+    return {
+        "median_ms": statistics.median(ms),
+        "p25_ms": quartiles[0],
+        "p75_ms": quartiles[2],
+        "min_ms": ms[0],
+        "max_ms": ms[-1],
+        "runs": len(ms),
+    }
+
+
+def print_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """Prints rows as a Markdown table (columns: (key, header)) and returns it."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(h for _, h in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(r.get(k, "")) for k, _ in columns) + " |" for r in rows]
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def write_results(name: str, device: torch.device, payload: dict, out: str | None) -> Path:
+    """Writes payload plus device and date to benchmarks/results/<name>-<device>-<date>.json."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    record = {
+        "benchmark": name,
+        "device": device_name(device),
+        "device_type": device.type,
+        "date": now.isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        **payload,
+    }
+    path = Path(out) if out else RESULTS / f"{name}-{device.type}-{now:%Y-%m-%d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,33 @@
+// The panonet operator library: every op schema is declared here, once. Kernels are registered
+// per device in ops/cpu/*.cpp and ops/cuda/*.cu; fake kernels and autograd formulas from Python
+// (python/panonet/ops). The pybind11 module panonet._C is only the shell that loads them, plus
+// a few facts about how it was built.
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(panonet, m) {
+  // PanoNet eqs. (2)-(4) per image. Returns the (B, 3) unweighted [L_var, L_dist, L_reg] and what
+  // the backward needs: per-pixel global cluster index (B, H, W) int32 (-1: ignored), per-image
+  // cluster offsets (B + 1) int64, cluster means (K, D), dL/dmu per term (K, 3, D) and pixel
+  // counts (K) int64; K is the number of clusters in the batch.
+  m.def(
+      "discriminative_loss(Tensor embedding, Tensor instance_ids, float delta_v, float delta_d, "
+      "float delta_r, int ignore_index) -> (Tensor losses, Tensor labels, Tensor offsets, "
+      "Tensor means, Tensor mu_grads, Tensor counts)");
+  // Gradient w.r.t. the embedding (B, D, H, W) given the gradient of the (B, 3) losses.
+  m.def(
+      "discriminative_loss_backward(Tensor grad_losses, Tensor embedding, Tensor labels, "
+      "Tensor offsets, Tensor means, Tensor mu_grads, Tensor counts, float delta_v) -> Tensor");
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "panonet's compiled operators (registered as torch.ops.panonet.*)";
+#ifdef PANONET_WITH_CUDA
+  m.attr("cuda_built") = true;
+  m.attr("cuda_arch_list") = PANONET_CUDA_ARCH_LIST;
+#else
+  m.attr("cuda_built") = false;
+  m.attr("cuda_arch_list") = "";
+#endif
+  m.attr("torch_version") = PANONET_TORCH_VERSION;
+}

@@ -1,0 +1,10 @@
+"""panonet's operators: fused C++/CUDA kernels registered as ``torch.ops.panonet.*``.
+
+Each op has a Python wrapper here (validation, documentation, autograd and fake-tensor
+registration), so it works with autograd, ``torch.compile`` and ``torch.library.opcheck``.
+"""
+
+from panonet.ops._extension import built_with_cuda, cuda_arch_list
+from panonet.ops.discriminative_loss import discriminative_loss
+
+__all__ = ["built_with_cuda", "cuda_arch_list", "discriminative_loss"]
