@@ -18,6 +18,17 @@ TORCH_LIBRARY(panonet, m) {
   m.def(
       "discriminative_loss_backward(Tensor grad_losses, Tensor embedding, Tensor labels, "
       "Tensor offsets, Tensor means, Tensor mu_grads, Tensor counts, float delta_v) -> Tensor");
+  // Bin-seeded flat-kernel mean-shift with sklearn.cluster.MeanShift's semantics. points (N, D)
+  // -> labels (N) int64 (-1: no cluster, with cluster_all=False) and centers (K, D).
+  m.def(
+      "mean_shift(Tensor points, float bandwidth, bool bin_seeding, int min_bin_freq, "
+      "int max_iter, bool cluster_all) -> (Tensor labels, Tensor centers)");
+  // Mean-shift of each image's pixels of each class with bandwidth[class] > 0, over the
+  // embedding. embedding (B, D, H, W) or (D, H, W), semantic (B, H, W) or (H, W) -> instance
+  // ids of the semantic's shape, int64: 0 where not clustered, 1..K unique within an image.
+  m.def(
+      "cluster_instances(Tensor embedding, Tensor semantic, Tensor bandwidth, int min_bin_freq, "
+      "int max_iter) -> Tensor");
 }
 
 PYBIND11_MODULE(_C, m) {

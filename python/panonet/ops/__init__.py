@@ -5,6 +5,14 @@ registration), so it works with autograd, ``torch.compile`` and ``torch.library.
 """
 
 from panonet.ops._extension import built_with_cuda, cuda_arch_list
+from panonet.ops.cluster_instances import cluster_instances
 from panonet.ops.discriminative_loss import discriminative_loss
+from panonet.ops.mean_shift import mean_shift
 
-__all__ = ["built_with_cuda", "cuda_arch_list", "discriminative_loss"]
+__all__ = [
+    "built_with_cuda",
+    "cluster_instances",
+    "cuda_arch_list",
+    "discriminative_loss",
+    "mean_shift",
+]

@@ -1,0 +1,658 @@
+// Exact bin-seeded mean-shift on the CPU.
+//
+// A dense seeds x points scan per iteration would cost S * N * D per round. Instead:
+//   * points are grouped by their bandwidth-sized bins (the seeding bins), and the bins by a
+//     ball tree built on their means; a leaf holds whole bins (up to ~100 points), every node
+//     keeps the sum, count, mean and bounding radius of its points;
+//   * a window query walks the tree: a node whose bounding ball lies inside the window adds its
+//     precomputed sum and count, one outside it is skipped, only straddling leaves are opened;
+//   * inside a straddling leaf the points are sorted by their distance rho to the leaf mean, so
+//     the points that the triangle inequality already decides (rho < |dist(q, mean) - bandwidth|)
+//     form a suffix, taken whole through precomputed suffix sums or skipped; the rest get a
+//     float32 distance (offsets from the leaf mean, 8 lanes with AVX2) and only those within a
+//     relative 1e-5 of the boundary get sklearn's float64 test;
+//   * seeds climb in lock-step batches of spatially close seeds (one tree walk per batch), with
+//     dynamic scheduling over threads; a seed stops as soon as it has converged.
+// Every shortcut keeps a safety margin larger than its rounding error, so whether a point is in
+// a window is always the answer of sklearn's float64 test sum_d (x_d - q_d)^2 <= bandwidth^2;
+// sums may be associated differently, which moves means by a few ulps.
+//
+// This file is compiled twice (baseline x86-64 and AVX2, see mean_shift_core_avx2.cpp); the
+// entry point in mean_shift_dispatch.cpp picks one at run time.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "../mean_shift.h"
+#include "mean_shift_core.h"
+
+#ifndef PANONET_MS_ISA
+#define PANONET_MS_ISA baseline
+#endif
+
+namespace panonet::ms::PANONET_MS_ISA {
+namespace {
+
+constexpr int64_t kScanChunk = 256;  // points per vectorized scan step
+constexpr int kBatch = 8;            // seeds climbing together
+constexpr int64_t kMaxD = 64;        // dimensions kept on the stack (more: heap)
+// Relative guard band of the float32 distance test (its error is below 1e-6 relative).
+constexpr double kFloatGuard = 1e-5;
+using Mask = uint32_t;
+
+uint64_t mix(uint64_t h) {  // splitmix64 finaliser
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+uint64_t hash_doubles(const double* v, int64_t D) {
+  uint64_t h = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const double x = v[d] == 0.0 ? 0.0 : v[d];  // -0 and +0 are one key
+    uint64_t bits;
+    std::memcpy(&bits, &x, sizeof(bits));
+    h += bits * (0x9e3779b97f4a7c15ULL + 2 * static_cast<uint64_t>(d));
+  }
+  return mix(h);
+}
+
+// Open-addressing map from D-double keys to dense ids in order of first insertion.
+class KeyTable {
+ public:
+  KeyTable(int64_t D, int64_t expected) : D_(D) {
+    int64_t cap = 16;
+    while (cap < 2 * expected) cap <<= 1;
+    slots_.assign(cap, -1);
+  }
+
+  std::pair<int64_t, bool> insert(const double* key) { return insert(key, hash_doubles(key, D_)); }
+
+  // Id of key (inserting it if new) and whether it was new.
+  std::pair<int64_t, bool> insert(const double* key, uint64_t hash) {
+    const uint64_t mask = slots_.size() - 1;
+    for (uint64_t i = hash & mask;; i = (i + 1) & mask) {
+      const int64_t id = slots_[i];
+      if (id < 0) {
+        const int64_t fresh = static_cast<int64_t>(keys_.size() / D_);
+        slots_[i] = fresh;
+        keys_.insert(keys_.end(), key, key + D_);
+        return {fresh, true};
+      }
+      if (same_center(keys_.data() + id * D_, key, D_)) return {id, false};
+    }
+  }
+
+  const double* key(int64_t id) const { return keys_.data() + id * D_; }
+  int64_t size() const { return static_cast<int64_t>(keys_.size() / D_); }
+
+ private:
+  int64_t D_;
+  std::vector<int64_t> slots_;
+  std::vector<double> keys_;
+};
+
+// Bins of size `bandwidth`, in order of first appearance: bin id per point and count per bin.
+struct Bins {
+  std::vector<int64_t> of_point;
+  std::vector<int64_t> count;
+  KeyTable table;
+};
+
+Bins make_bins(const double* points, int64_t n, int64_t D, double bandwidth) {
+  std::vector<double> keys(n * D);
+  std::vector<uint64_t> hashes(n);
+  at::parallel_for(0, n, 2048, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double* k = keys.data() + i * D;
+      for (int64_t d = 0; d < D; ++d) k[d] = bin_key(points[i * D + d], bandwidth);
+      hashes[i] = hash_doubles(k, D);
+    }
+  });
+  Bins bins{std::vector<int64_t>(n), {}, KeyTable(D, n)};
+  for (int64_t i = 0; i < n; ++i) {
+    const auto [id, fresh] = bins.table.insert(keys.data() + i * D, hashes[i]);
+    if (fresh) bins.count.push_back(0);
+    bins.of_point[i] = id;
+    ++bins.count[id];
+  }
+  return bins;
+}
+
+// Points grouped by bin, bins in the leaf order of a ball tree over them, the points of a leaf
+// by decreasing distance to the leaf mean. "Position" below means an index in that order.
+struct Index {
+  int64_t n = 0, D = 0;
+  std::vector<double> xs;      // D x n: coordinates, structure of arrays
+  std::vector<float> offsets;  // D x n: coordinates minus the leaf mean, float32
+  std::vector<double> rho;     // n: distance to the leaf mean (decreasing within a leaf)
+  std::vector<double> suffix;  // D x n: sum of xs from a position to the end of its leaf
+  std::vector<int64_t> order;  // position -> original point index
+  struct Node {
+    int64_t begin, end;   // positions
+    int64_t left, right;  // children, -1 for a leaf
+    double radius;        // every point of the node lies within radius of its center
+  };
+  std::vector<Node> nodes;
+  std::vector<double> centers;  // nodes x D: mean of the node's points
+  std::vector<double> sums;     // nodes x D
+  std::vector<int64_t> leaves;
+  std::vector<int64_t> bin_first;  // bin -> position of its first point
+  int64_t root = -1;
+  double margin = 0;  // slack on decisions taken from bounds, above their rounding error
+  // The float32 prefilter needs bandwidth^2 well inside float32's normal range.
+  bool float_ok = false;
+};
+
+class IndexBuilder {
+ public:
+  IndexBuilder(const double* points, int64_t n, int64_t D, const Bins& bins, double bandwidth)
+      : points_(points), D_(D), bins_(bins) {
+    ix_.n = n;
+    ix_.D = D;
+    ix_.float_ok = bandwidth >= 1e-15 && bandwidth <= 1e15;
+    const int64_t nb = static_cast<int64_t>(bins.count.size());
+    // Points grouped by bin (counting sort) and the bin means, which the tree is built on.
+    bin_start_.assign(nb + 1, 0);
+    for (int64_t b = 0; b < nb; ++b) bin_start_[b + 1] = bin_start_[b] + bins.count[b];
+    by_bin_.resize(n);
+    std::vector<int64_t> fill(bin_start_.begin(), bin_start_.end() - 1);
+    for (int64_t i = 0; i < n; ++i) by_bin_[fill[bins.of_point[i]]++] = i;
+    bin_center_.assign(nb * D, 0.0);
+    at::parallel_for(0, nb, 64, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        double* c = bin_center_.data() + b * D;
+        for (int64_t j = bin_start_[b]; j < bin_start_[b + 1]; ++j) {
+          const double* p = points_ + by_bin_[j] * D;
+          for (int64_t d = 0; d < D; ++d) c[d] += p[d];
+        }
+        for (int64_t d = 0; d < D; ++d) c[d] /= static_cast<double>(bins_.count[b]);
+      }
+    });
+
+    // Tree structure over the bins; leaves are groups of whole bins.
+    std::vector<int64_t> bin_ids(nb);
+    std::iota(bin_ids.begin(), bin_ids.end(), 0);
+    ix_.bin_first.resize(nb);
+    ix_.nodes.reserve(2 * nb);
+    if (nb > 0) ix_.root = build(bin_ids.data(), bin_ids.data() + nb);
+    const int64_t num_nodes = static_cast<int64_t>(ix_.nodes.size());
+    ix_.centers.assign(num_nodes * D, 0.0);
+    ix_.sums.assign(num_nodes * D, 0.0);
+
+    // Leaves: points in bin order, then sorted by decreasing distance to the leaf mean.
+    ix_.order.resize(n);
+    ix_.rho.resize(n);
+    ix_.xs.resize(D * n);
+    ix_.offsets.resize(D * n);
+    ix_.suffix.resize(D * n);
+    const int64_t num_leaves = static_cast<int64_t>(ix_.leaves.size());
+    at::parallel_for(0, num_leaves, 16, [&](int64_t l0, int64_t l1) {
+      std::vector<std::pair<double, int64_t>> sorted;
+      for (int64_t l = l0; l < l1; ++l) finish_leaf(ix_.leaves[l], sorted);
+    });
+    // Internal nodes after their children (children are created after their parent).
+    for (int64_t id = num_nodes - 1; id >= 0; --id) {
+      Index::Node& node = ix_.nodes[id];
+      if (node.left < 0) continue;
+      double* s = ix_.sums.data() + id * D;
+      double* c = ix_.centers.data() + id * D;
+      for (int64_t d = 0; d < D; ++d) {
+        s[d] = ix_.sums[node.left * D + d] + ix_.sums[node.right * D + d];
+        c[d] = s[d] / static_cast<double>(node.end - node.begin);
+      }
+      // Bounded over the node's leaves rather than its two children: one level of slack only.
+      double r = 0;
+      for (int64_t l = leaf_first_[id]; l < leaf_last_[id]; ++l) {
+        const int64_t leaf = ix_.leaves[l];
+        r = std::max(r, std::sqrt(sq_dist(c, ix_.centers.data() + leaf * D, D)) +
+                            ix_.nodes[leaf].radius);
+      }
+      node.radius = r;
+    }
+    double scale = 0;
+    for (int64_t i = 0; i < n * D; ++i) scale = std::max(scale, std::fabs(points_[i]));
+    ix_.margin = 64.0 * static_cast<double>(D + 2) * DBL_EPSILON * (scale + 1.0);
+  }
+
+  Index take() { return std::move(ix_); }
+
+ private:
+  // Leaves hold whole bins and at most this many points (unless a single bin holds more): long
+  // enough vector loops, and few enough nodes per query.
+  static constexpr int64_t kLeafPoints = 96;
+
+  // Structure of the subtree over bins [lo, hi) (reordered in place into leaf order); positions
+  // are handed out as leaves are created, left to right. Returns the node id.
+  int64_t build(int64_t* lo, int64_t* hi) {
+    const int64_t D = D_;
+    const int64_t id = static_cast<int64_t>(ix_.nodes.size());
+    ix_.nodes.push_back({next_position_, next_position_, -1, -1, 0.0});
+    leaf_first_.push_back(static_cast<int64_t>(ix_.leaves.size()));
+    leaf_last_.push_back(0);
+    int64_t points = 0;
+    for (const int64_t* b = lo; b < hi; ++b) points += bins_.count[*b];
+    if (hi - lo == 1 || points <= kLeafPoints) {
+      for (const int64_t* b = lo; b < hi; ++b) {
+        ix_.bin_first[*b] = next_position_;
+        leaf_bins_.insert(leaf_bins_.end(), *b);
+        next_position_ += bins_.count[*b];
+      }
+      ix_.nodes[id].end = next_position_;
+      leaf_bin_range_.emplace_back(static_cast<int64_t>(leaf_bins_.size()) - (hi - lo),
+                                   static_cast<int64_t>(leaf_bins_.size()));
+      ix_.leaves.push_back(id);
+      leaf_last_[id] = static_cast<int64_t>(ix_.leaves.size());
+      return id;
+    }
+    // Split on the widest spread of the bin centers, at the median.
+    int64_t axis = 0;
+    double widest = -1;
+    for (int64_t d = 0; d < D; ++d) {
+      double mn = bin_center_[*lo * D + d], mx = mn;
+      for (const int64_t* b = lo; b < hi; ++b) {
+        mn = std::min(mn, bin_center_[*b * D + d]);
+        mx = std::max(mx, bin_center_[*b * D + d]);
+      }
+      if (mx - mn > widest) {
+        widest = mx - mn;
+        axis = d;
+      }
+    }
+    int64_t* mid = lo + (hi - lo) / 2;
+    std::nth_element(lo, mid, hi, [&](int64_t a, int64_t b) {
+      return bin_center_[a * D + axis] < bin_center_[b * D + axis];
+    });
+    const int64_t left = build(lo, mid);
+    const int64_t right = build(mid, hi);
+    ix_.nodes[id].left = left;
+    ix_.nodes[id].right = right;
+    ix_.nodes[id].end = next_position_;
+    leaf_last_[id] = static_cast<int64_t>(ix_.leaves.size());
+    return id;
+  }
+
+  // Sum, mean, radius and the per-position arrays of leaf node `id`.
+  void finish_leaf(int64_t id, std::vector<std::pair<double, int64_t>>& sorted) {
+    const int64_t D = D_, n = ix_.n;
+    const Index::Node& node = ix_.nodes[id];
+    const int64_t l = std::lower_bound(ix_.leaves.begin(), ix_.leaves.end(), id) - ix_.leaves.begin();
+    double* s = ix_.sums.data() + id * D;
+    double* c = ix_.centers.data() + id * D;
+    sorted.clear();
+    for (int64_t k = leaf_bin_range_[l].first; k < leaf_bin_range_[l].second; ++k) {
+      const int64_t b = leaf_bins_[k];
+      for (int64_t j = bin_start_[b]; j < bin_start_[b + 1]; ++j) {
+        const double* p = points_ + by_bin_[j] * D;
+        for (int64_t d = 0; d < D; ++d) s[d] += p[d];
+        sorted.emplace_back(0.0, by_bin_[j]);
+      }
+    }
+    const double cnt = static_cast<double>(node.end - node.begin);
+    for (int64_t d = 0; d < D; ++d) c[d] = s[d] / cnt;
+    for (auto& [rho, i] : sorted) rho = std::sqrt(sq_dist(points_ + i * D, c, D));
+    std::sort(sorted.begin(), sorted.end(), std::greater<>());
+    ix_.nodes[id].radius = sorted.empty() ? 0.0 : sorted.front().first;
+    for (size_t t = 0; t < sorted.size(); ++t) {
+      const int64_t j = node.begin + static_cast<int64_t>(t), i = sorted[t].second;
+      ix_.order[j] = i;
+      ix_.rho[j] = sorted[t].first;
+      for (int64_t d = 0; d < D; ++d) {
+        ix_.xs[d * n + j] = points_[i * D + d];
+        ix_.offsets[d * n + j] = static_cast<float>(points_[i * D + d] - c[d]);
+      }
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      double acc = 0;
+      for (int64_t j = node.end - 1; j >= node.begin; --j) {
+        acc += ix_.xs[d * n + j];
+        ix_.suffix[d * n + j] = acc;
+      }
+    }
+  }
+
+  const double* points_;
+  int64_t D_;
+  const Bins& bins_;
+  Index ix_;
+  std::vector<int64_t> by_bin_, bin_start_;
+  std::vector<double> bin_center_;
+  std::vector<int64_t> leaf_first_, leaf_last_;  // per node: its leaves in ix_.leaves
+  std::vector<int64_t> leaf_bins_;                // bins of the leaves, leaf after leaf
+  std::vector<std::pair<int64_t, int64_t>> leaf_bin_range_;  // per leaf: range in leaf_bins_
+  int64_t next_position_ = 0;
+};
+
+// Per-thread buffers of the window queries.
+struct Scratch {
+  std::vector<std::pair<int64_t, Mask>> stack;
+  float d2[kScanChunk];
+  double in[kScanChunk];  // 1.0 inside the window, 0.0 outside
+  float q_offset[kMaxD];
+};
+
+// Adds to sum / count the points of leaf `id` within the window of q, given the distance dc of
+// q to the leaf's mean.
+void scan_leaf(const Index& ix, int64_t id, const double* q, double dc, double bw, double* sum,
+               int64_t& count, Scratch& s) {
+  const int64_t n = ix.n, D = ix.D;
+  const Index::Node& node = ix.nodes[id];
+  const double* c = ix.centers.data() + id * D;
+
+  // Points with rho < t lie entirely inside (dc < bw) or outside (dc > bw) the window; with rho
+  // decreasing they are the suffix from `split`.
+  const double t = std::fabs(dc - bw) - ix.margin;
+  int64_t split = node.end;
+  if (t > 0) {
+    split = std::partition_point(ix.rho.begin() + node.begin, ix.rho.begin() + node.end,
+                                 [t](double r) { return r >= t; }) -
+            ix.rho.begin();
+  }
+  if (split < node.end && dc < bw) {
+    for (int64_t d = 0; d < D; ++d) sum[d] += ix.suffix[d * n + split];
+    count += node.end - split;
+  }
+  if (split == node.begin) return;
+
+  // The others: float32 distance from offsets, float64 test in the guard band.
+  std::vector<float> big;
+  float* qo = s.q_offset;
+  if (D > kMaxD) {
+    big.resize(D);
+    qo = big.data();
+  }
+  for (int64_t d = 0; d < D; ++d) qo[d] = static_cast<float>(q[d] - c[d]);
+  const double bw2 = bw * bw;
+  // Certainly inside below lo, outside above hi; without the prefilter, d2 = 0.5 is "unsure".
+  const float lo = ix.float_ok ? static_cast<float>(bw2 * (1 - kFloatGuard)) : -1.0f;
+  const float hi = ix.float_ok ? static_cast<float>(bw2 * (1 + kFloatGuard)) : 1.0f;
+  for (int64_t c0 = node.begin; c0 < split; c0 += kScanChunk) {
+    const int64_t len = std::min(kScanChunk, split - c0);
+    float* d2 = s.d2;
+    // Without the prefilter every point falls in the "unsure" band and is tested in float64.
+    std::fill(d2, d2 + len, ix.float_ok ? 0.0f : 0.5f);
+    for (int64_t d = 0; ix.float_ok && d < D; ++d) {
+      const float* x = ix.offsets.data() + d * n + c0;
+      const float qd = qo[d];
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) {
+        const float diff = x[j] - qd;
+        d2[j] += diff * diff;
+      }
+    }
+    double* in = s.in;
+    int64_t unsure = 0;
+#pragma omp simd reduction(+ : unsure)
+    for (int64_t j = 0; j < len; ++j) {
+      in[j] = d2[j] <= lo ? 1.0 : 0.0;
+      unsure += (d2[j] > lo && d2[j] <= hi) ? 1 : 0;
+    }
+    if (unsure > 0) {
+      for (int64_t j = 0; j < len; ++j) {
+        if (d2[j] > lo && d2[j] <= hi) {
+          double e = 0;
+          for (int64_t d = 0; d < D; ++d) {
+            const double diff = ix.xs[d * n + c0 + j] - q[d];
+            e += diff * diff;
+          }
+          in[j] = e <= bw2 ? 1.0 : 0.0;
+        }
+      }
+    }
+    double inside = 0;
+#pragma omp simd reduction(+ : inside)
+    for (int64_t j = 0; j < len; ++j) inside += in[j];
+    if (inside == 0) continue;
+    count += static_cast<int64_t>(inside);
+    for (int64_t d = 0; d < D; ++d) {
+      const double* x = ix.xs.data() + d * n + c0;
+      double acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < len; ++j) acc += in[j] * x[j];
+      sum[d] += acc;
+    }
+  }
+}
+
+// For the seeds in `mask` (means: kBatch x D), sums and counts of the points within bandwidth.
+void window_batch(const Index& ix, const double* means, Mask mask, double bw, double* sums,
+                  int64_t* counts, Scratch& s) {
+  const int64_t D = ix.D;
+  for (int k = 0; k < kBatch; ++k) {
+    if (!(mask >> k & 1)) continue;
+    std::fill(sums + k * D, sums + (k + 1) * D, 0.0);
+    counts[k] = 0;
+  }
+  if (ix.root < 0) return;
+  s.stack.clear();
+  s.stack.emplace_back(ix.root, mask);
+  double dist[kBatch];
+  while (!s.stack.empty()) {
+    const auto [id, live] = s.stack.back();
+    s.stack.pop_back();
+    const Index::Node& node = ix.nodes[id];
+    const double* c = ix.centers.data() + id * D;
+    const double far = bw + node.radius + ix.margin;
+    const double near = bw - node.radius - ix.margin;
+    const double far2 = far * far, near2 = near > 0 ? near * near : -1.0;
+    Mask straddle = 0;
+    for (int k = 0; k < kBatch; ++k) {
+      if (!(live >> k & 1)) continue;
+      const double d2 = sq_dist(means + k * D, c, D);
+      if (d2 > far2) continue;  // the node lies outside this seed's window
+      if (d2 <= near2) {        // inside it
+        const double* ns = ix.sums.data() + id * D;
+        double* sk = sums + k * D;
+        for (int64_t d = 0; d < D; ++d) sk[d] += ns[d];
+        counts[k] += node.end - node.begin;
+        continue;
+      }
+      dist[k] = std::sqrt(d2);
+      straddle |= Mask(1) << k;
+    }
+    if (!straddle) continue;
+    if (node.left < 0) {
+      for (int k = 0; k < kBatch; ++k) {
+        if (straddle >> k & 1) scan_leaf(ix, id, means + k * D, dist[k], bw, sums + k * D, counts[k], s);
+      }
+    } else {
+      s.stack.emplace_back(node.right, straddle);
+      s.stack.emplace_back(node.left, straddle);
+    }
+  }
+}
+
+// Runs fn(i) for i in [0, n) on the intra-op pool with dynamic scheduling.
+template <typename F>
+void dynamic_for(int64_t n, const F& fn) {
+  const int64_t threads = at::in_parallel_region()
+                              ? 1
+                              : std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(n, 1));
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
+  });
+}
+
+// Climbs every seed (S x D); returns per seed its final mean and the size of its last window
+// (0: dropped, no point within bandwidth). Batches of seeds adjacent in tree order climb
+// together.
+void climb(const Index& ix, const std::vector<double>& seeds, const std::vector<int64_t>& position,
+           const Params& params, std::vector<double>& final_mean,
+           std::vector<int64_t>& final_count) {
+  const int64_t D = ix.D;
+  const int64_t S = static_cast<int64_t>(position.size());
+  const double bw = params.bandwidth;
+  std::vector<int64_t> seed_order(S);
+  std::iota(seed_order.begin(), seed_order.end(), 0);
+  std::sort(seed_order.begin(), seed_order.end(),
+            [&](int64_t a, int64_t b) { return position[a] < position[b]; });
+  final_mean.assign(S * D, 0.0);
+  final_count.assign(S, 0);
+  dynamic_for((S + kBatch - 1) / kBatch, [&](int64_t batch) {
+    thread_local Scratch scratch;
+    std::vector<double> means(kBatch * D), sums(kBatch * D), old(D);
+    int64_t counts[kBatch], last[kBatch] = {0}, seed_of[kBatch];
+    Mask live = 0;
+    for (int k = 0; k < kBatch && batch * kBatch + k < S; ++k) {
+      seed_of[k] = seed_order[batch * kBatch + k];
+      std::copy_n(seeds.data() + seed_of[k] * D, D, means.data() + k * D);
+      live |= Mask(1) << k;
+    }
+    for (int64_t it = 0; live; ++it) {
+      window_batch(ix, means.data(), live, bw, sums.data(), counts, scratch);
+      for (int k = 0; k < kBatch; ++k) {
+        if (!(live >> k & 1)) continue;
+        double* mk = means.data() + k * D;
+        bool done = counts[k] == 0;  // an empty window drops the seed
+        if (!done) {
+          last[k] = counts[k];
+          std::copy_n(mk, D, old.data());
+          for (int64_t d = 0; d < D; ++d) {
+            mk[d] = sums[k * D + d] / static_cast<double>(counts[k]);
+          }
+          done = converged(sq_dist(mk, old.data(), D), bw) || it == params.max_iter;
+        }
+        if (done) {
+          live &= ~(Mask(1) << k);
+          final_count[seed_of[k]] = counts[k] == 0 ? 0 : last[k];
+          std::copy_n(mk, D, final_mean.data() + seed_of[k] * D);
+        }
+      }
+    }
+  });
+}
+
+// Nearest center per point (lowest rank on ties), -1 beyond bandwidth unless cluster_all.
+// Whole bins are decided at once when their bounding ball leaves no doubt.
+void assign_labels(const Index& ix, const double* C, int64_t K, const Params& params,
+                   std::vector<int64_t>& labels) {
+  const int64_t D = ix.D;
+  const double bw = params.bandwidth, m = ix.margin;
+  at::parallel_for(0, static_cast<int64_t>(ix.leaves.size()), 16, [&](int64_t l0, int64_t l1) {
+    std::vector<double> dist(K);
+    for (int64_t l = l0; l < l1; ++l) {
+      const Index::Node& node = ix.nodes[ix.leaves[l]];
+      const double* c = ix.centers.data() + ix.leaves[l] * D;
+      int64_t best = 0;
+      double runner_up = INFINITY;
+      for (int64_t k = 0; k < K; ++k) {
+        dist[k] = std::sqrt(sq_dist(c, C + k * D, D));
+        if (dist[k] < dist[best]) best = k;
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        if (k != best) runner_up = std::min(runner_up, dist[k]);
+      }
+      const double r = node.radius;
+      int64_t whole = -2;  // -2: decide point by point
+      if (dist[best] + r + m < runner_up - r - m) {
+        if (params.cluster_all || dist[best] + r + m <= bw) {
+          whole = best;
+        } else if (dist[best] - r - m > bw) {
+          whole = -1;
+        }
+      }
+      for (int64_t j = node.begin; j < node.end; ++j) {
+        int64_t label = whole;
+        if (label == -2) {
+          int64_t arg = 0;
+          double best_d2 = INFINITY;
+          for (int64_t k = 0; k < K; ++k) {
+            double d2 = 0;
+            for (int64_t d = 0; d < D; ++d) {
+              const double diff = ix.xs[d * ix.n + j] - C[k * D + d];
+              d2 += diff * diff;
+            }
+            if (d2 < best_d2) {
+              best_d2 = d2;
+              arg = k;
+            }
+          }
+          label = (params.cluster_all || std::sqrt(best_d2) <= bw) ? arg : -1;
+        }
+        labels[ix.order[j]] = label;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+Result mean_shift(const double* points, int64_t n, int64_t D, const Params& params) {
+  Result result;
+  result.labels.assign(n, -1);
+  if (n == 0) return result;
+  const double bw = params.bandwidth;
+
+  Bins bins = make_bins(points, n, D, bw);
+  Index ix = IndexBuilder(points, n, D, bins, bw).take();
+
+  // Seeds, as sklearn.cluster.get_bin_seeds / MeanShift.fit choose them, each with the tree
+  // position of its bin (or point) so that batches are spatially coherent.
+  std::vector<double> seeds;
+  std::vector<int64_t> position;
+  if (params.bin_seeding) {
+    for (int64_t b = 0; b < bins.table.size(); ++b) {
+      if (bins.count[b] < params.min_bin_freq) continue;
+      const double* key = bins.table.key(b);
+      for (int64_t d = 0; d < D; ++d) seeds.push_back(seed_coord(key[d], bw));
+      position.push_back(ix.bin_first[b]);
+    }
+  }
+  if (!params.bin_seeding || static_cast<int64_t>(position.size()) == n) {
+    seeds.assign(points, points + n * D);
+    position.assign(n, 0);
+    for (int64_t j = 0; j < n; ++j) position[ix.order[j]] = j;
+  }
+  const int64_t S = static_cast<int64_t>(position.size());
+
+  std::vector<double> final_mean;
+  std::vector<int64_t> final_count;
+  climb(ix, seeds, position, params, final_mean, final_count);
+
+  // Distinct final means (dict semantics: the later seed's window size wins), ranked.
+  KeyTable distinct(D, S);
+  std::vector<int64_t> intensity;
+  for (int64_t i = 0; i < S; ++i) {
+    if (final_count[i] == 0) continue;
+    const auto [id, fresh] = distinct.insert(final_mean.data() + i * D);
+    if (fresh) intensity.push_back(0);
+    intensity[id] = final_count[i];
+  }
+  const int64_t K0 = distinct.size();
+  std::vector<int64_t> rank(K0);
+  std::iota(rank.begin(), rank.end(), 0);
+  std::sort(rank.begin(), rank.end(), [&](int64_t a, int64_t b) {
+    return ranks_before(intensity[a], distinct.key(a), intensity[b], distinct.key(b), D);
+  });
+
+  // Greedy suppression of centers within bandwidth of a better-ranked kept one.
+  const double bw2 = bw * bw;
+  std::vector<char> keep(K0, 1);
+  for (int64_t a = 0; a < K0; ++a) {
+    if (!keep[a]) continue;
+    const double* ca = distinct.key(rank[a]);
+    for (int64_t b = a + 1; b < K0; ++b) {
+      if (keep[b] && sq_dist(ca, distinct.key(rank[b]), D) <= bw2) keep[b] = 0;
+    }
+  }
+  for (int64_t a = 0; a < K0; ++a) {
+    if (!keep[a]) continue;
+    const double* c = distinct.key(rank[a]);
+    result.centers.insert(result.centers.end(), c, c + D);
+  }
+  result.num_centers = static_cast<int64_t>(result.centers.size() / D);
+  if (result.num_centers > 0) {
+    assign_labels(ix, result.centers.data(), result.num_centers, params, result.labels);
+  }
+  return result;
+}
+
+}  // namespace panonet::ms::PANONET_MS_ISA

@@ -1,0 +1,81 @@
+// Math of bin-seeded flat-kernel mean-shift with scikit-learn's exact semantics
+// (sklearn.cluster.MeanShift), shared by the CPU and CUDA kernels.
+//
+// sklearn's algorithm, which every kernel reproduces:
+//   seeds   bin keys round(x / bandwidth) (half to even), bins holding >= min_bin_freq points in
+//           order of first appearance, seed = float32(key) * float32(bandwidth) in float32; all
+//           points instead when that gives as many seeds as points, or without bin seeding;
+//   climb   window = points at distance <= bandwidth (inclusive) of the current mean; empty:
+//           the seed is dropped; else mean <- window mean, stop when ||shift|| <= 1e-3 bandwidth
+//           or after max_iter + 1 means; the seed yields (final mean, size of the last window);
+//   merge   bitwise-equal final means are one center (the later seed's window size counts);
+//           centers ranked by (window size, coordinates) descending, and each kept center
+//           suppresses the later ones within bandwidth (inclusive);
+//   labels  nearest kept center (lowest rank on exact ties); with cluster_all=false, -1 where
+//           that distance exceeds bandwidth.
+// Distances are sums of squared coordinate differences in order d = 0..D-1 compared with
+// bandwidth^2, as sklearn's KD-tree does; the kernels are compiled without FMA contraction so
+// that the same inputs give the same decisions.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define PANONET_HD __host__ __device__
+#else
+#define PANONET_HD
+#endif
+
+namespace panonet::ms {
+
+// Convergence threshold of sklearn, relative to the bandwidth.
+constexpr double kStopFraction = 1e-3;
+
+template <typename T>
+PANONET_HD inline T sq_dist(const T* a, const T* b, int64_t D) {
+  T s = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const T diff = a[d] - b[d];
+    s += diff * diff;
+  }
+  return s;
+}
+
+// Bin key of one coordinate: round half to even, with -0 folded into +0 (Python's tuple keys
+// compare -0.0 == 0.0).
+PANONET_HD inline double bin_key(double x, double bandwidth) {
+  const double k = nearbyint(x / bandwidth);
+  return k == 0.0 ? 0.0 : k;
+}
+
+// A seed coordinate as sklearn computes it: float32 keys times the bandwidth, in float32.
+PANONET_HD inline double seed_coord(double key, double bandwidth) {
+  return static_cast<double>(static_cast<float>(key) * static_cast<float>(bandwidth));
+}
+
+// sklearn's stop test: ||new - old|| <= 1e-3 * bandwidth.
+PANONET_HD inline bool converged(double shift_sq, double bandwidth) {
+  return sqrt(shift_sq) <= kStopFraction * bandwidth;
+}
+
+// Whether center a (window size na) ranks before center b (nb): larger windows first, then the
+// lexicographically larger coordinates, as sorted(..., key=(size, tuple), reverse=True).
+PANONET_HD inline bool ranks_before(int64_t na, const double* a, int64_t nb, const double* b,
+                                    int64_t D) {
+  if (na != nb) return na > nb;
+  for (int64_t d = 0; d < D; ++d) {
+    if (a[d] != b[d]) return a[d] > b[d];
+  }
+  return false;
+}
+
+// Bitwise-equal-as-floats test of two centers (-0 == +0), sklearn's dict key equality.
+PANONET_HD inline bool same_center(const double* a, const double* b, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    if (a[d] != b[d]) return false;
+  }
+  return true;
+}
+
+}  // namespace panonet::ms

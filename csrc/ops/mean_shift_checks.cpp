@@ -1,0 +1,104 @@
+#include "mean_shift_checks.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <limits>
+
+namespace panonet::ops {
+namespace {
+
+constexpr const char* kMeanShift = "panonet.ops.mean_shift: ";
+constexpr const char* kCluster = "panonet.ops.cluster_instances: ";
+
+void check_iterations(const char* op, int64_t min_bin_freq, int64_t max_iter) {
+  TORCH_CHECK_VALUE(min_bin_freq >= 1, op, "expected min_bin_freq >= 1, got ", min_bin_freq);
+  TORCH_CHECK_VALUE(max_iter >= 0, op, "expected max_iter >= 0, got ", max_iter);
+}
+
+bool is_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+}  // namespace
+
+void check_mean_shift_inputs(const at::Tensor& points, double bandwidth, int64_t min_bin_freq,
+                             int64_t max_iter) {
+  TORCH_CHECK_VALUE(points.dim() == 2, kMeanShift, "expected points of shape (N, D), got a ",
+                    points.dim(), "-D tensor of shape ", points.sizes());
+  TORCH_CHECK_TYPE(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+                   kMeanShift, "expected points of dtype float32 or float64, got ",
+                   points.scalar_type());
+  TORCH_CHECK_VALUE(points.size(1) >= 1, kMeanShift,
+                    "expected points with at least one feature (D >= 1), got shape ",
+                    points.sizes());
+  TORCH_CHECK_VALUE(std::isfinite(bandwidth) && bandwidth > 0, kMeanShift,
+                    "expected a finite bandwidth > 0, got ", bandwidth);
+  check_iterations(kMeanShift, min_bin_freq, max_iter);
+}
+
+std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(const at::Tensor& embedding,
+                                                                 const at::Tensor& semantic,
+                                                                 const at::Tensor& bandwidth,
+                                                                 int64_t min_bin_freq,
+                                                                 int64_t max_iter) {
+  TORCH_CHECK_VALUE(embedding.dim() == 3 || embedding.dim() == 4, kCluster,
+                    "expected embedding of shape (B, D, H, W) or (D, H, W), got a ",
+                    embedding.dim(), "-D tensor of shape ", embedding.sizes());
+  const bool batched = embedding.dim() == 4;
+  TORCH_CHECK_VALUE(semantic.dim() == embedding.dim() - 1, kCluster,
+                    "expected semantic of shape ", batched ? "(B, H, W)" : "(H, W)",
+                    " for an embedding of shape ", embedding.sizes(), ", got a ", semantic.dim(),
+                    "-D tensor of shape ", semantic.sizes());
+  TORCH_CHECK_TYPE(is_float(embedding.scalar_type()), kCluster,
+                   "expected embedding of dtype float16, bfloat16, float32 or float64, got ",
+                   embedding.scalar_type());
+  TORCH_CHECK_TYPE(at::isIntegralType(semantic.scalar_type(), /*includeBool=*/false), kCluster,
+                   "expected semantic of an integer dtype (class ids), got ",
+                   semantic.scalar_type());
+  TORCH_CHECK_TYPE(is_float(bandwidth.scalar_type()), kCluster,
+                   "expected bandwidth of a floating dtype, got ", bandwidth.scalar_type());
+  TORCH_CHECK_VALUE(bandwidth.dim() == 1, kCluster,
+                    "expected bandwidth of shape (num_classes,), got shape ", bandwidth.sizes());
+  const at::Tensor emb = batched ? embedding : embedding.unsqueeze(0);
+  const at::Tensor sem = batched ? semantic : semantic.unsqueeze(0);
+  TORCH_CHECK_VALUE(sem.size(0) == emb.size(0) && sem.size(1) == emb.size(2) &&
+                        sem.size(2) == emb.size(3),
+                    kCluster, "expected semantic of shape ",
+                    batched ? at::IntArrayRef({emb.size(0), emb.size(2), emb.size(3)})
+                            : at::IntArrayRef({emb.size(2), emb.size(3)}),
+                    " to match embedding of shape ", embedding.sizes(), ", got ",
+                    semantic.sizes());
+  TORCH_CHECK_VALUE(emb.size(1) >= 1, kCluster,
+                    "expected an embedding dimension D >= 1, got embedding of shape ",
+                    embedding.sizes());
+  TORCH_CHECK_VALUE(embedding.device() == semantic.device(), kCluster,
+                    "expected embedding and semantic on the same device, got ",
+                    embedding.device(), " and ", semantic.device());
+  check_iterations(kCluster, min_bin_freq, max_iter);
+  check_all_finite(bandwidth, kCluster, "bandwidth");
+  if (sem.numel() > 0) {
+    const int64_t num_classes = bandwidth.size(0);
+    // Values in [num_classes, 255) are classes the bandwidth table does not cover: a mistake.
+    const int64_t limit = std::max(num_classes, kIgnoreFrom);
+    const at::Tensor beyond = at::logical_and(sem >= num_classes, sem < limit);
+    if (num_classes < kIgnoreFrom && beyond.any().item<bool>()) {
+      const int64_t first = sem.masked_select(beyond).min().item<int64_t>();
+      TORCH_CHECK_VALUE(false, kCluster, "bandwidth has ", num_classes,
+                        " entries (one per class) but semantic contains class ", first,
+                        "; expected a bandwidth for every class id below ", kIgnoreFrom,
+                        " that occurs (<= 0 for classes not to cluster; ids >= ", kIgnoreFrom,
+                        " and negative ids are ignored)");
+    }
+  }
+  return {emb, sem};
+}
+
+void check_all_finite(const at::Tensor& values, const char* op, const char* what) {
+  if (values.numel() == 0) return;
+  TORCH_CHECK_VALUE(at::isfinite(values).all().item<bool>(), op, "expected a finite ", what,
+                    ", got NaN or Inf values");
+}
+
+}  // namespace panonet::ops
