@@ -29,6 +29,7 @@
 #include <numeric>
 
 #include "../mean_shift.h"
+#include "../mean_shift_post.h"
 #include "mean_shift_core.h"
 
 #ifndef PANONET_MS_ISA
@@ -72,8 +73,6 @@ class KeyTable {
     while (cap < 2 * expected) cap <<= 1;
     slots_.assign(cap, -1);
   }
-
-  std::pair<int64_t, bool> insert(const double* key) { return insert(key, hash_doubles(key, D_)); }
 
   // Id of key (inserting it if new) and whether it was new.
   std::pair<int64_t, bool> insert(const double* key, uint64_t hash) {
@@ -617,37 +616,7 @@ Result mean_shift(const double* points, int64_t n, int64_t D, const Params& para
   std::vector<int64_t> final_count;
   climb(ix, seeds, position, params, final_mean, final_count);
 
-  // Distinct final means (dict semantics: the later seed's window size wins), ranked.
-  KeyTable distinct(D, S);
-  std::vector<int64_t> intensity;
-  for (int64_t i = 0; i < S; ++i) {
-    if (final_count[i] == 0) continue;
-    const auto [id, fresh] = distinct.insert(final_mean.data() + i * D);
-    if (fresh) intensity.push_back(0);
-    intensity[id] = final_count[i];
-  }
-  const int64_t K0 = distinct.size();
-  std::vector<int64_t> rank(K0);
-  std::iota(rank.begin(), rank.end(), 0);
-  std::sort(rank.begin(), rank.end(), [&](int64_t a, int64_t b) {
-    return ranks_before(intensity[a], distinct.key(a), intensity[b], distinct.key(b), D);
-  });
-
-  // Greedy suppression of centers within bandwidth of a better-ranked kept one.
-  const double bw2 = bw * bw;
-  std::vector<char> keep(K0, 1);
-  for (int64_t a = 0; a < K0; ++a) {
-    if (!keep[a]) continue;
-    const double* ca = distinct.key(rank[a]);
-    for (int64_t b = a + 1; b < K0; ++b) {
-      if (keep[b] && sq_dist(ca, distinct.key(rank[b]), D) <= bw2) keep[b] = 0;
-    }
-  }
-  for (int64_t a = 0; a < K0; ++a) {
-    if (!keep[a]) continue;
-    const double* c = distinct.key(rank[a]);
-    result.centers.insert(result.centers.end(), c, c + D);
-  }
+  result.centers = select_centers(final_mean.data(), final_count.data(), S, D, bw);
   result.num_centers = static_cast<int64_t>(result.centers.size() / D);
   if (result.num_centers > 0) {
     assign_labels(ix, result.centers.data(), result.num_centers, params, result.labels);
