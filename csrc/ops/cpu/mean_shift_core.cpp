@@ -39,10 +39,8 @@
 namespace panonet::ms::PANONET_MS_ISA {
 namespace {
 
-constexpr int64_t kScanChunk = 256;  // points per vectorized scan step
 constexpr int kBatch = 8;            // seeds climbing together
-constexpr int64_t kMaxD = 64;        // dimensions kept on the stack (more: heap)
-// Relative guard band of the float32 distance test (its error is below 1e-6 relative).
+// Relative guard band of the float32 squared-distance test.
 constexpr double kFloatGuard = 1e-5;
 using Mask = uint32_t;
 
@@ -129,10 +127,10 @@ Bins make_bins(const double* points, int64_t n, int64_t D, double bandwidth) {
 // by decreasing distance to the leaf mean. "Position" below means an index in that order.
 struct Index {
   int64_t n = 0, D = 0;
-  std::vector<double> xs;      // D x n: coordinates, structure of arrays
-  std::vector<float> offsets;  // D x n: coordinates minus the leaf mean, float32
+  std::vector<double> xs;      // n x D: coordinates
+  std::vector<float> offsets;  // n x D: coordinates minus the leaf mean, float32
   std::vector<double> rho;     // n: distance to the leaf mean (decreasing within a leaf)
-  std::vector<double> suffix;  // D x n: sum of xs from a position to the end of its leaf
+  std::vector<double> suffix;  // n x D: sum of xs from a position to the end of its leaf
   std::vector<int64_t> order;  // position -> original point index
   struct Node {
     int64_t begin, end;   // positions
@@ -280,7 +278,7 @@ class IndexBuilder {
 
   // Sum, mean, radius and the per-position arrays of leaf node `id`.
   void finish_leaf(int64_t id, std::vector<std::pair<double, int64_t>>& sorted) {
-    const int64_t D = D_, n = ix_.n;
+    const int64_t D = D_;
     const Index::Node& node = ix_.nodes[id];
     const int64_t l = std::lower_bound(ix_.leaves.begin(), ix_.leaves.end(), id) - ix_.leaves.begin();
     double* s = ix_.sums.data() + id * D;
@@ -304,15 +302,15 @@ class IndexBuilder {
       ix_.order[j] = i;
       ix_.rho[j] = sorted[t].first;
       for (int64_t d = 0; d < D; ++d) {
-        ix_.xs[d * n + j] = points_[i * D + d];
-        ix_.offsets[d * n + j] = static_cast<float>(points_[i * D + d] - c[d]);
+        ix_.xs[j * D + d] = points_[i * D + d];
+        ix_.offsets[j * D + d] = static_cast<float>(points_[i * D + d] - c[d]);
       }
     }
     for (int64_t d = 0; d < D; ++d) {
       double acc = 0;
       for (int64_t j = node.end - 1; j >= node.begin; --j) {
-        acc += ix_.xs[d * n + j];
-        ix_.suffix[d * n + j] = acc;
+        acc += ix_.xs[j * D + d];
+        ix_.suffix[j * D + d] = acc;
       }
     }
   }
@@ -329,94 +327,103 @@ class IndexBuilder {
   int64_t next_position_ = 0;
 };
 
+// kBatch lanes of float32 / float64 (GCC/Clang vector extensions: one AVX register of floats).
+typedef float Lanes __attribute__((vector_size(kBatch * sizeof(float))));
+typedef double LanesD __attribute__((vector_size(kBatch * sizeof(double))));
+
 // Per-thread buffers of the window queries.
 struct Scratch {
   std::vector<std::pair<int64_t, Mask>> stack;
-  float d2[kScanChunk];
-  double in[kScanChunk];  // 1.0 inside the window, 0.0 outside
-  float q_offset[kMaxD];
+  std::vector<Lanes> q_offset;  // D: each seed's mean minus the leaf mean, lane k = seed k
+  std::vector<LanesD> acc;      // D: window sums gathered in one leaf
 };
 
-// Adds to sum / count the points of leaf `id` within the window of q, given the distance dc of
-// q to the leaf's mean.
-void scan_leaf(const Index& ix, int64_t id, const double* q, double dc, double bw, double* sum,
-               int64_t& count, Scratch& s) {
-  const int64_t n = ix.n, D = ix.D;
+// Adds to the sums / counts of the seeds in `straddle` (means: kBatch x D, dist: distance of
+// each to the leaf mean) the points of leaf `id` within their windows. The seeds sit in the
+// vector lanes: each point is loaded once for all of them.
+void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, const double* dist,
+               double bw, double* sums, int64_t* counts, Scratch& s) {
+  const int64_t D = ix.D;
   const Index::Node& node = ix.nodes[id];
   const double* c = ix.centers.data() + id * D;
-
-  // Points with rho < t lie entirely inside (dc < bw) or outside (dc > bw) the window; with rho
-  // decreasing they are the suffix from `split`.
-  const double t = std::fabs(dc - bw) - ix.margin;
-  int64_t split = node.end;
-  if (t > 0) {
-    split = std::partition_point(ix.rho.begin() + node.begin, ix.rho.begin() + node.end,
-                                 [t](double r) { return r >= t; }) -
-            ix.rho.begin();
-  }
-  if (split < node.end && dc < bw) {
-    for (int64_t d = 0; d < D; ++d) sum[d] += ix.suffix[d * n + split];
-    count += node.end - split;
-  }
-  if (split == node.begin) return;
-
-  // The others: float32 distance from offsets, float64 test in the guard band.
-  std::vector<float> big;
-  float* qo = s.q_offset;
-  if (D > kMaxD) {
-    big.resize(D);
-    qo = big.data();
-  }
-  for (int64_t d = 0; d < D; ++d) qo[d] = static_cast<float>(q[d] - c[d]);
   const double bw2 = bw * bw;
-  // Certainly inside below lo, outside above hi; without the prefilter, d2 = 0.5 is "unsure".
-  const float lo = ix.float_ok ? static_cast<float>(bw2 * (1 - kFloatGuard)) : -1.0f;
-  const float hi = ix.float_ok ? static_cast<float>(bw2 * (1 + kFloatGuard)) : 1.0f;
-  for (int64_t c0 = node.begin; c0 < split; c0 += kScanChunk) {
-    const int64_t len = std::min(kScanChunk, split - c0);
-    float* d2 = s.d2;
-    // Without the prefilter every point falls in the "unsure" band and is tested in float64.
-    std::fill(d2, d2 + len, ix.float_ok ? 0.0f : 0.5f);
-    for (int64_t d = 0; ix.float_ok && d < D; ++d) {
-      const float* x = ix.offsets.data() + d * n + c0;
-      const float qd = qo[d];
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j) {
-        const float diff = x[j] - qd;
-        d2[j] += diff * diff;
-      }
+  // Points with rho < |dist - bw| (less the margin) lie entirely inside (dist < bw) or outside
+  // the seed's window; with rho decreasing they form the suffix from split[k].
+  int64_t split[kBatch];
+  int64_t scan_end = node.begin;
+  for (int k = 0; k < kBatch; ++k) {
+    split[k] = node.begin;  // lanes not straddling: nothing to scan
+    if (!(straddle >> k & 1)) continue;
+    const double t = std::fabs(dist[k] - bw) - ix.margin;
+    split[k] = node.end;
+    if (t > 0) {
+      split[k] = std::partition_point(ix.rho.begin() + node.begin, ix.rho.begin() + node.end,
+                                      [t](double r) { return r >= t; }) -
+                 ix.rho.begin();
     }
-    double* in = s.in;
-    int64_t unsure = 0;
-#pragma omp simd reduction(+ : unsure)
-    for (int64_t j = 0; j < len; ++j) {
-      in[j] = d2[j] <= lo ? 1.0 : 0.0;
-      unsure += (d2[j] > lo && d2[j] <= hi) ? 1 : 0;
+    if (split[k] < node.end && dist[k] < bw) {
+      double* sk = sums + k * D;
+      const double* suffix = ix.suffix.data() + split[k] * D;
+      for (int64_t d = 0; d < D; ++d) sk[d] += suffix[d];
+      counts[k] += node.end - split[k];
     }
-    if (unsure > 0) {
-      for (int64_t j = 0; j < len; ++j) {
-        if (d2[j] > lo && d2[j] <= hi) {
-          double e = 0;
-          for (int64_t d = 0; d < D; ++d) {
-            const double diff = ix.xs[d * n + c0 + j] - q[d];
-            e += diff * diff;
-          }
-          in[j] = e <= bw2 ? 1.0 : 0.0;
-        }
-      }
+    scan_end = std::max(scan_end, split[k]);
+  }
+  if (scan_end == node.begin) return;
+
+  // Offsets of the means from the leaf mean; idle lanes far away.
+  s.q_offset.resize(D);
+  s.acc.assign(D, LanesD{});
+  for (int64_t d = 0; d < D; ++d) {
+    for (int k = 0; k < kBatch; ++k) {
+      s.q_offset[d][k] =
+          (straddle >> k & 1) ? static_cast<float>(means[k * D + d] - c[d]) : 1e18f;
     }
-    double inside = 0;
-#pragma omp simd reduction(+ : inside)
-    for (int64_t j = 0; j < len; ++j) inside += in[j];
-    if (inside == 0) continue;
-    count += static_cast<int64_t>(inside);
+  }
+  // float32 distances are certainly inside below lo and outside above hi. Their error is below
+  // 2^-23 (bw + 2 r) for a leaf of radius r, so the guard band covers leaves up to r = 16 bw;
+  // wider leaves (and extreme bandwidths) test every point in float64.
+  const bool exact_all = !(ix.float_ok && node.radius <= 16 * bw);
+  const float lo = static_cast<float>(bw2 * (1 - kFloatGuard));
+  const float hi = static_cast<float>(bw2 * (1 + kFloatGuard));
+  int64_t inside_count[kBatch] = {0};
+  for (int64_t j = node.begin; j < scan_end; ++j) {
+    const float* xo = ix.offsets.data() + j * D;
+    Lanes d2 = {};
     for (int64_t d = 0; d < D; ++d) {
-      const double* x = ix.xs.data() + d * n + c0;
-      double acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < len; ++j) acc += in[j] * x[j];
-      sum[d] += acc;
+      const Lanes diff = xo[d] - s.q_offset[d];
+      d2 += diff * diff;
     }
+    LanesD in = {};
+    Mask unsure = 0;
+    bool any = false;
+    for (int k = 0; k < kBatch; ++k) {
+      const bool live = j < split[k];
+      const bool certain = live && !exact_all && d2[k] <= lo;
+      in[k] = certain ? 1.0 : 0.0;
+      unsure |= Mask(live && (exact_all || (d2[k] > lo && d2[k] <= hi))) << k;
+      any |= certain;
+    }
+    const double* x = ix.xs.data() + j * D;
+    for (int k = 0; unsure && k < kBatch; ++k) {
+      if (!(unsure >> k & 1)) continue;
+      double e = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const double diff = x[d] - means[k * D + d];
+        e += diff * diff;
+      }
+      in[k] = e <= bw2 ? 1.0 : 0.0;
+      any |= e <= bw2;
+    }
+    if (!any) continue;
+    for (int k = 0; k < kBatch; ++k) inside_count[k] += static_cast<int64_t>(in[k]);
+    for (int64_t d = 0; d < D; ++d) s.acc[d] += x[d] * in;
+  }
+  for (int k = 0; k < kBatch; ++k) {
+    if (!(straddle >> k & 1)) continue;
+    counts[k] += inside_count[k];
+    double* sk = sums + k * D;
+    for (int64_t d = 0; d < D; ++d) sk[d] += s.acc[d][k];
   }
 }
 
@@ -458,9 +465,7 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
     }
     if (!straddle) continue;
     if (node.left < 0) {
-      for (int k = 0; k < kBatch; ++k) {
-        if (straddle >> k & 1) scan_leaf(ix, id, means + k * D, dist[k], bw, sums + k * D, counts[k], s);
-      }
+      scan_leaf(ix, id, means, straddle, dist, bw, sums, counts, s);
     } else {
       s.stack.emplace_back(node.right, straddle);
       s.stack.emplace_back(node.left, straddle);
@@ -566,7 +571,7 @@ void assign_labels(const Index& ix, const double* C, int64_t K, const Params& pa
           for (int64_t k = 0; k < K; ++k) {
             double d2 = 0;
             for (int64_t d = 0; d < D; ++d) {
-              const double diff = ix.xs[d * ix.n + j] - C[k * D + d];
+              const double diff = ix.xs[j * D + d] - C[k * D + d];
               d2 += diff * diff;
             }
             if (d2 < best_d2) {
