@@ -17,11 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define PANONET_HD __host__ __device__
-#else
-#define PANONET_HD
-#endif
+#include "host_device.h"
 
 namespace panonet::dl {
 

@@ -126,6 +126,20 @@ __device__ inline T warp_total(T v) {
   return __shfl_sync(kFull, v, 0);
 }
 
+// sq_dist of a row against a mean held in registers (the first D of kMaxD entries).
+template <int kMaxD>
+__device__ inline double sq_dist_to(const double* row, const double (&mean)[kMaxD], int64_t D) {
+  double d2 = 0;
+#pragma unroll
+  for (int d = 0; d < kMaxD; ++d) {
+    if (d < D) {
+      const double diff = row[d] - mean[d];
+      d2 += diff * diff;
+    }
+  }
+  return d2;
+}
+
 // One warp per seed; see the file comment.
 template <int kMaxD>
 __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int64_t S, int64_t D,
@@ -153,15 +167,7 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
       const int64_t b = base + lane;
       bool straddle = false;
       if (b < hi) {
-        const double* c = bin_center + b * D;
-        double d2 = 0;
-#pragma unroll
-        for (int d = 0; d < kMaxD; ++d) {
-          if (d < D) {
-            const double diff = mean[d] - c[d];
-            d2 += diff * diff;
-          }
-        }
+        const double d2 = sq_dist_to<kMaxD>(bin_center + b * D, mean, D);
         const double far = bw + bin_radius[b] + margin;
         const double near = bw - bin_radius[b] - margin;
         if (d2 <= far * far) {
@@ -184,15 +190,7 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
         const long long sb = __shfl_sync(kFull, static_cast<long long>(b), src);
         for (int64_t p = bin_start[sb] + lane; p < bin_start[sb + 1]; p += 32) {
           const double* xp = xb + p * D;
-          double d2 = 0;
-#pragma unroll
-          for (int d = 0; d < kMaxD; ++d) {
-            if (d < D) {
-              const double diff = xp[d] - mean[d];
-              d2 += diff * diff;
-            }
-          }
-          if (d2 <= bw2) {
+          if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
 #pragma unroll
             for (int d = 0; d < kMaxD; ++d) {
               if (d < D) acc[d] += xp[d];
