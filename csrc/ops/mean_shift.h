@@ -18,6 +18,7 @@
 // that the same inputs give the same decisions.
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -48,6 +49,14 @@ PANONET_HD inline double bin_key(double x, double bandwidth) {
 // A seed coordinate as sklearn computes it: float32 keys times the bandwidth, in float32.
 PANONET_HD inline double seed_coord(double key, double bandwidth) {
   return static_cast<double>(static_cast<float>(key) * static_cast<float>(bandwidth));
+}
+
+// Slack on every decision taken from a bound (a whole node or bin inside / outside a window, a
+// whole bin nearest to one center): well above the rounding error of the distances involved
+// for coordinates up to `scale` in magnitude, so such decisions never differ from sklearn's
+// per-point test.
+PANONET_HD inline double bound_margin(double scale, int64_t D) {
+  return 64.0 * static_cast<double>(D + 2) * DBL_EPSILON * (scale + 1.0);
 }
 
 // sklearn's stop test: ||new - old|| <= 1e-3 * bandwidth.

@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -193,7 +192,7 @@ class IndexBuilder {
     const int64_t num_leaves = static_cast<int64_t>(ix_.leaves.size());
     at::parallel_for(0, num_leaves, 16, [&](int64_t l0, int64_t l1) {
       std::vector<std::pair<double, int64_t>> sorted;
-      for (int64_t l = l0; l < l1; ++l) finish_leaf(ix_.leaves[l], sorted);
+      for (int64_t l = l0; l < l1; ++l) finish_leaf(l, sorted);
     });
     // Internal nodes after their children (children are created after their parent).
     for (int64_t id = num_nodes - 1; id >= 0; --id) {
@@ -216,7 +215,7 @@ class IndexBuilder {
     }
     double scale = 0;
     for (int64_t i = 0; i < n * D; ++i) scale = std::max(scale, std::fabs(points_[i]));
-    ix_.margin = 64.0 * static_cast<double>(D + 2) * DBL_EPSILON * (scale + 1.0);
+    ix_.margin = bound_margin(scale, D);
   }
 
   Index take() { return std::move(ix_); }
@@ -276,11 +275,11 @@ class IndexBuilder {
     return id;
   }
 
-  // Sum, mean, radius and the per-position arrays of leaf node `id`.
-  void finish_leaf(int64_t id, std::vector<std::pair<double, int64_t>>& sorted) {
+  // Sum, mean, radius and the per-position arrays of leaf l (node ix_.leaves[l]).
+  void finish_leaf(int64_t l, std::vector<std::pair<double, int64_t>>& sorted) {
     const int64_t D = D_;
+    const int64_t id = ix_.leaves[l];
     const Index::Node& node = ix_.nodes[id];
-    const int64_t l = std::lower_bound(ix_.leaves.begin(), ix_.leaves.end(), id) - ix_.leaves.begin();
     double* s = ix_.sums.data() + id * D;
     double* c = ix_.centers.data() + id * D;
     sorted.clear();

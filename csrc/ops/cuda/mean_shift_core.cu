@@ -18,8 +18,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <cfloat>
-
 #include "../cpu/mean_shift_core.h"
 #include "../mean_shift.h"
 #include "../mean_shift_post.h"
@@ -310,7 +308,7 @@ GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64
   const at::Tensor group_of = at::repeat_interleave(at::arange(G, i32), sizes);
   const at::Tensor group_bw = at::tensor(bandwidths, at::TensorOptions().dtype(at::kDouble)).to(points.device());
   const double scale = points.abs().max().item<double>();
-  const double margin = 64.0 * static_cast<double>(D + 2) * DBL_EPSILON * (scale + 1.0);
+  const double margin = bound_margin(scale, D);
 
   // 1. Bins as runs of equal hashes.
   at::Tensor keys = at::empty({N, D}, f64);
