@@ -27,9 +27,14 @@
 #include <cstring>
 #include <numeric>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "../mean_shift.h"
 #include "../mean_shift_post.h"
 #include "mean_shift_core.h"
+#include "recycling_allocator.h"
 
 #ifndef PANONET_MS_ISA
 #define PANONET_MS_ISA baseline
@@ -91,20 +96,20 @@ class KeyTable {
 
  private:
   int64_t D_;
-  std::vector<int64_t> slots_;
-  std::vector<double> keys_;
+  RecycledVector<int64_t> slots_;
+  RecycledVector<double> keys_;
 };
 
 // Bins of size `bandwidth`, in order of first appearance: bin id per point and count per bin.
 struct Bins {
-  std::vector<int64_t> of_point;
+  RecycledVector<int64_t> of_point;
   std::vector<int64_t> count;
   KeyTable table;
 };
 
 Bins make_bins(const double* points, int64_t n, int64_t D, double bandwidth) {
-  std::vector<double> keys(n * D);
-  std::vector<uint64_t> hashes(n);
+  RecycledVector<double> keys(n * D);
+  RecycledVector<uint64_t> hashes(n);
   at::parallel_for(0, n, 2048, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       double* k = keys.data() + i * D;
@@ -112,7 +117,7 @@ Bins make_bins(const double* points, int64_t n, int64_t D, double bandwidth) {
       hashes[i] = hash_doubles(k, D);
     }
   });
-  Bins bins{std::vector<int64_t>(n), {}, KeyTable(D, n)};
+  Bins bins{RecycledVector<int64_t>(n), {}, KeyTable(D, n)};
   for (int64_t i = 0; i < n; ++i) {
     const auto [id, fresh] = bins.table.insert(keys.data() + i * D, hashes[i]);
     if (fresh) bins.count.push_back(0);
@@ -126,11 +131,11 @@ Bins make_bins(const double* points, int64_t n, int64_t D, double bandwidth) {
 // by decreasing distance to the leaf mean. "Position" below means an index in that order.
 struct Index {
   int64_t n = 0, D = 0;
-  std::vector<double> xs;      // n x D: coordinates
-  std::vector<float> offsets;  // n x D: coordinates minus the leaf mean, float32
-  std::vector<double> rho;     // n: distance to the leaf mean (decreasing within a leaf)
-  std::vector<double> suffix;  // n x D: sum of xs from a position to the end of its leaf
-  std::vector<int64_t> order;  // position -> original point index
+  RecycledVector<double> xs;      // n x D: coordinates
+  RecycledVector<float> offsets;  // n x D: coordinates minus the leaf mean, float32
+  RecycledVector<double> rho;     // n: distance to the leaf mean (decreasing within a leaf)
+  RecycledVector<double> suffix;  // n x D: sum of xs from a position to the end of its leaf
+  RecycledVector<int64_t> order;  // position -> original point index
   struct Node {
     int64_t begin, end;   // positions
     int64_t left, right;  // children, -1 for a leaf
@@ -318,7 +323,8 @@ class IndexBuilder {
   int64_t D_;
   const Bins& bins_;
   Index ix_;
-  std::vector<int64_t> by_bin_, bin_start_;
+  RecycledVector<int64_t> by_bin_;
+  std::vector<int64_t> bin_start_;
   std::vector<double> bin_center_;
   std::vector<int64_t> leaf_first_, leaf_last_;  // per node: its leaves in ix_.leaves
   std::vector<int64_t> leaf_bins_;                // bins of the leaves, leaf after leaf
@@ -329,20 +335,53 @@ class IndexBuilder {
 // kBatch lanes of float32 / float64 (GCC/Clang vector extensions: one AVX register of floats).
 typedef float Lanes __attribute__((vector_size(kBatch * sizeof(float))));
 typedef double LanesD __attribute__((vector_size(kBatch * sizeof(double))));
+typedef int32_t LanesI __attribute__((vector_size(kBatch * sizeof(int32_t))));
+
+// Bit k set where lane k of a -1/0 mask is set.
+inline int lane_bits(LanesI v) {
+#if defined(__AVX__)
+  return _mm256_movemask_ps(_mm256_castsi256_ps(reinterpret_cast<__m256i>(v)));
+#else
+  int bits = 0;
+  for (int k = 0; k < kBatch; ++k) bits |= (v[k] != 0) << k;
+  return bits;
+#endif
+}
+
+// Heap arrays of lane vectors, aligned by hand. std::vector<Lanes> would be one template
+// instantiation shared by the baseline and AVX2 translation units, which disagree on the type's
+// alignment (16 vs 32 bytes); the linker keeps one, and aligned AVX stores then fault.
+class LaneArray {
+ public:
+  template <typename V>
+  V* get(int64_t count) {
+    bytes_.resize(count * sizeof(V) + kAlign);
+    const auto addr = reinterpret_cast<uintptr_t>(bytes_.data());
+    return reinterpret_cast<V*>((addr + kAlign - 1) & ~uintptr_t(kAlign - 1));
+  }
+
+ private:
+  static constexpr uintptr_t kAlign = 64;
+  std::vector<unsigned char> bytes_;
+};
 
 // Per-thread buffers of the window queries.
 struct Scratch {
   std::vector<std::pair<int64_t, Mask>> stack;
-  std::vector<Lanes> q_offset;  // D: each seed's mean minus the leaf mean, lane k = seed k
-  std::vector<LanesD> acc;      // D: window sums gathered in one leaf
+  LaneArray q_offset;  // D Lanes: each seed's mean minus the leaf mean, lane k = seed k
+  LaneArray acc;       // D LanesD: window sums gathered in one leaf
+  LaneArray means;     // D LanesD: the seeds' means, lane k = seed k
+  const LanesD* means_t = nullptr;
 };
 
 // Adds to the sums / counts of the seeds in `straddle` (means: kBatch x D, dist: distance of
 // each to the leaf mean) the points of leaf `id` within their windows. The seeds sit in the
-// vector lanes: each point is loaded once for all of them.
+// vector lanes: each point is loaded once for all of them. kD: the dimension when known at
+// compile time (loops unrolled, the seeds' offsets kept in registers), 0 for any D.
+template <int kD>
 void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, const double* dist,
                double bw, double* sums, int64_t* counts, Scratch& s) {
-  const int64_t D = ix.D;
+  const int64_t D = kD > 0 ? kD : ix.D;
   const Index::Node& node = ix.nodes[id];
   const double* c = ix.centers.data() + id * D;
   const double bw2 = bw * bw;
@@ -371,12 +410,17 @@ void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, 
   if (scan_end == node.begin) return;
 
   // Offsets of the means from the leaf mean; idle lanes far away.
-  s.q_offset.resize(D);
-  s.acc.assign(D, LanesD{});
+  constexpr int kRegs = kD > 0 ? kD : 1;
+  Lanes q_reg[kRegs];
+  Lanes* q = kD > 0 ? q_reg : s.q_offset.get<Lanes>(D);
+  LanesD* acc = s.acc.get<LanesD>(D);
+  for (int64_t d = 0; d < D; ++d) acc[d] = LanesD{};
+  LanesI live_until;  // lane k scans positions below split[k]
+  for (int k = 0; k < kBatch; ++k) live_until[k] = static_cast<int32_t>(split[k] - node.begin);
   for (int64_t d = 0; d < D; ++d) {
+    q[d] = __builtin_convertvector(s.means_t[d] - c[d], Lanes);
     for (int k = 0; k < kBatch; ++k) {
-      s.q_offset[d][k] =
-          (straddle >> k & 1) ? static_cast<float>(means[k * D + d] - c[d]) : 1e18f;
+      if (!(straddle >> k & 1)) q[d][k] = 1e18f;
     }
   }
   // float32 distances are certainly inside below lo and outside above hi. Their error is below
@@ -385,51 +429,58 @@ void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, 
   const bool exact_all = !(ix.float_ok && node.radius <= 16 * bw);
   const float lo = static_cast<float>(bw2 * (1 - kFloatGuard));
   const float hi = static_cast<float>(bw2 * (1 + kFloatGuard));
-  int64_t inside_count[kBatch] = {0};
+  // Not from the float32 distances, which may be inf or NaN for huge coordinates.
+  const LanesI all_exact = LanesI{} + (exact_all ? -1 : 0);
+  LanesI inside_count = {};
   for (int64_t j = node.begin; j < scan_end; ++j) {
     const float* xo = ix.offsets.data() + j * D;
     Lanes d2 = {};
     for (int64_t d = 0; d < D; ++d) {
-      const Lanes diff = xo[d] - s.q_offset[d];
+      const Lanes diff = xo[d] - q[d];
       d2 += diff * diff;
     }
-    LanesD in = {};
-    Mask unsure = 0;
-    bool any = false;
-    for (int k = 0; k < kBatch; ++k) {
-      const bool live = j < split[k];
-      const bool certain = live && !exact_all && d2[k] <= lo;
-      in[k] = certain ? 1.0 : 0.0;
-      unsure |= Mask(live && (exact_all || (d2[k] > lo && d2[k] <= hi))) << k;
-      any |= certain;
-    }
+    // Lane masks (-1 / 0), computed for all lanes at once.
+    const LanesI live = static_cast<int32_t>(j - node.begin) < live_until;
+    LanesI in = live & ~all_exact & (d2 <= lo);
+    const LanesI unsure = live & (all_exact | ((d2 > lo) & (d2 <= hi)));
+    const int unsure_bits = lane_bits(unsure);
+    int in_bits = lane_bits(in);
     const double* x = ix.xs.data() + j * D;
-    for (int k = 0; unsure && k < kBatch; ++k) {
-      if (!(unsure >> k & 1)) continue;
-      double e = 0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double diff = x[d] - means[k * D + d];
-        e += diff * diff;
+    if (unsure_bits) {  // rare: within the guard band (or every point of a too-wide leaf)
+      for (int k = 0; k < kBatch; ++k) {
+        if (!(unsure_bits >> k & 1)) continue;
+        double e = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const double diff = x[d] - means[k * D + d];
+          e += diff * diff;
+        }
+        in[k] = e <= bw2 ? -1 : 0;
+        in_bits |= (e <= bw2) << k;
       }
-      in[k] = e <= bw2 ? 1.0 : 0.0;
-      any |= e <= bw2;
     }
-    if (!any) continue;
-    for (int k = 0; k < kBatch; ++k) inside_count[k] += static_cast<int64_t>(in[k]);
-    for (int64_t d = 0; d < D; ++d) s.acc[d] += x[d] * in;
+    if (!in_bits) continue;
+    inside_count -= in;
+    const LanesD take = __builtin_convertvector(-in, LanesD);  // 1.0 / 0.0
+    for (int64_t d = 0; d < D; ++d) acc[d] += x[d] * take;
   }
   for (int k = 0; k < kBatch; ++k) {
     if (!(straddle >> k & 1)) continue;
     counts[k] += inside_count[k];
     double* sk = sums + k * D;
-    for (int64_t d = 0; d < D; ++d) sk[d] += s.acc[d][k];
+    for (int64_t d = 0; d < D; ++d) sk[d] += acc[d][k];
   }
 }
 
 // For the seeds in `mask` (means: kBatch x D), sums and counts of the points within bandwidth.
+template <int kD>
 void window_batch(const Index& ix, const double* means, Mask mask, double bw, double* sums,
                   int64_t* counts, Scratch& s) {
-  const int64_t D = ix.D;
+  const int64_t D = kD > 0 ? kD : ix.D;
+  LanesD* means_t = s.means.get<LanesD>(D);
+  for (int64_t d = 0; d < D; ++d) {
+    for (int k = 0; k < kBatch; ++k) means_t[d][k] = (mask >> k & 1) ? means[k * D + d] : 0.0;
+  }
+  s.means_t = means_t;
   for (int k = 0; k < kBatch; ++k) {
     if (!(mask >> k & 1)) continue;
     std::fill(sums + k * D, sums + (k + 1) * D, 0.0);
@@ -447,10 +498,17 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
     const double far = bw + node.radius + ix.margin;
     const double near = bw - node.radius - ix.margin;
     const double far2 = far * far, near2 = near > 0 ? near * near : -1.0;
+    // Squared distances of all lanes at once (per lane the same sum, in the same order, as
+    // sq_dist).
+    LanesD d2v = {};
+    for (int64_t d = 0; d < D; ++d) {
+      const LanesD diff = means_t[d] - c[d];
+      d2v += diff * diff;
+    }
     Mask straddle = 0;
     for (int k = 0; k < kBatch; ++k) {
       if (!(live >> k & 1)) continue;
-      const double d2 = sq_dist(means + k * D, c, D);
+      const double d2 = d2v[k];
       if (d2 > far2) continue;  // the node lies outside this seed's window
       if (d2 <= near2) {        // inside it
         const double* ns = ix.sums.data() + id * D;
@@ -464,11 +522,27 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
     }
     if (!straddle) continue;
     if (node.left < 0) {
-      scan_leaf(ix, id, means, straddle, dist, bw, sums, counts, s);
+      scan_leaf<kD>(ix, id, means, straddle, dist, bw, sums, counts, s);
     } else {
       s.stack.emplace_back(node.right, straddle);
       s.stack.emplace_back(node.left, straddle);
     }
+  }
+}
+
+using WindowFn = void (*)(const Index&, const double*, Mask, double, double*, int64_t*,
+                         Scratch&);
+
+// The embedding sizes in common use get loops unrolled at compile time.
+WindowFn window_fn(int64_t D) {
+  switch (D) {
+    case 2: return &window_batch<2>;
+    case 3: return &window_batch<3>;
+    case 4: return &window_batch<4>;
+    case 8: return &window_batch<8>;
+    case 12: return &window_batch<12>;
+    case 16: return &window_batch<16>;
+    default: return &window_batch<0>;
   }
 }
 
@@ -499,6 +573,7 @@ void climb(const Index& ix, const std::vector<double>& seeds, const std::vector<
             [&](int64_t a, int64_t b) { return position[a] < position[b]; });
   final_mean.assign(S * D, 0.0);
   final_count.assign(S, 0);
+  const WindowFn window_batch = window_fn(D);
   dynamic_for((S + kBatch - 1) / kBatch, [&](int64_t batch) {
     thread_local Scratch scratch;
     std::vector<double> means(kBatch * D), sums(kBatch * D), old(D);
