@@ -166,12 +166,27 @@ class IndexBuilder {
     by_bin_.resize(n);
     std::vector<int64_t> fill(bin_start_.begin(), bin_start_.end() - 1);
     for (int64_t i = 0; i < n; ++i) by_bin_[fill[bins.of_point[i]]++] = i;
+    // One gather of the points into bin order; every later pass reads them sequentially. The
+    // reads are random (a bin's points are scattered), so they are prefetched a few ahead:
+    // without that this pass and the two that followed were bound by memory latency.
+    binned_.resize(n * D);
+    at::parallel_for(0, n, 4096, [&](int64_t j0, int64_t j1) {
+      constexpr int64_t kAhead = 16;
+      for (int64_t j = j0; j < j1; ++j) {
+        if (j + kAhead < j1) {
+          const double* ahead = points_ + by_bin_[j + kAhead] * D;
+          __builtin_prefetch(ahead);
+          __builtin_prefetch(ahead + D - 1);
+        }
+        std::copy_n(points_ + by_bin_[j] * D, D, binned_.data() + j * D);
+      }
+    });
     bin_center_.assign(nb * D, 0.0);
     at::parallel_for(0, nb, 64, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         double* c = bin_center_.data() + b * D;
         for (int64_t j = bin_start_[b]; j < bin_start_[b + 1]; ++j) {
-          const double* p = points_ + by_bin_[j] * D;
+          const double* p = binned_.data() + j * D;
           for (int64_t d = 0; d < D; ++d) c[d] += p[d];
         }
         for (int64_t d = 0; d < D; ++d) c[d] /= static_cast<double>(bins_.count[b]);
@@ -291,23 +306,24 @@ class IndexBuilder {
     for (int64_t k = leaf_bin_range_[l].first; k < leaf_bin_range_[l].second; ++k) {
       const int64_t b = leaf_bins_[k];
       for (int64_t j = bin_start_[b]; j < bin_start_[b + 1]; ++j) {
-        const double* p = points_ + by_bin_[j] * D;
+        const double* p = binned_.data() + j * D;
         for (int64_t d = 0; d < D; ++d) s[d] += p[d];
-        sorted.emplace_back(0.0, by_bin_[j]);
+        sorted.emplace_back(0.0, j);
       }
     }
     const double cnt = static_cast<double>(node.end - node.begin);
     for (int64_t d = 0; d < D; ++d) c[d] = s[d] / cnt;
-    for (auto& [rho, i] : sorted) rho = std::sqrt(sq_dist(points_ + i * D, c, D));
+    for (auto& [rho, j] : sorted) rho = std::sqrt(sq_dist(binned_.data() + j * D, c, D));
     std::sort(sorted.begin(), sorted.end(), std::greater<>());
     ix_.nodes[id].radius = sorted.empty() ? 0.0 : sorted.front().first;
     for (size_t t = 0; t < sorted.size(); ++t) {
-      const int64_t j = node.begin + static_cast<int64_t>(t), i = sorted[t].second;
-      ix_.order[j] = i;
+      const int64_t j = node.begin + static_cast<int64_t>(t), from = sorted[t].second;
+      const double* p = binned_.data() + from * D;
+      ix_.order[j] = by_bin_[from];
       ix_.rho[j] = sorted[t].first;
       for (int64_t d = 0; d < D; ++d) {
-        ix_.xs[j * D + d] = points_[i * D + d];
-        ix_.offsets[j * D + d] = static_cast<float>(points_[i * D + d] - c[d]);
+        ix_.xs[j * D + d] = p[d];
+        ix_.offsets[j * D + d] = static_cast<float>(p[d] - c[d]);
       }
     }
     for (int64_t d = 0; d < D; ++d) {
@@ -324,6 +340,7 @@ class IndexBuilder {
   const Bins& bins_;
   Index ix_;
   RecycledVector<int64_t> by_bin_;
+  RecycledVector<double> binned_;  // n x D: the points in bin order (by_bin_)
   std::vector<int64_t> bin_start_;
   std::vector<double> bin_center_;
   std::vector<int64_t> leaf_first_, leaf_last_;  // per node: its leaves in ix_.leaves
