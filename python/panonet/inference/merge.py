@@ -1,0 +1,438 @@
+"""Panoptic post-processing (PanoNet Sec. III-D), as pure functions of tensors.
+
+The network predicts, at 1/4 of the input resolution, semantic logits (B, C, h, w) and a pixel
+embedding (B, D, h, w). Post-processing (in the style of detectron2's Panoptic-DeepLab):
+
+1. semantic: bilinear upsampling of the logits to the output size, then argmax
+   (:func:`semantic_from_logits`);
+2. instances: class-wise mean-shift of the embedding at 1/4 resolution
+   (:func:`panonet.ops.cluster_instances`, on the argmax of the low-resolution logits), the
+   instance map resized by nearest neighbour, pixels whose full-resolution class disagrees with
+   their instance's class dropped, small instances removed (:func:`instances_from_embedding`);
+3. panoptic: Cityscapes ids, ``labelId`` for stuff, ``labelId * 1000 + j`` for the j-th
+   instance of a thing class, 0 for void (:func:`panoptic_from_semantic_instance`).
+
+Resizing convention: label maps (semantic or instance ids) are resized with *nearest-exact*
+(half-pixel centres: output pixel ``y`` reads input row ``floor((y + 0.5) * h / H)``), the same
+sampling geometry as ``F.interpolate(..., mode="bilinear", align_corners=False)`` used for the
+logits, so instance masks and the full-resolution semantic map line up. It is computed with exact
+integer index arithmetic (:func:`resize_labels`) because ``F.interpolate`` does not accept
+integer tensors and a float round trip would be inexact for large ids. Never resize label maps
+bilinearly: that invents ids that are in neither neighbour.
+
+Every function accepts a batch (leading B dimension) or a single image (no B dimension) and
+returns the same layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
+from panonet.ops import cluster_instances
+
+__all__ = [
+    "LABEL_DIVISOR",
+    "instances_from_embedding",
+    "merge",
+    "panoptic_from_semantic_instance",
+    "resize_labels",
+    "semantic_from_logits",
+]
+
+LABEL_DIVISOR = 1000
+"""Cityscapes panoptic / instanceIds convention: a thing segment's id is labelId * 1000 + j."""
+
+
+def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per-pixel class: bilinear upsampling of the logits, then argmax over classes.
+
+    Args:
+        logits: (B, C, h, w) or (C, h, w) floating class scores.
+        size: output (H, W); ``None`` keeps (h, w). Upsampling is bilinear with
+            ``align_corners=False`` (half-pixel centres).
+
+    Returns:
+        int64 class ids (trainIds), (B, H, W) or (H, W); ties go to the lowest class id.
+    """
+    _check_float(logits, "semantic_from_logits", "logits")
+    if logits.dim() not in (3, 4):
+        raise ValueError(
+            "semantic_from_logits: expected logits of shape (B, C, h, w) or (C, h, w), got "
+            f"{tuple(logits.shape)}"
+        )
+    unbatched = logits.dim() == 3
+    x = logits.unsqueeze(0) if unbatched else logits
+    if size is not None:
+        size = _check_size(size, "semantic_from_logits")
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    out = x.argmax(dim=1)
+    return out.squeeze(0) if unbatched else out
+
+
+def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a label map (class or instance ids) by nearest neighbour, ``nearest-exact`` style.
+
+    Output pixel (y, x) takes input pixel (floor((y + 0.5) * h / H), floor((x + 0.5) * w / W)),
+    computed exactly in integers; only values present in ``labels`` appear in the result.
+
+    Args:
+        labels: (..., h, w) tensor of any dtype (typically int64), at least 2-D.
+        size: output (H, W).
+
+    Returns:
+        (..., H, W) tensor of ``labels``' dtype and device.
+    """
+    if labels.dim() < 2:
+        raise ValueError(
+            f"resize_labels: expected a (..., h, w) label map, got shape {tuple(labels.shape)}"
+        )
+    H, W = _check_size(size, "resize_labels")
+    h, w = labels.shape[-2:]
+    if (H, W) == (h, w):
+        return labels.clone()
+    if h == 0 or w == 0:
+        raise ValueError(f"resize_labels: cannot resize an empty {h}x{w} map to {H}x{W}")
+    # floor((y + 0.5) * h / H) == ((2y + 1) * h) // (2H), without floating-point rounding.
+    iy = ((2 * torch.arange(H, device=labels.device) + 1) * h) // (2 * H)
+    ix = ((2 * torch.arange(W, device=labels.device) + 1) * w) // (2 * W)
+    return labels[..., iy[:, None], ix[None, :]]
+
+
+def instances_from_embedding(
+    embedding: torch.Tensor,
+    semantic_lowres: torch.Tensor,
+    bandwidth: torch.Tensor | Sequence[float],
+    *,
+    size: tuple[int, int] | None = None,
+    semantic_fullres: torch.Tensor | None = None,
+    min_instance_size: int = 0,
+    min_bin_freq: int = 1,
+) -> torch.Tensor:
+    """Instance ids from class-wise mean-shift of the embedding, at the output resolution.
+
+    Clustering runs at the embedding's (low) resolution with
+    :func:`panonet.ops.cluster_instances`; the instance map is then resized to the output size
+    with :func:`resize_labels` (nearest-exact). The class of an instance is the low-resolution
+    class of its pixels (the op clusters each class separately, so it is unique).
+
+    Args:
+        embedding: (B, D, h, w) or (D, h, w) floating pixel embedding.
+        semantic_lowres: (B, h, w) or (h, w) integer trainIds the clustering is done on
+            (usually the argmax of the low-resolution logits). Ids outside
+            ``[0, len(bandwidth))`` such as 255 are not clustered.
+        bandwidth: (C,) floating per-class bandwidths, <= 0 for classes not clustered (see
+            :func:`panonet.inference.bandwidth_table`).
+        size: output (H, W); default: that of ``semantic_fullres`` if given, else (h, w).
+        semantic_fullres: optional (B, H, W) or (H, W) integer trainIds at the output
+            resolution; an instance keeps only the pixels where this class equals its own class.
+        min_instance_size: instances with fewer pixels than this at the output resolution (after
+            the class masking) are removed (set to 0).
+        min_bin_freq: mean-shift bin-seeding threshold, see :func:`panonet.ops.mean_shift`.
+
+    Returns:
+        int64 instance ids, (B, H, W) or (H, W): 0 where not clustered / removed, else 1..K
+        consecutive within each image, in the op's order (by class, then cluster rank).
+    """
+    fn = "instances_from_embedding"
+    _check_float(embedding, fn, "embedding")
+    if embedding.dim() not in (3, 4):
+        raise ValueError(
+            f"{fn}: expected embedding of shape (B, D, h, w) or (D, h, w), got "
+            f"{tuple(embedding.shape)}"
+        )
+    unbatched = embedding.dim() == 3
+    emb = embedding.unsqueeze(0) if unbatched else embedding
+    B, _, h, w = emb.shape
+    sem = _as_batched_labels(semantic_lowres, unbatched, fn, "semantic_lowres")
+    if tuple(sem.shape) != (B, h, w):
+        raise ValueError(
+            f"{fn}: expected semantic_lowres of shape {_shape(B, h, w, unbatched)} to match the "
+            f"embedding {tuple(embedding.shape)}, got {tuple(semantic_lowres.shape)}"
+        )
+    bw = _check_bandwidth(bandwidth, fn)
+    min_instance_size = _check_nonneg_int(min_instance_size, fn, "min_instance_size")
+
+    full = None
+    if semantic_fullres is not None:
+        full = _as_batched_labels(semantic_fullres, unbatched, fn, "semantic_fullres")
+        if full.shape[0] != B:
+            raise ValueError(
+                f"{fn}: expected semantic_fullres with batch size {B}, got shape "
+                f"{tuple(semantic_fullres.shape)}"
+            )
+        full_size = tuple(full.shape[-2:])
+        if size is not None and _check_size(size, fn) != full_size:
+            raise ValueError(
+                f"{fn}: size {tuple(size)} does not match semantic_fullres of shape "
+                f"{tuple(semantic_fullres.shape)}"
+            )
+        size = full_size
+    out_size = (h, w) if size is None else _check_size(size, fn)
+
+    inst = cluster_instances(emb, sem, bw, min_bin_freq=min_bin_freq)
+    kmax = int(inst.max()) if inst.numel() else 0
+
+    if full is not None:
+        # Class of each instance id, looked up per image (-1 for id 0 so it never matches).
+        cls = torch.full((B, kmax + 1), -1, dtype=torch.int64, device=inst.device)
+        cls.scatter_(1, inst.flatten(1), sem.long().flatten(1))
+        cls[:, 0] = -1
+        inst = resize_labels(inst, out_size)
+        inst_cls = torch.gather(cls, 1, inst.flatten(1)).view_as(inst)
+        inst = torch.where(inst_cls == full.long(), inst, 0)
+    else:
+        inst = resize_labels(inst, out_size)
+
+    inst = _filter_and_renumber(inst, kmax, min_instance_size)
+    return inst.squeeze(0) if unbatched else inst
+
+
+def panoptic_from_semantic_instance(
+    semantic: torch.Tensor,
+    instance: torch.Tensor,
+    *,
+    train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
+    thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
+) -> torch.Tensor:
+    """Cityscapes panoptic ids from a semantic (trainId) map and an instance map.
+
+    Per pixel, with ``C = len(train_to_label)`` classes:
+
+    - stuff class (trainId in [0, C), not a thing): its labelId (the instance id is ignored);
+    - thing class with instance k > 0: ``labelId * 1000 + j``, where j = 0, 1, 2, ... numbers
+      the distinct instance ids of that class in the image in increasing order, as in
+      Cityscapes' ``gtFine_instanceIds`` (so each (class, instance) pair gets its own id);
+    - thing class with instance 0 (not clustered or removed): 0, void (Cityscapes
+      ``unlabeled``);
+    - any other id (255 ignore, negative, >= C): 0, void.
+
+    Args:
+        semantic: (B, H, W) or (H, W) integer trainIds.
+        instance: integer instance ids >= 0 of the same shape (ids need only be unique per
+            image, not consecutive).
+        train_to_label: (C,) labelId of each trainId; default the Cityscapes table.
+        thing_train_ids: trainIds that have instances; default Cityscapes' 8 thing classes.
+
+    Returns:
+        int64 panoptic ids of ``semantic``'s shape, on its device.
+
+    Raises:
+        ValueError: shape / dtype mismatch, negative instance ids, thing ids outside [0, C), or
+            more than 1000 instances of one class in one image (ids would collide).
+    """
+    fn = "panoptic_from_semantic_instance"
+    _check_int(semantic, fn, "semantic")
+    _check_int(instance, fn, "instance")
+    if semantic.dim() not in (2, 3):
+        raise ValueError(
+            f"{fn}: expected semantic of shape (B, H, W) or (H, W), got {tuple(semantic.shape)}"
+        )
+    if instance.shape != semantic.shape:
+        raise ValueError(
+            f"{fn}: expected instance of the semantic map's shape {tuple(semantic.shape)}, got "
+            f"{tuple(instance.shape)}"
+        )
+    if instance.device != semantic.device:
+        raise ValueError(
+            f"{fn}: expected semantic and instance on one device, got {semantic.device} and "
+            f"{instance.device}"
+        )
+    device = semantic.device
+    table = TRAIN_TO_LABEL if train_to_label is None else train_to_label
+    if isinstance(table, np.ndarray):
+        table = table.copy()  # torch warns on (and could alias) a read-only numpy table
+    t2l = torch.as_tensor(table, device=device)
+    if t2l.dim() != 1 or t2l.numel() == 0 or t2l.is_floating_point():
+        raise ValueError(
+            f"{fn}: expected train_to_label as a non-empty 1-D integer table, got shape "
+            f"{tuple(t2l.shape)} dtype {t2l.dtype}"
+        )
+    t2l = t2l.long()
+    C = t2l.numel()
+    things = sorted({int(t) for t in thing_train_ids})
+    if any(not 0 <= t < C for t in things):
+        raise ValueError(f"{fn}: thing_train_ids must lie in [0, {C}), got {things}")
+    is_thing = torch.zeros(C, dtype=torch.bool, device=device)
+    is_thing[things] = True
+
+    unbatched = semantic.dim() == 2
+    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
+    inst = (instance.unsqueeze(0) if unbatched else instance).long()
+    if inst.numel() and int(inst.min()) < 0:
+        raise ValueError(f"{fn}: instance ids must be >= 0, got {int(inst.min())}")
+
+    valid = (sem >= 0) & (sem < C)
+    cls = sem.clamp(0, C - 1)
+    label = t2l[cls]
+    thing = valid & is_thing[cls]
+    pan = torch.where(valid & ~thing, label, 0)
+
+    segment = thing & (inst > 0)
+    if bool(segment.any()):
+        # One sortable key per (image, class, instance): sorted unique keys list each image's
+        # classes in order and, within a class, its instance ids in increasing order, so j is
+        # the key's rank minus the rank of its (image, class) group's first key.
+        K = int(inst.max()) + 1
+        b = torch.arange(sem.shape[0], device=device).view(-1, 1, 1).expand_as(sem)
+        keys = ((b * C + cls) * K + inst)[segment]
+        unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+        group_start = torch.searchsorted(unique, unique // K * K)
+        j = torch.arange(unique.numel(), device=device) - group_start
+        if int(j.max()) >= LABEL_DIVISOR:
+            raise ValueError(
+                f"{fn}: more than {LABEL_DIVISOR} instances of one class in one image; "
+                f"panoptic ids labelId * {LABEL_DIVISOR} + j would collide"
+            )
+        pan[segment] = label[segment] * LABEL_DIVISOR + j[inverse]
+    return pan.squeeze(0) if unbatched else pan
+
+
+def merge(
+    semantic_logits_lowres: torch.Tensor,
+    embedding_lowres: torch.Tensor,
+    bandwidth: torch.Tensor | Sequence[float],
+    *,
+    size: tuple[int, int],
+    min_instance_size: int = 0,
+    min_bin_freq: int = 1,
+    train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
+    thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
+) -> dict[str, torch.Tensor]:
+    """Full post-processing: low-resolution network outputs to semantic, instance and panoptic.
+
+    Clustering uses the argmax of the *low-resolution* logits (the embedding's resolution); the
+    output semantic map is the argmax of the bilinearly upsampled logits, and instances are
+    masked to pixels where the two agree on the class (see :func:`instances_from_embedding`).
+
+    Args:
+        semantic_logits_lowres: (B, C, h, w) or (C, h, w) floating class logits.
+        embedding_lowres: (B, D, h, w) or (D, h, w) floating embedding, same B, h, w.
+        bandwidth: (C,) per-class bandwidths (<= 0: not clustered), see
+            :func:`panonet.inference.bandwidth_table`.
+        size: output (H, W), usually the input image's size.
+        min_instance_size: minimum instance area in output pixels; smaller ones become void.
+        min_bin_freq: mean-shift bin-seeding threshold.
+        train_to_label, thing_train_ids: class table for the panoptic ids (default Cityscapes).
+
+    Returns:
+        ``{"semantic": trainIds, "instance": ids 0..K, "panoptic": Cityscapes ids}``, each an
+        int64 (B, H, W) or (H, W) tensor on the inputs' device.
+    """
+    fn = "merge"
+    _check_float(semantic_logits_lowres, fn, "semantic_logits_lowres")
+    _check_float(embedding_lowres, fn, "embedding_lowres")
+    if semantic_logits_lowres.dim() not in (3, 4):
+        raise ValueError(
+            f"{fn}: expected semantic_logits_lowres of shape (B, C, h, w) or (C, h, w), got "
+            f"{tuple(semantic_logits_lowres.shape)}"
+        )
+    if embedding_lowres.dim() != semantic_logits_lowres.dim():
+        raise ValueError(
+            f"{fn}: expected embedding_lowres with {semantic_logits_lowres.dim()} dims like the "
+            f"logits {tuple(semantic_logits_lowres.shape)}, got {tuple(embedding_lowres.shape)}"
+        )
+    batch_dims = semantic_logits_lowres.dim() - 3
+    lead = semantic_logits_lowres.shape[:batch_dims]
+    spatial = semantic_logits_lowres.shape[-2:]
+    if embedding_lowres.shape[:batch_dims] != lead or embedding_lowres.shape[-2:] != spatial:
+        raise ValueError(
+            f"{fn}: expected embedding_lowres with batch and spatial dims matching the logits "
+            f"{tuple(semantic_logits_lowres.shape)}, got {tuple(embedding_lowres.shape)}"
+        )
+    C = semantic_logits_lowres.shape[batch_dims]
+    bw = _check_bandwidth(bandwidth, fn)
+    if bw.numel() != C:
+        raise ValueError(f"{fn}: expected {C} bandwidths (one per logit channel), got {bw.numel()}")
+    size = _check_size(size, fn)
+
+    semantic_lowres = semantic_from_logits(semantic_logits_lowres)
+    semantic = semantic_from_logits(semantic_logits_lowres, size)
+    instance = instances_from_embedding(
+        embedding_lowres,
+        semantic_lowres,
+        bw,
+        semantic_fullres=semantic,
+        min_instance_size=min_instance_size,
+        min_bin_freq=min_bin_freq,
+    )
+    panoptic = panoptic_from_semantic_instance(
+        semantic, instance, train_to_label=train_to_label, thing_train_ids=thing_train_ids
+    )
+    return {"semantic": semantic, "instance": instance, "panoptic": panoptic}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _filter_and_renumber(inst: torch.Tensor, kmax: int, min_size: int) -> torch.Tensor:
+    """Drop ids with fewer than ``min_size`` pixels, renumber the rest 1..K per image (order
+    kept). ``inst``: (B, H, W) int64 with values in [0, kmax]."""
+    B = inst.shape[0]
+    flat = inst.flatten(1)
+    counts = torch.zeros(B, kmax + 1, dtype=torch.int64, device=inst.device)
+    counts.scatter_add_(1, flat, torch.ones_like(flat))
+    keep = counts >= max(min_size, 1)
+    keep[:, 0] = False
+    new_ids = keep.long().cumsum(dim=1) * keep
+    return torch.gather(new_ids, 1, flat).view_as(inst)
+
+
+def _check_float(x, fn: str, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{fn}: expected {name} with a floating dtype, got {x.dtype}")
+
+
+def _check_int(x, fn: str, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{fn}: expected {name} with an integer dtype, got {x.dtype}")
+
+
+def _as_batched_labels(x, unbatched: bool, fn: str, name: str) -> torch.Tensor:
+    _check_int(x, fn, name)
+    want = 2 if unbatched else 3
+    if x.dim() != want:
+        layout = "(H, W)" if unbatched else "(B, H, W)"
+        raise ValueError(
+            f"{fn}: expected {name} of shape {layout} (like the embedding), got {tuple(x.shape)}"
+        )
+    return x.unsqueeze(0) if unbatched else x
+
+
+def _check_bandwidth(bandwidth, fn: str) -> torch.Tensor:
+    bw = torch.as_tensor(bandwidth)
+    if bw.dim() != 1 or not bw.is_floating_point():
+        raise ValueError(
+            f"{fn}: expected bandwidth as a (num_classes,) floating tensor, got shape "
+            f"{tuple(bw.shape)} dtype {bw.dtype}"
+        )
+    return bw
+
+
+def _check_size(size, fn: str) -> tuple[int, int]:
+    try:
+        H, W = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{fn}: expected size as (H, W), got {size!r}") from None
+    if H <= 0 or W <= 0:
+        raise ValueError(f"{fn}: expected a positive size (H, W), got {(H, W)}")
+    return H, W
+
+
+def _check_nonneg_int(value, fn: str, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 0:
+        raise ValueError(f"{fn}: expected {name} as an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _shape(B: int, h: int, w: int, unbatched: bool) -> tuple[int, ...]:
+    return (h, w) if unbatched else (B, h, w)

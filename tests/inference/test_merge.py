@@ -1,0 +1,278 @@
+"""panonet.inference.merge: semantic, instance and panoptic post-processing."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
+from panonet.inference import bandwidth_table, merge
+from panonet.inference.merge import (
+    instances_from_embedding,
+    panoptic_from_semantic_instance,
+    resize_labels,
+    semantic_from_logits,
+)
+
+ROAD, SKY, PERSON, CAR = 0, 10, 11, 13  # trainIds
+BW = bandwidth_table()
+
+
+def two_cars(B=1):
+    """A 4x6 low-res frame: road column, two car blobs far apart in embedding space, one
+    ignore pixel. Returns (embedding (B,2,4,6), semantic (B,4,6))."""
+    sem = torch.full((4, 6), CAR)
+    sem[:, 0] = ROAD
+    sem[0, 5] = 255
+    emb = torch.zeros(2, 4, 6)
+    emb[0, :, 3:] = 5.0  # right car far from the left one (bandwidth 0.5)
+    emb[1, 2:, 1:3] = 0.1  # small spread inside the left car, well within the bandwidth
+    return emb.expand(B, -1, -1, -1).clone(), sem.expand(B, -1, -1).clone()
+
+
+# --- semantic_from_logits and resize_labels -----------------------------------------------------
+
+
+def test_semantic_from_logits_argmax_and_upsampling():
+    logits = torch.randn(2, 5, 3, 4)
+    out = semantic_from_logits(logits)
+    assert out.dtype == torch.int64 and torch.equal(out, logits.argmax(1))
+    up = semantic_from_logits(logits, (12, 16))
+    ref = F.interpolate(logits, size=(12, 16), mode="bilinear", align_corners=False).argmax(1)
+    assert up.shape == (2, 12, 16) and torch.equal(up, ref)
+    assert torch.equal(semantic_from_logits(logits[1], (12, 16)), ref[1])  # unbatched
+
+
+def test_semantic_from_logits_errors():
+    with pytest.raises(TypeError, match="floating dtype, got torch.int64"):
+        semantic_from_logits(torch.zeros(1, 2, 3, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"\(B, C, h, w\) or \(C, h, w\), got \(3, 3\)"):
+        semantic_from_logits(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="positive size"):
+        semantic_from_logits(torch.zeros(2, 3, 3), (0, 4))
+
+
+@pytest.mark.parametrize("h, w, H, W", [(2, 3, 8, 12), (5, 7, 13, 9), (3, 3, 7, 7), (4, 4, 3, 5)])
+def test_resize_labels_is_nearest_exact(h, w, H, W):
+    labels = torch.randint(0, 1000, (2, h, w))
+    out = resize_labels(labels, (H, W))
+    ref = F.interpolate(labels[:, None].double(), size=(H, W), mode="nearest-exact")[:, 0]
+    assert out.dtype == torch.int64 and torch.equal(out, ref.long())
+    assert set(out.unique().tolist()) <= set(labels.unique().tolist())
+
+
+def test_resize_labels_x4_blocks_and_identity():
+    labels = torch.arange(6).view(2, 3)
+    assert torch.equal(
+        resize_labels(labels, (8, 12)), labels.repeat_interleave(4, 0).repeat_interleave(4, 1)
+    )
+    assert torch.equal(resize_labels(labels, (2, 3)), labels)
+
+
+# --- instances_from_embedding ------------------------------------------------------------------
+
+
+def test_instances_hand_made(device):
+    emb, sem = two_cars(B=2)
+    sem[1, :, 3:] = ROAD  # image 1: only the left car
+    inst = instances_from_embedding(emb.to(device), sem.to(device), BW).cpu()
+    assert inst.dtype == torch.int64 and inst.shape == sem.shape
+    for b in range(2):
+        thing = sem[b] == CAR
+        assert (inst[b][~thing] == 0).all()  # stuff and ignore: exactly 0
+        assert (inst[b][thing] > 0).all()  # every car pixel clustered
+    left, right = inst[0, :, 1:3].unique(), inst[0, 1:, 3:].unique()
+    assert len(left) == len(right) == 1 and left.item() != right.item()
+    assert sorted(inst[0].unique().tolist()) == [0, 1, 2]
+    assert sorted(inst[1].unique().tolist()) == [0, 1]  # numbering restarts per image
+
+
+def test_instances_upsampling_is_nearest():
+    emb, sem = two_cars()
+    low = instances_from_embedding(emb, sem, BW)
+    up = instances_from_embedding(emb, sem, BW, size=(13, 22))
+    assert up.shape == (1, 13, 22)
+    assert torch.equal(up, resize_labels(low, (13, 22)))
+    assert set(up.unique().tolist()) == set(low.unique().tolist())  # no interpolated ids
+    up4 = instances_from_embedding(emb[0], sem[0], BW, size=(16, 24))  # unbatched, x4
+    assert torch.equal(up4, low[0].repeat_interleave(4, 0).repeat_interleave(4, 1))
+
+
+def test_min_instance_size_counts_output_pixels():
+    emb, sem = two_cars()
+    sem[:, :, 1:3] = ROAD
+    sem[:, 0, 1] = CAR  # left car: 1 low-res pixel = 4 pixels at 2x; right car: 11 -> 44
+    inst = instances_from_embedding(emb, sem, BW, size=(8, 12))
+    counts = sorted(inst[inst > 0].bincount().tolist()[1:])
+    assert counts == [4, 44]
+    kept = instances_from_embedding(emb, sem, BW, size=(8, 12), min_instance_size=4)
+    assert torch.equal(kept, inst)  # exactly min_instance_size pixels: kept
+    pruned = instances_from_embedding(emb, sem, BW, size=(8, 12), min_instance_size=5)
+    assert sorted(pruned.unique().tolist()) == [0, 1]  # renumbered to 1..K
+    assert (pruned > 0).sum() == 44 and (pruned[0, :2, 2:4] == 0).all()
+
+
+def test_semantic_fullres_masks_instances_to_their_class():
+    emb, sem = two_cars()
+    full = resize_labels(sem, (8, 12))
+    full[0, 4:, 2:4] = PERSON  # inside the left car: another class at full resolution
+    full[0, 0:2, 0:2] = CAR  # a car pixel at full res where the low-res map says road
+    inst = instances_from_embedding(emb, sem, BW, semantic_fullres=full)
+    plain = instances_from_embedding(emb, sem, BW, size=(8, 12))
+    assert inst.shape == (1, 8, 12)
+    assert (inst[0, 4:, 2:4] == 0).all() and (plain[0, 4:, 2:4] > 0).all()
+    assert (inst[0, 0:2, 0:2] == 0).all()
+    same = full == resize_labels(sem, (8, 12))
+    assert torch.equal(inst[same], plain[same])
+
+
+def test_instances_errors():
+    emb, sem = two_cars()
+    with pytest.raises(TypeError, match="semantic_lowres with an integer dtype"):
+        instances_from_embedding(emb, sem.float(), BW)
+    with pytest.raises(ValueError, match=r"expected semantic_lowres of shape \(1, 4, 6\)"):
+        instances_from_embedding(emb, sem[:, :3], BW)
+    with pytest.raises(ValueError, match=r"\(B, H, W\)"):
+        instances_from_embedding(emb, sem[0], BW)
+    with pytest.raises(ValueError, match="bandwidth as a"):
+        instances_from_embedding(emb, sem, BW[None])
+    with pytest.raises(ValueError, match="does not match semantic_fullres"):
+        instances_from_embedding(emb, sem, BW, size=(4, 4), semantic_fullres=sem)
+    with pytest.raises(ValueError, match="batch size 1"):
+        instances_from_embedding(emb, sem, BW, semantic_fullres=sem.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="min_instance_size as an integer >= 0"):
+        instances_from_embedding(emb, sem, BW, min_instance_size=-1)
+
+
+# --- panoptic_from_semantic_instance -----------------------------------------------------------
+
+
+def test_panoptic_by_hand(device):
+    sem = torch.tensor(
+        [
+            [ROAD, ROAD, CAR, CAR, 255],
+            [SKY, CAR, CAR, PERSON, PERSON],
+            [SKY, CAR, 255, PERSON, CAR],
+        ]
+    )
+    inst = torch.tensor(
+        [
+            [3, 0, 7, 7, 9],  # road pixel with an instance id: still stuff
+            [0, 2, 7, 7, 0],
+            [0, 2, 0, 0, 0],
+        ]
+    )
+    # car instances 2 and 7 -> 26000, 26001 (increasing instance id); person instance 7 ->
+    # 24000; person/car pixels with instance 0 -> void 0; ignore -> 0; road 7, sky 23.
+    want = torch.tensor(
+        [
+            [7, 7, 26001, 26001, 0],
+            [23, 26000, 26001, 24000, 0],
+            [23, 26000, 0, 0, 0],
+        ]
+    )
+    pan = panoptic_from_semantic_instance(sem.to(device), inst.to(device))
+    assert pan.dtype == torch.int64 and pan.device.type == device
+    assert torch.equal(pan.cpu(), want)
+    # Batched: j restarts per image.
+    batch = panoptic_from_semantic_instance(torch.stack([sem, sem]), torch.stack([inst, inst * 2]))
+    assert torch.equal(batch[0], want) and torch.equal(batch[1], want)
+
+
+def test_panoptic_custom_table_and_errors():
+    sem = torch.tensor([[0, 1, 1, 2]])
+    inst = torch.tensor([[5, 4, 6, 1]])
+    pan = panoptic_from_semantic_instance(sem, inst, train_to_label=[3, 4, 9], thing_train_ids=[1])
+    assert pan.tolist() == [[3, 4000, 4001, 9]]
+    with pytest.raises(ValueError, match=r"instance of the semantic map's shape \(1, 4\)"):
+        panoptic_from_semantic_instance(sem, inst[:, :3])
+    with pytest.raises(TypeError, match="semantic with an integer dtype"):
+        panoptic_from_semantic_instance(sem.float(), inst)
+    with pytest.raises(ValueError, match="instance ids must be >= 0"):
+        panoptic_from_semantic_instance(sem, -inst)
+    with pytest.raises(ValueError, match=r"thing_train_ids must lie in \[0, 3\)"):
+        panoptic_from_semantic_instance(sem, inst, train_to_label=[3, 4, 9], thing_train_ids=[3])
+    many = torch.full((1, 1001), CAR)
+    with pytest.raises(ValueError, match="more than 1000 instances"):
+        panoptic_from_semantic_instance(many, torch.arange(1, 1002)[None])
+
+
+LABEL_IDS = TRAIN_TO_LABEL.tolist()
+THINGS = set(THING_TRAIN_IDS)
+
+
+@hsettings(max_examples=150)
+@given(
+    sem=hnp.arrays(
+        np.int64,
+        hnp.array_shapes(min_dims=3, max_dims=3, max_side=6),
+        elements=st.sampled_from([0, 3, 10, 11, 13, 13, 18, 255, -1, 19]),
+    ),  # fmt: skip
+    data=st.data(),
+)
+def test_panoptic_property(sem, data):
+    inst = data.draw(hnp.arrays(np.int64, sem.shape, elements=st.integers(0, 4)))
+    pan = panoptic_from_semantic_instance(torch.from_numpy(sem), torch.from_numpy(inst)).numpy()
+    for b in range(sem.shape[0]):
+        segments: dict[tuple[int, int], int] = {}
+        for s, k, p in zip(sem[b].ravel(), inst[b].ravel(), pan[b].ravel(), strict=True):
+            if not 0 <= s < 19 or (s in THINGS and k == 0):
+                assert p == 0  # void: ignore, unknown ids, unclustered thing pixels
+            elif s not in THINGS:
+                assert p == LABEL_IDS[s]  # stuff decodes directly to its labelId
+            else:
+                assert p // 1000 == LABEL_IDS[s]  # thing: labelId * 1000 + j
+                assert segments.setdefault((int(s), int(k)), int(p)) == p  # one id per pair
+        assert len(set(segments.values())) == len(segments)  # distinct pairs, distinct ids
+        for c in THINGS:  # j = rank of the instance id within its class
+            ks = sorted(k for (s, k) in segments if s == c)
+            assert [segments[(c, k)] % 1000 for k in ks] == list(range(len(ks)))
+
+
+# --- merge end to end ---------------------------------------------------------------------------
+
+
+def test_merge_two_blobs_same_class(device):
+    h, w = 8, 8
+    logits = torch.zeros(1, 19, h, w)
+    logits[0, ROAD] = 5.0
+    blob_a = (slice(1, 3), slice(1, 3))
+    blob_b = (slice(4, 7), slice(4, 7))
+    emb = torch.randn(1, 12, h, w, generator=torch.Generator().manual_seed(0)) * 0.02
+    for blob, center in ((blob_a, 0.0), (blob_b, 3.0)):
+        logits[0, CAR][blob] = 10.0
+        emb[0, 0][blob] += center
+    out = merge(logits.to(device), emb.to(device), BW.to(device), size=(32, 32))
+    assert set(out) == {"semantic", "instance", "panoptic"}
+    for v in out.values():
+        assert v.dtype == torch.int64 and v.shape == (1, 32, 32) and v.device.type == device
+    sem, inst, pan = (out[k].cpu() for k in ("semantic", "instance", "panoptic"))
+    assert torch.equal(sem, semantic_from_logits(logits, (32, 32)))
+    assert sorted(inst.unique().tolist()) == [0, 1, 2]
+    assert sorted(pan.unique().tolist()) == [7, 26000, 26001]
+    # Each blob is one segment (checked in its interior, away from the bilinear boundary).
+    a, b = pan[0, 6:10, 6:10].unique(), pan[0, 18:26, 18:26].unique()
+    assert len(a) == len(b) == 1 and {a.item(), b.item()} == {26000, 26001}
+    assert ((pan == 7) == (sem == ROAD)).all()
+    assert ((inst > 0) == (sem == CAR)).all()
+    # Unbatched inputs give unbatched outputs.
+    single = merge(logits[0], emb[0], BW, size=(32, 32))
+    assert torch.equal(single["panoptic"], pan[0])
+
+
+def test_merge_errors():
+    logits, emb = torch.zeros(1, 19, 4, 4), torch.zeros(1, 3, 4, 4)
+    with pytest.raises(ValueError, match="expected 19 bandwidths .* got 18"):
+        merge(logits, emb, BW[:18], size=(8, 8))
+    with pytest.raises(ValueError, match="batch and spatial dims matching"):
+        merge(logits, torch.zeros(1, 3, 4, 5), BW, size=(8, 8))
+    with pytest.raises(ValueError, match="with 4 dims"):
+        merge(logits, emb[0], BW, size=(8, 8))
+    with pytest.raises(TypeError, match="embedding_lowres with a floating dtype"):
+        merge(logits, emb.long(), BW, size=(8, 8))
+    with pytest.raises(ValueError, match=r"expected size as \(H, W\)"):
+        merge(logits, emb, BW, size=8)
