@@ -1,0 +1,221 @@
+"""PanoNet (Chen et al.): a semantic ICNet and a position-sensitive instance-embedding ICNet.
+
+Fig. 2 of the paper: the semantic branch sees RGB and predicts class logits; the instance branch
+sees RGB plus two normalised coordinate maps (:func:`panonet.models.coordinate_channels`) and
+predicts a D = 12 channel embedding. Both predict at 1/4, 1/8 and 1/16 of the input (cascade
+label guidance, used by the 3-scale losses of eqs. 1 and 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from panonet.models.coords import coordinate_channels
+from panonet.models.icnet import ICNet, ICNetHead, ICNetTrunk, _check_input, init_weights
+from panonet.models.icnet import icnet_output_sizes as _icnet_output_sizes
+from panonet.models.surgery import widen_stage1_state_dict
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PanoNet", "PanoNetOutput", "preprocess"]
+
+# RGB statistics of ImageNet in [0, 1] (torchvision's): the backbone is initialised from
+# torchvision-format ImageNet weights (models.pretrained), which expect this normalisation.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Scales = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class PanoNetOutput(NamedTuple):
+    """PanoNet's predictions, each a 3-tuple at 1/4, 1/8 and 1/16 of the input.
+
+    semantic: (B, num_classes, h, w) class logits per scale.
+    embedding: (B, embedding_dim, h, w) instance embeddings per scale.
+    (h, w) = (ceil(H/4), ceil(W/4)), (ceil(H/8), ceil(W/8)), (ceil(H/16), ceil(W/16)).
+    """
+
+    semantic: Scales
+    embedding: Scales
+
+
+def preprocess(
+    image: np.ndarray | torch.Tensor,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """uint8 RGB image(s), (H, W, 3) or (B, H, W, 3), -> (B, 3, H, W) normalised network input.
+
+    ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD`` per channel, in ``dtype`` on ``device``.
+
+    Raises:
+        ValueError: not uint8, or not (H, W, 3) / (B, H, W, 3).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    if x.dtype != torch.uint8 or x.dim() not in (3, 4) or x.shape[-1] != 3:
+        raise ValueError(
+            "preprocess: expected a uint8 RGB image of shape (H, W, 3) or (B, H, W, 3), "
+            f"got {x.dtype} of shape {tuple(x.shape)}"
+        )
+    if x.dim() == 3:
+        x = x[None]
+    x = x.to(device=device).permute(0, 3, 1, 2).to(dtype) / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype, device=x.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=dtype, device=x.device)[:, None, None]
+    return ((x - mean) / std).contiguous()
+
+
+class PanoNet(nn.Module):
+    """Two ICNet branches: semantic logits and a position-sensitive instance embedding.
+
+    Args:
+        num_classes: semantic classes (19 Cityscapes trainIds).
+        embedding_dim: D, channels of the instance embedding (12 in the paper).
+        use_coords: append the normalised (x, y) coordinate maps to the instance branch's input
+            (stage 2 of the training; stage 1 has ``use_coords=False``).
+        share_weights: the paper's compressed variant (sec. IV-e): one ICNet trunk shared by both
+            tasks, separate heads. Shared: sub1, the stem, conv2 .. conv5, pyramid pooling and
+            conv5_4 (:class:`~panonet.models.icnet.ICNetTrunk`). Separate per task: the three
+            last stages that lead to the three predictions
+            (:class:`~panonet.models.icnet.ICNetHead`): CFF sub4->sub2 with its 1/16 classifier,
+            CFF ->sub1 with its 1/8 classifier, and the final 1/4 classifier. With
+            ``use_coords`` the shared trunk takes RGB + coordinates, so the semantic predictions
+            see the coordinates too.
+
+    Parameters (measured with :meth:`count_parameters`; BN running statistics not counted),
+    19 classes, D = 12:
+
+    * two branches, ``use_coords=True``: 13,412,189 (semantic 6,707,321 + instance 6,704,868);
+      ``use_coords=False``: 13,411,037.
+    * ``share_weights=True``: 7,199,005 (``use_coords=False``: 7,197,853).
+
+    The paper's Table IV gives "12M" for PanoNet, about 1.4 M (10 %) less than our 13.4 M. Each
+    of our branches is the released ICNet layout: 6.21 M in the trunk (the half-width conv5 stage
+    alone is 3.75 M, conv4 1.78 M, conv5_4 0.26 M) and 0.49 M in the fusion head; BN affine
+    parameters are only 57 k of the total, so they do not explain it either. The paper does not
+    itemise its count, so the gap is either rounding/loose reporting or a slimmer ICNet than the
+    released one (e.g. further pruned conv5); we keep the ICNet paper's layout rather than guess
+    which layers were thinned.
+
+    forward(images, offset=None, full_size=None):
+        images: (B, 3, H, W) float, already normalised (:func:`preprocess`), H, W >= 32.
+        offset: None or (B, 2) integer (y0, x0) of each crop in its full image (training crops;
+            ignored when ``use_coords`` is False).
+        full_size: None (the input is the full image) or (H_full, W_full).
+        Returns :class:`PanoNetOutput` (semantic, embedding), each (out_1/4, out_1/8, out_1/16).
+
+    Raises:
+        ValueError: images not (B, 3, H, W) floating point or smaller than 32 x 32; a crop that
+            does not fit inside ``full_size``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        embedding_dim: int = 12,
+        *,
+        use_coords: bool = True,
+        share_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1 or embedding_dim < 1:
+            raise ValueError(
+                "PanoNet: expected num_classes >= 1 and embedding_dim >= 1, "
+                f"got {num_classes} and {embedding_dim}"
+            )
+        self.num_classes = int(num_classes)
+        self.embedding_dim = int(embedding_dim)
+        self.use_coords = bool(use_coords)
+        self.share_weights = bool(share_weights)
+        instance_in = 5 if use_coords else 3
+        if share_weights:
+            self.trunk = ICNetTrunk(instance_in)
+            self.semantic_head = ICNetHead(num_classes)
+            self.instance_head = ICNetHead(embedding_dim)
+            init_weights(self)
+        else:
+            self.semantic = ICNet(3, num_classes)
+            self.instance = ICNet(instance_in, embedding_dim)
+
+    @property
+    def config(self) -> dict[str, int | bool]:
+        """The constructor's keyword arguments: ``PanoNet(**model.config)`` rebuilds the model."""
+        return {
+            "num_classes": self.num_classes,
+            "embedding_dim": self.embedding_dim,
+            "use_coords": self.use_coords,
+            "share_weights": self.share_weights,
+        }
+
+    output_sizes = staticmethod(_icnet_output_sizes)
+
+    def count_parameters(self) -> int:
+        """Number of learnable parameters (BN running statistics excluded)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def input_conv_keys(self) -> list[str]:
+        """State-dict keys of the conv weights that receive the coordinate channels."""
+        if self.share_weights:
+            return [f"trunk.{k}" for k in self.trunk.input_convs()]
+        return [f"instance.trunk.{k}" for k in self.instance.trunk.input_convs()]
+
+    def _instance_input(
+        self,
+        images: torch.Tensor,
+        offset: torch.Tensor | None,
+        full_size: tuple[int, int] | None,
+    ) -> torch.Tensor:
+        if not self.use_coords:
+            return images
+        b, _, h, w = images.shape
+        if offset is None:
+            # One map broadcast over the batch: the traced/exported graph then does not bake in
+            # the batch size.
+            coords = coordinate_channels(
+                1, h, w, full_size=full_size, dtype=images.dtype, device=images.device
+            ).expand(b, -1, -1, -1)
+        else:
+            coords = coordinate_channels(
+                b,
+                h,
+                w,
+                offset=offset,
+                full_size=full_size,
+                dtype=images.dtype,
+                device=images.device,
+            )
+        return torch.cat((images, coords), dim=1)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        offset: torch.Tensor | None = None,
+        full_size: tuple[int, int] | None = None,
+    ) -> PanoNetOutput:
+        _check_input(images, 3, "PanoNet")
+        inst_in = self._instance_input(images, offset, full_size)
+        if not self.share_weights:
+            return PanoNetOutput(self.semantic(images), self.instance(inst_in))
+        size_1_4 = _icnet_output_sizes(int(images.shape[-2]), int(images.shape[-1]))[0]
+        f1, f2, f4 = self.trunk(inst_in)
+        return PanoNetOutput(
+            self.semantic_head(f1, f2, f4, size_1_4), self.instance_head(f1, f2, f4, size_1_4)
+        )
+
+    def load_stage1(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Load a stage-1 (``use_coords=False``) state dict into this (stage-2) model.
+
+        The input convs that receive the coordinates (:meth:`input_conv_keys`: the instance
+        branch's sub1 conv and stem conv, or the shared trunk's) get two zero input channels for
+        (x, y), so right after loading the model computes exactly the stage-1 outputs; every
+        other tensor is copied as is. A state dict that already matches loads as is.
+
+        Raises:
+            ValueError: any other mismatch, naming the missing / unexpected / mis-shaped keys.
+        """
+        widened = widen_stage1_state_dict(self, state_dict, self.input_conv_keys())
+        self.load_state_dict(widened, strict=True)
