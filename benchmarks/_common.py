@@ -67,7 +67,7 @@ def time_call(
 def summarize(times: Sequence[float]) -> dict:
     """Median, quartiles and extremes of a list of seconds, in milliseconds."""
     ms = sorted(t * 1e3 for t in times)
-    quartiles = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+    quartiles = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else [ms[0]] * 3
     return {
         "median_ms": statistics.median(ms),
         "p25_ms": quartiles[0],

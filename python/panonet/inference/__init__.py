@@ -1,0 +1,27 @@
+"""Inference: the Predictor, per-class bandwidths and panoptic post-processing (pure functions).
+
+Note: the function :func:`merge` shadows the submodule attribute ``panonet.inference.merge``;
+import helpers from the module explicitly (``from panonet.inference.merge import ...``).
+"""
+
+from panonet.inference.bandwidth import bandwidth_table
+from panonet.inference.merge import (
+    LABEL_DIVISOR,
+    instances_from_embedding,
+    merge,
+    panoptic_from_semantic_instance,
+    resize_labels,
+    semantic_from_logits,
+)
+from panonet.inference.predictor import Predictor
+
+__all__ = [
+    "LABEL_DIVISOR",
+    "Predictor",
+    "bandwidth_table",
+    "instances_from_embedding",
+    "merge",
+    "panoptic_from_semantic_instance",
+    "resize_labels",
+    "semantic_from_logits",
+]

@@ -1,0 +1,222 @@
+"""End-to-end panoptic prediction: image(s) in, semantic / instance / panoptic maps out.
+
+The predictor holds the state of inference (the model on its device, the per-class bandwidths);
+every step after the network is one of the pure functions of :mod:`panonet.inference.merge`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from panonet.inference.bandwidth import bandwidth_table
+from panonet.inference.merge import (
+    instances_from_embedding,
+    panoptic_from_semantic_instance,
+    semantic_from_logits,
+)
+from panonet.models.checkpoint import load_model
+from panonet.models.panonet import PanoNet, preprocess
+
+__all__ = ["MIN_IMAGE_SIZE", "Predictor"]
+
+# The network halves the input five times before pyramid pooling; below 32 pixels a side the
+# 1/32 feature map would be empty.
+MIN_IMAGE_SIZE = 32
+
+ImageInput = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
+
+
+class Predictor:
+    """Panoptic segmentation of whole images with a PanoNet.
+
+    Args:
+        model_or_checkpoint: a :class:`~panonet.models.PanoNet`, or a checkpoint (path or loaded
+            dict) for :func:`panonet.models.checkpoint.load_model`.
+        device: where the network and the clustering run ("cpu", "cuda", "cuda:1", ...).
+        bandwidths: per-class mean-shift bandwidths: a (num_classes,) tensor, a
+            ``{trainId or class name: bandwidth}`` mapping, or the path of the JSON written by
+            the bandwidth search; default: every thing class 2 * delta_v = 0.5
+            (:func:`panonet.inference.bandwidth_table`).
+        half: run the network in float16 autocast (CUDA only); clustering stays float32.
+        min_instance_size: instances with fewer pixels (at the output resolution) are dropped.
+        channels_last: NHWC memory format for the network (default: on for CUDA, where cuDNN's
+            fast convolution kernels want it; off on the CPU).
+
+    ``predict(image)`` (or calling the predictor) returns a dict:
+
+    * ``semantic``: int64 (H, W) trainIds (255 never appears: every pixel gets a class);
+    * ``instance``: int64 (H, W), 0 = no instance, 1..K unique within the image;
+    * ``panoptic``: int64 (H, W), Cityscapes ids: labelId * 1000 + j for the j-th instance of a
+      thing class, labelId for stuff, 0 for void (thing pixels left without an instance);
+    * ``timings``: milliseconds per stage (preprocess, network, semantic, clustering, panoptic,
+      total), measured with the device synchronised.
+
+    For a batch the maps are (N, H, W). Maps are CPU tensors.
+    """
+
+    def __init__(
+        self,
+        model_or_checkpoint: PanoNet | str | os.PathLike | Mapping[str, Any],
+        *,
+        device: str | torch.device = "cpu",
+        bandwidths: torch.Tensor | Sequence[float] | Mapping | str | os.PathLike | None = None,
+        half: bool = False,
+        min_instance_size: int = 0,
+        channels_last: bool | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"Predictor: device {device!r} requested but CUDA is not available")
+        if half and self.device.type != "cuda":
+            raise ValueError(
+                f"Predictor: half=True needs a CUDA device (float16 convolutions), got {device!r}"
+            )
+        if isinstance(model_or_checkpoint, nn.Module):
+            model = model_or_checkpoint
+        elif isinstance(model_or_checkpoint, (str, os.PathLike, Mapping)):
+            model = load_model(model_or_checkpoint)
+        else:
+            raise TypeError(
+                "Predictor: expected a PanoNet, a checkpoint path or a loaded checkpoint dict, got "
+                f"{type(model_or_checkpoint).__name__}"
+            )
+        if not isinstance(model, PanoNet):
+            raise TypeError(f"Predictor: expected a PanoNet, got {type(model).__name__}")
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
+        self.channels_last = channels_last
+        self.half = half
+        self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.num_classes = model.num_classes
+        self.bandwidth = bandwidth_table(bandwidths, num_classes=self.num_classes).to(self.device)
+        if min_instance_size < 0:
+            raise ValueError(f"Predictor: min_instance_size must be >= 0, got {min_instance_size}")
+        self.min_instance_size = int(min_instance_size)
+
+    def __call__(self, image: ImageInput) -> dict[str, Any]:
+        return self.predict(image)
+
+    @torch.inference_mode()
+    def predict(self, image: ImageInput) -> dict[str, Any]:
+        """Panoptic maps of one image or a batch.
+
+        Args:
+            image: uint8 RGB: a NumPy array (H, W, 3) or (N, H, W, 3); a tensor (3, H, W) or
+                (N, 3, H, W); or a list of same-sized images of either kind.
+
+        Returns:
+            dict with ``semantic``, ``instance``, ``panoptic`` ((H, W) or (N, H, W) int64 CPU
+            tensors) and ``timings`` (ms per stage), see the class docstring.
+        """
+        hwc, batched = _as_hwc_batch(image)
+        H, W = hwc.shape[1:3]
+        sync = _synchronizer(self.device)
+        timings: dict[str, float] = {}
+        start = tick = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal tick
+            sync()
+            now = time.perf_counter()
+            timings[name] = (now - tick) * 1e3
+            tick = now
+
+        x = preprocess(hwc, device=self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        lap("preprocess")
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+            out = self.model(x)
+        logits = out.semantic[0].float()
+        embedding = out.embedding[0].float().contiguous()
+        lap("network")
+        semantic = semantic_from_logits(logits, size=(H, W))
+        lap("semantic")
+        instance = instances_from_embedding(
+            embedding,
+            logits.argmax(dim=1),
+            self.bandwidth,
+            semantic_fullres=semantic,
+            min_instance_size=self.min_instance_size,
+        )
+        lap("clustering")
+        panoptic = panoptic_from_semantic_instance(semantic, instance)
+        lap("panoptic")
+        timings["total"] = (time.perf_counter() - start) * 1e3
+
+        maps = {"semantic": semantic, "instance": instance, "panoptic": panoptic}
+        maps = {k: (v if batched else v[0]).cpu() for k, v in maps.items()}
+        return {**maps, "timings": timings}
+
+
+def _synchronizer(device: torch.device):
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _as_hwc_batch(image: ImageInput) -> tuple[torch.Tensor, bool]:
+    """(N, H, W, 3) uint8 tensor and whether the input was a batch."""
+    if isinstance(image, (list, tuple)):
+        if not image:
+            raise ValueError("Predictor.predict: got an empty list of images")
+        parts = [_as_hwc_batch(im) for im in image]
+        if any(batched for _, batched in parts):
+            raise ValueError("Predictor.predict: a list must hold single images, not batches")
+        sizes = {tuple(p.shape[1:3]) for p, _ in parts}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"Predictor.predict: the images of a list must share one size, got {sorted(sizes)}"
+            )
+        return torch.cat([p for p, _ in parts]), True
+    if isinstance(image, (str, Path)):
+        raise TypeError(
+            "Predictor.predict: expected an image array or tensor, got a path; read it first "
+            "(e.g. numpy.asarray(PIL.Image.open(path).convert('RGB')))"
+        )
+    if isinstance(image, np.ndarray):
+        # NumPy images are HWC, as PIL / OpenCV (after BGR->RGB) give them.
+        x, layout = torch.from_numpy(np.ascontiguousarray(image)), "(H, W, 3) or (N, H, W, 3)"
+        channel_dim = -1
+    elif isinstance(image, torch.Tensor):
+        # Tensors are CHW, as torchvision gives them.
+        x, layout = image, "(3, H, W) or (N, 3, H, W)"
+        channel_dim = -3
+    else:
+        raise TypeError(
+            "Predictor.predict: expected a NumPy array, a tensor or a list of them, got "
+            f"{type(image).__name__}"
+        )
+    if x.dtype != torch.uint8:
+        raise ValueError(
+            f"Predictor.predict: expected a uint8 RGB image (values 0-255), got {x.dtype}; "
+            "convert float images in [0, 1] with (x * 255).round() and a uint8 cast"
+        )
+    if x.dim() not in (3, 4) or x.shape[channel_dim] != 3:
+        raise ValueError(
+            f"Predictor.predict: expected an RGB image of shape {layout}, got {tuple(x.shape)}"
+        )
+    batched = x.dim() == 4
+    if not batched:
+        x = x[None]
+    if channel_dim == -3:
+        x = x.permute(0, 2, 3, 1)
+    H, W = x.shape[1:3]
+    if H < MIN_IMAGE_SIZE or W < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"Predictor.predict: expected an image of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} "
+            f"pixels, got {H}x{W}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("Predictor.predict: got an empty batch")
+    return x, batched

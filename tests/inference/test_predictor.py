@@ -1,0 +1,183 @@
+"""Predictor: an untrained PanoNet end to end, input forms, bandwidths, checkpoints, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from panonet.data.labels import LABEL_TO_TRAIN, THING_TRAIN_IDS
+from panonet.inference import Predictor
+from panonet.models import PanoNet
+from panonet.models.checkpoint import save_checkpoint
+from tests.models.helpers import native_cpu_convolutions  # noqa: F401  (fixture)
+
+H, W = 64, 96
+STAGES = {"preprocess", "network", "semantic", "clustering", "panoptic", "total"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _native_convolutions(native_cpu_convolutions):  # noqa: F811
+    yield
+
+
+@pytest.fixture(scope="module")
+def model() -> PanoNet:
+    torch.manual_seed(0)
+    return PanoNet().eval()
+
+
+@pytest.fixture(scope="module")
+def predictor(model) -> Predictor:
+    return Predictor(model)
+
+
+def image(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def check_consistent(out: dict) -> None:
+    """The three maps agree: panoptic decodes to the semantic class, instances to thing ids."""
+    sem, inst, pan = out["semantic"], out["instance"], out["panoptic"]
+    assert sem.dtype == inst.dtype == pan.dtype == torch.int64
+    assert ((sem >= 0) & (sem < 19)).all()
+    things = torch.tensor(THING_TRAIN_IDS)
+    is_thing = torch.isin(sem, things)
+    assert (inst[~is_thing] == 0).all(), "stuff pixels carry no instance"
+    # Thing pixels with an instance: id // 1000 is their labelId; without one: void (0).
+    with_inst = is_thing & (inst > 0)
+    label_of = torch.tensor(LABEL_TO_TRAIN)
+    assert (label_of[pan[with_inst] // 1000] == sem[with_inst]).all()
+    assert (pan[is_thing & (inst == 0)] == 0).all()
+    assert (label_of[pan[~is_thing]] == sem[~is_thing]).all()
+    # One panoptic id per instance and vice versa.
+    pairs = torch.unique(torch.stack([inst[with_inst], pan[with_inst]]), dim=1)
+    assert pairs.shape[1] == torch.unique(inst[with_inst]).numel()
+    assert pairs.shape[1] == torch.unique(pan[with_inst]).numel()
+
+
+def test_untrained_model_end_to_end(predictor):
+    out = predictor.predict(image())
+    assert set(out) == {"semantic", "instance", "panoptic", "timings"}
+    for key in ("semantic", "instance", "panoptic"):
+        assert out[key].shape == (H, W)
+        assert out[key].device.type == "cpu"
+    assert set(out["timings"]) == STAGES
+    assert all(t >= 0 for t in out["timings"].values())
+    check_consistent(out)
+
+
+def test_instances_are_clustered_at_quarter_scale_and_upsampled(predictor, model):
+    """Instance ids equal the op run by hand on the 1/4-scale outputs, resized nearest."""
+    from panonet.inference.merge import resize_labels
+    from panonet.models.panonet import preprocess
+    from panonet.ops import cluster_instances
+
+    img = image(1)
+    out = predictor.predict(img)
+    with torch.inference_mode():
+        net = model(preprocess(img))
+    logits, emb = net.semantic[0], net.embedding[0]
+    bw = torch.zeros(19)
+    bw[list(THING_TRAIN_IDS)] = 0.5
+    low = cluster_instances(emb[0], logits[0].argmax(0), bw)
+    up = resize_labels(low, (H, W))
+    inst = out["instance"]
+    # Where the predictor kept an instance, it is the hand-made one up to renumbering.
+    kept = inst > 0
+    pairs = torch.unique(torch.stack([inst[kept], up[kept]]), dim=1)
+    assert pairs.shape[1] == torch.unique(inst[kept]).numel() == torch.unique(up[kept]).numel()
+    # And it drops only pixels whose full-resolution class differs from the low-res one.
+    sem_low_up = resize_labels(logits[0].argmax(0), (H, W))
+    dropped = (up > 0) & ~kept
+    assert (out["semantic"][dropped] != sem_low_up[dropped]).all()
+
+
+def test_batch_forms_agree(predictor):
+    a, b = image(2), image(3)
+    single = predictor.predict(a)
+    batch_np = predictor.predict(np.stack([a, b]))
+    batch_list = predictor.predict([a, torch.from_numpy(b).permute(2, 0, 1)])
+    chw = predictor.predict(torch.from_numpy(a).permute(2, 0, 1))
+    assert batch_np["semantic"].shape == (2, H, W)
+    for key in ("semantic", "instance", "panoptic"):
+        assert torch.equal(batch_np[key], batch_list[key])
+        assert torch.equal(chw[key], single[key])
+    # (A batch is not compared with single images bit for bit: batched convolutions may round
+    # differently, and the argmax / clustering can flip on near ties.)
+    check_consistent({k: v[0] for k, v in batch_np.items() if k != "timings"})
+    check_consistent({k: v[1] for k, v in batch_np.items() if k != "timings"})
+
+
+def test_from_checkpoint_and_bandwidth_forms(tmp_path, model):
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    img = image(4)
+    reference = Predictor(model).predict(img)
+    from_file = Predictor(path).predict(img)
+    assert torch.equal(from_file["panoptic"], reference["panoptic"])
+
+    # The same bandwidths as a tensor, a mapping and a JSON file give the same result.
+    table = torch.zeros(19)
+    table[list(THING_TRAIN_IDS)] = 0.3
+    mapping = {str(c): 0.3 for c in THING_TRAIN_IDS}
+    (tmp_path / "bw.json").write_text(json.dumps({"bandwidths": mapping}))
+    outs = [
+        Predictor(model, bandwidths=bw).predict(img)["instance"]
+        for bw in (table, mapping, tmp_path / "bw.json", str(tmp_path / "bw.json"))
+    ]
+    for other in outs[1:]:
+        assert torch.equal(outs[0], other)
+
+
+def test_huge_bandwidth_gives_one_instance_per_thing_class(model):
+    """With a bandwidth far above the embedding's spread, mean-shift finds one cluster per class."""
+    out = Predictor(model, bandwidths={c: 1e6 for c in THING_TRAIN_IDS}).predict(image(5))
+    inst, sem = out["instance"], out["semantic"]
+    ids = torch.unique(inst[inst > 0])
+    classes = [torch.unique(sem[inst == i]) for i in ids]
+    assert all(c.numel() == 1 for c in classes), "an instance spans one class"
+    assert len({int(c) for c in classes}) == ids.numel(), "one instance per class"
+
+
+def test_min_instance_size_removes_small_instances(model):
+    img = image(6)
+    full = Predictor(model).predict(img)["instance"]
+    sizes = torch.bincount(full.flatten())[1:]
+    sizes = sizes[sizes > 0]
+    if sizes.numel() < 2:
+        pytest.skip("the untrained model gave fewer than two instances on this image")
+    cut = int(sizes.median())
+    pruned = Predictor(model, min_instance_size=cut).predict(img)["instance"]
+    kept_sizes = torch.bincount(pruned.flatten())[1:]
+    assert (kept_sizes[kept_sizes > 0] >= cut).all()
+    assert int(pruned.max()) == int((sizes >= cut).sum())
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((H, W, 3), np.float32), "expected a uint8 RGB image"),
+        (np.zeros((H, W, 4), np.uint8), r"expected an RGB image of shape \(H, W, 3\)"),
+        (torch.zeros(H, W, 3, dtype=torch.uint8), r"\(3, H, W\)"),
+        (np.zeros((16, 200, 3), np.uint8), "at least 32x32 pixels, got 16x200"),
+        (np.zeros((H, W), np.uint8), "expected an RGB image"),
+        ([], "empty list"),
+        ([image(0), image(0, 48, 48)], "must share one size"),
+        ("frame.png", "got a path"),
+    ],
+)
+def test_bad_images(predictor, bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        predictor.predict(bad)
+
+
+def test_bad_construction(model):
+    with pytest.raises(ValueError, match="half=True needs a CUDA device"):
+        Predictor(model, half=True)
+    with pytest.raises(TypeError, match="expected a PanoNet"):
+        Predictor(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="min_instance_size"):
+        Predictor(model, min_instance_size=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Predictor(model, device="cuda")
