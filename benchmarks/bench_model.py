@@ -2,8 +2,8 @@
 
 Stages, each timed on its own after warm-up with the device synchronized (median of runs):
 
-* network: both ICNet branches (CUDA: float16 autocast, channels_last, cudnn.benchmark;
-  ``--compile`` adds torch.compile);
+* network: both ICNet branches, channels_last (CUDA: also float16 autocast and
+  cudnn.benchmark; ``--compile`` adds torch.compile);
 * clustering: class-wise mean-shift of the 1/4-scale embedding
   (:func:`panonet.inference.merge.instances_from_embedding`) on a synthetic *trained-like*
   embedding (each instance's pixels around its own center, as the discriminative loss makes
@@ -117,16 +117,14 @@ def main() -> None:
     torch.manual_seed(0)
     model = PanoNet().eval()
     params = model.count_parameters()
-    predictor = Predictor(model, device=device, half=cuda, channels_last=cuda)
+    predictor = Predictor(model, device=device, half=cuda, channels_last=True)
     net = predictor.model
     if args.compile:
         net = torch.compile(net)
     bandwidth = bandwidth_table(None).to(device)
 
     frame = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
-    x = preprocess(frame, device=device)
-    if cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = preprocess(frame, device=device).contiguous(memory_format=torch.channels_last)
 
     # --- correctness first -------------------------------------------------------------------
     h4, w4 = (H + 3) // 4, (W + 3) // 4
@@ -211,7 +209,7 @@ def main() -> None:
             "width": W,
             "params": params,
             "half": cuda,
-            "channels_last": cuda,
+            "channels_last": True,
             "compile": args.compile,
             "peak_memory_mb": peak,
             "peak_memory_kind": kind,

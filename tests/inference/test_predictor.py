@@ -181,3 +181,18 @@ def test_bad_construction(model):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             Predictor(model, device="cuda")
+
+
+def test_limit_instances_per_class_keeps_the_largest():
+    from panonet.inference.merge import limit_instances_per_class
+
+    sem = torch.tensor([[11, 11, 11, 11, 13, 13], [11, 11, 11, 0, 13, 13]])
+    # class 11: id 1 (3 px), id 2 (1 px), id 3 (2 px); class 13: id 4 (4 px); stuff: id 0.
+    inst = torch.tensor([[1, 1, 3, 2, 4, 4], [1, 3, 5, 0, 4, 4]])
+    inst[1, 2] = 1  # id 1 has 3 pixels
+    out, removed = limit_instances_per_class(sem, inst, max_per_class=2)
+    assert removed == 1
+    assert (out[inst == 2] == 0).all(), "the smallest instance of class 11 goes"
+    assert torch.equal(out[inst != 2], inst[inst != 2])
+    same, removed = limit_instances_per_class(sem[None], inst[None], max_per_class=3)
+    assert removed == 0 and torch.equal(same[0], inst)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from torch import nn
 
 from panonet.inference.bandwidth import bandwidth_table
 from panonet.inference.merge import (
+    LABEL_DIVISOR,
     instances_from_embedding,
+    limit_instances_per_class,
     panoptic_from_semantic_instance,
     semantic_from_logits,
 )
@@ -47,8 +50,9 @@ class Predictor:
             (:func:`panonet.inference.bandwidth_table`).
         half: run the network in float16 autocast (CUDA only); clustering stays float32.
         min_instance_size: instances with fewer pixels (at the output resolution) are dropped.
-        channels_last: NHWC memory format for the network (default: on for CUDA, where cuDNN's
-            fast convolution kernels want it; off on the CPU).
+        channels_last: NHWC memory format for the network (default on: cuDNN's fast kernels
+            and oneDNN's want it; on the CPU it took the network from 2.24 s to 1.56 s per
+            2048x1024 frame, measured).
 
     ``predict(image)`` (or calling the predictor) returns a dict:
 
@@ -91,7 +95,7 @@ class Predictor:
         if not isinstance(model, PanoNet):
             raise TypeError(f"Predictor: expected a PanoNet, got {type(model).__name__}")
         if channels_last is None:
-            channels_last = self.device.type == "cuda"
+            channels_last = True
         self.channels_last = channels_last
         self.half = half
         self.model = model.to(self.device).eval()
@@ -144,12 +148,20 @@ class Predictor:
         lap("semantic")
         instance = instances_from_embedding(
             embedding,
-            logits.argmax(dim=1),
+            logits.max(dim=1).indices,
             self.bandwidth,
             semantic_fullres=semantic,
             min_instance_size=self.min_instance_size,
         )
         lap("clustering")
+        instance, removed = limit_instances_per_class(semantic, instance)
+        if removed:
+            warnings.warn(
+                f"Predictor: {removed} instance(s) beyond the {LABEL_DIVISOR} per class that "
+                "Cityscapes panoptic ids can hold were set to void (the smallest ones); is the "
+                "model trained and the bandwidth right?",
+                stacklevel=2,
+            )
         panoptic = panoptic_from_semantic_instance(semantic, instance)
         lap("panoptic")
         timings["total"] = (time.perf_counter() - start) * 1e3
