@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
+from panonet.data.transforms import _check_size, resize_labels  # shared with training
 from panonet.ops import cluster_instances
 
 __all__ = [
@@ -76,35 +77,6 @@ def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = No
     # ~5x slower (strided reduction); both return the first maximal index on ties.
     out = x.max(dim=1).indices
     return out.squeeze(0) if unbatched else out
-
-
-def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a label map (class or instance ids) by nearest neighbour, ``nearest-exact`` style.
-
-    Output pixel (y, x) takes input pixel (floor((y + 0.5) * h / H), floor((x + 0.5) * w / W)),
-    computed exactly in integers; only values present in ``labels`` appear in the result.
-
-    Args:
-        labels: (..., h, w) tensor of any dtype (typically int64), at least 2-D.
-        size: output (H, W).
-
-    Returns:
-        (..., H, W) tensor of ``labels``' dtype and device.
-    """
-    if labels.dim() < 2:
-        raise ValueError(
-            f"resize_labels: expected a (..., h, w) label map, got shape {tuple(labels.shape)}"
-        )
-    H, W = _check_size(size, "resize_labels")
-    h, w = labels.shape[-2:]
-    if (H, W) == (h, w):
-        return labels.clone()
-    if h == 0 or w == 0:
-        raise ValueError(f"resize_labels: cannot resize an empty {h}x{w} map to {H}x{W}")
-    # floor((y + 0.5) * h / H) == ((2y + 1) * h) // (2H), without floating-point rounding.
-    iy = ((2 * torch.arange(H, device=labels.device) + 1) * h) // (2 * H)
-    ix = ((2 * torch.arange(W, device=labels.device) + 1) * w) // (2 * W)
-    return labels[..., iy[:, None], ix[None, :]]
 
 
 def instances_from_embedding(
@@ -471,16 +443,6 @@ def _check_bandwidth(bandwidth, fn: str) -> torch.Tensor:
             f"{tuple(bw.shape)} dtype {bw.dtype}"
         )
     return bw
-
-
-def _check_size(size, fn: str) -> tuple[int, int]:
-    try:
-        H, W = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{fn}: expected size as (H, W), got {size!r}") from None
-    if H <= 0 or W <= 0:
-        raise ValueError(f"{fn}: expected a positive size (H, W), got {(H, W)}")
-    return H, W
 
 
 def _check_nonneg_int(value, fn: str, name: str) -> int:
