@@ -1,0 +1,77 @@
+"""Optimizer and polynomial learning-rate decay from an :class:`~panonet.train.OptimConfig`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from panonet.train.config import OptimConfig
+
+__all__ = ["PolyDecay", "build_optimizer", "build_scheduler", "parameter_groups"]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two parameter groups: conv/linear weights (decayed) and the rest (not decayed).
+
+    Biases and BatchNorm affine parameters (every parameter with fewer than 2 dimensions) are
+    not decayed: pulling them to 0 only fights the normalisation. Frozen parameters
+    (``requires_grad=False``) are left out. Empty groups are dropped.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """``torch.optim.Adadelta`` or ``torch.optim.AdamW`` over ``model``'s trainable parameters.
+
+    The learning rate is ``cfg.base_lr`` (0.003 for Adadelta by default, the paper's); weight
+    decay applies to conv/linear weights only (:func:`parameter_groups`).
+
+    Raises:
+        ValueError: the model has no trainable parameters.
+    """
+    groups = parameter_groups(model, cfg.weight_decay)
+    if not groups:
+        raise ValueError("build_optimizer: expected a model with trainable parameters, got none")
+    if cfg.name == "adadelta":
+        return torch.optim.Adadelta(groups, lr=cfg.base_lr, rho=cfg.rho, eps=cfg.eps)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=cfg.betas, eps=cfg.eps)
+    # OptimConfig.__post_init__ already rejects other names; this guards a mutated config.
+    raise ValueError(f"build_optimizer: expected cfg.name 'adadelta' or 'adamw', got {cfg.name!r}")
+
+
+class PolyDecay:
+    """The "poly" factor ``(1 - min(step, max_steps) / max_steps) ** power`` for LambdaLR.
+
+    A class rather than a closure: ``LambdaLR.state_dict`` saves a callable object's attributes
+    (plain numbers here), so a scheduler checkpoint loads with ``torch.load(weights_only=True)``
+    and a resumed run gets the same schedule.
+    """
+
+    def __init__(self, max_steps: int, power: float) -> None:
+        self.max_steps = int(max_steps)
+        self.power = float(power)
+
+    def __call__(self, step: int) -> float:
+        # Clamped: past max_steps the lr stays 0 instead of going complex / negative.
+        remaining = 1.0 - min(step, self.max_steps) / self.max_steps
+        return remaining**self.power
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> LambdaLR:
+    """Polynomial decay: at step t the lr of every group is ``base_lr * (1 - t/max_steps)^power``.
+
+    Call ``scheduler.step()`` once per optimisation step, after ``optimizer.step()``; the lr
+    reaches 0 at ``cfg.max_steps`` and stays 0 after it.
+    """
+    return LambdaLR(optimizer, PolyDecay(cfg.max_steps, cfg.power))
