@@ -1,6 +1,7 @@
 #include "mean_shift_checks.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
@@ -97,8 +98,23 @@ std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(const at::Tenso
 
 void check_all_finite(const at::Tensor& values, const char* op, const char* what) {
   if (values.numel() == 0) return;
-  TORCH_CHECK_VALUE(at::isfinite(values).all().item<bool>(), op, "expected a finite ", what,
-                    ", got NaN or Inf values");
+  bool finite;
+  if (values.is_cpu() && values.is_contiguous() && values.scalar_type() == at::kDouble) {
+    // One pass without temporaries: isfinite().all() allocated a bool tensor and read the
+    // data twice (~1 ms per 100k x 12 points, a few % of a mean-shift call).
+    const double* x = values.const_data_ptr<double>();
+    finite = at::parallel_reduce(
+        0, values.numel(), 1 << 16, true,
+        [&](int64_t i0, int64_t i1, bool ok) {
+          double acc = 0;  // x - x is 0 for finite x and NaN for NaN or Inf
+          for (int64_t i = i0; i < i1; ++i) acc += x[i] - x[i];
+          return ok && acc == 0;
+        },
+        [](bool a, bool b) { return a && b; });
+  } else {
+    finite = at::isfinite(values).all().item<bool>();
+  }
+  TORCH_CHECK_VALUE(finite, op, "expected a finite ", what, ", got NaN or Inf values");
 }
 
 }  // namespace panonet::ops

@@ -70,11 +70,9 @@ uint64_t hash_doubles(const double* v, int64_t D) {
 // Open-addressing map from D-double keys to dense ids in order of first insertion.
 class KeyTable {
  public:
-  KeyTable(int64_t D, int64_t expected) : D_(D) {
-    int64_t cap = 16;
-    while (cap < 2 * expected) cap <<= 1;
-    slots_.assign(cap, -1);
-  }
+  // Starts small and doubles at half load: there are usually far fewer bins than points, and
+  // a table sized for the points (MBs) made every probe a cache miss.
+  explicit KeyTable(int64_t D) : D_(D) { slots_.assign(1024, -1); }
 
   // Id of key (inserting it if new) and whether it was new.
   std::pair<int64_t, bool> insert(const double* key, uint64_t hash) {
@@ -82,12 +80,16 @@ class KeyTable {
     for (uint64_t i = hash & mask;; i = (i + 1) & mask) {
       const int64_t id = slots_[i];
       if (id < 0) {
-        const int64_t fresh = static_cast<int64_t>(keys_.size() / D_);
+        const int64_t fresh = size();
         slots_[i] = fresh;
         keys_.insert(keys_.end(), key, key + D_);
+        hashes_.push_back(hash);
+        if (2 * (fresh + 1) > static_cast<int64_t>(slots_.size())) grow();
         return {fresh, true};
       }
-      if (same_center(keys_.data() + id * D_, key, D_)) return {id, false};
+      if (hashes_[id] == hash && same_center(keys_.data() + id * D_, key, D_)) {
+        return {id, false};
+      }
     }
   }
 
@@ -95,9 +97,20 @@ class KeyTable {
   int64_t size() const { return static_cast<int64_t>(keys_.size() / D_); }
 
  private:
+  void grow() {
+    slots_.assign(2 * slots_.size(), -1);
+    const uint64_t mask = slots_.size() - 1;
+    for (int64_t id = 0; id < size(); ++id) {
+      uint64_t i = hashes_[id] & mask;
+      while (slots_[i] >= 0) i = (i + 1) & mask;
+      slots_[i] = id;
+    }
+  }
+
   int64_t D_;
-  RecycledVector<int64_t> slots_;
-  RecycledVector<double> keys_;
+  std::vector<int64_t> slots_;
+  std::vector<double> keys_;
+  std::vector<uint64_t> hashes_;
 };
 
 // Bins of size `bandwidth`, in order of first appearance: bin id per point and count per bin.
@@ -117,7 +130,7 @@ Bins make_bins(const double* points, int64_t n, int64_t D, double bandwidth) {
       hashes[i] = hash_doubles(k, D);
     }
   });
-  Bins bins{RecycledVector<int64_t>(n), {}, KeyTable(D, n)};
+  Bins bins{RecycledVector<int64_t>(n), {}, KeyTable(D)};
   for (int64_t i = 0; i < n; ++i) {
     const auto [id, fresh] = bins.table.insert(keys.data() + i * D, hashes[i]);
     if (fresh) bins.count.push_back(0);
@@ -169,18 +182,28 @@ class IndexBuilder {
     // One gather of the points into bin order; every later pass reads them sequentially. The
     // reads are random (a bin's points are scattered), so they are prefetched a few ahead:
     // without that this pass and the two that followed were bound by memory latency.
+    // The same pass finds the largest coordinate magnitude, which scales the bound margin.
     binned_.resize(n * D);
-    at::parallel_for(0, n, 4096, [&](int64_t j0, int64_t j1) {
-      constexpr int64_t kAhead = 16;
-      for (int64_t j = j0; j < j1; ++j) {
-        if (j + kAhead < j1) {
-          const double* ahead = points_ + by_bin_[j + kAhead] * D;
-          __builtin_prefetch(ahead);
-          __builtin_prefetch(ahead + D - 1);
-        }
-        std::copy_n(points_ + by_bin_[j] * D, D, binned_.data() + j * D);
-      }
-    });
+    const double scale = at::parallel_reduce(
+        0, n, 4096, 0.0,
+        [&](int64_t j0, int64_t j1, double partial) {
+          constexpr int64_t kAhead = 16;
+          for (int64_t j = j0; j < j1; ++j) {
+            if (j + kAhead < j1) {
+              const double* ahead = points_ + by_bin_[j + kAhead] * D;
+              __builtin_prefetch(ahead);
+              __builtin_prefetch(ahead + D - 1);
+            }
+            const double* p = points_ + by_bin_[j] * D;
+            double* q = binned_.data() + j * D;
+            for (int64_t d = 0; d < D; ++d) {
+              q[d] = p[d];
+              partial = std::max(partial, std::fabs(p[d]));
+            }
+          }
+          return partial;
+        },
+        [](double a, double b) { return std::max(a, b); });
     bin_center_.assign(nb * D, 0.0);
     at::parallel_for(0, nb, 64, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
@@ -211,8 +234,9 @@ class IndexBuilder {
     ix_.suffix.resize(D * n);
     const int64_t num_leaves = static_cast<int64_t>(ix_.leaves.size());
     at::parallel_for(0, num_leaves, 16, [&](int64_t l0, int64_t l1) {
-      std::vector<std::pair<double, int64_t>> sorted;
-      for (int64_t l = l0; l < l1; ++l) finish_leaf(l, sorted);
+      std::vector<int64_t> from;
+      std::vector<uint64_t> keys;
+      for (int64_t l = l0; l < l1; ++l) finish_leaf(l, from, keys);
     });
     // Internal nodes after their children (children are created after their parent).
     for (int64_t id = num_nodes - 1; id >= 0; --id) {
@@ -233,8 +257,6 @@ class IndexBuilder {
       }
       node.radius = r;
     }
-    double scale = 0;
-    for (int64_t i = 0; i < n * D; ++i) scale = std::max(scale, std::fabs(points_[i]));
     ix_.margin = bound_margin(scale, D);
   }
 
@@ -296,31 +318,51 @@ class IndexBuilder {
   }
 
   // Sum, mean, radius and the per-position arrays of leaf l (node ix_.leaves[l]).
-  void finish_leaf(int64_t l, std::vector<std::pair<double, int64_t>>& sorted) {
+  //
+  // rho is stored rounded up to float32: the scan only needs an upper bound of each point's
+  // distance to the leaf mean (a point is decided when rho < |dist - bw| - margin), and a
+  // (float rho, index) pair packs into one integer that sorts ~3x faster than (double, index).
+  void finish_leaf(int64_t l, std::vector<int64_t>& from, std::vector<uint64_t>& keys) {
     const int64_t D = D_;
     const int64_t id = ix_.leaves[l];
     const Index::Node& node = ix_.nodes[id];
     double* s = ix_.sums.data() + id * D;
     double* c = ix_.centers.data() + id * D;
-    sorted.clear();
+    from.clear();
+    keys.clear();
     for (int64_t k = leaf_bin_range_[l].first; k < leaf_bin_range_[l].second; ++k) {
       const int64_t b = leaf_bins_[k];
       for (int64_t j = bin_start_[b]; j < bin_start_[b + 1]; ++j) {
         const double* p = binned_.data() + j * D;
         for (int64_t d = 0; d < D; ++d) s[d] += p[d];
-        sorted.emplace_back(0.0, j);
+        from.push_back(j);
       }
     }
     const double cnt = static_cast<double>(node.end - node.begin);
     for (int64_t d = 0; d < D; ++d) c[d] = s[d] / cnt;
-    for (auto& [rho, j] : sorted) rho = std::sqrt(sq_dist(binned_.data() + j * D, c, D));
-    std::sort(sorted.begin(), sorted.end(), std::greater<>());
-    ix_.nodes[id].radius = sorted.empty() ? 0.0 : sorted.front().first;
-    for (size_t t = 0; t < sorted.size(); ++t) {
-      const int64_t j = node.begin + static_cast<int64_t>(t), from = sorted[t].second;
-      const double* p = binned_.data() + from * D;
-      ix_.order[j] = by_bin_[from];
-      ix_.rho[j] = sorted[t].first;
+    double radius = 0;
+    // Leaves are far below 2^32 points (a leaf is one bin or <= kLeafPoints points, and 2^32
+    // points would not fit in memory), so the local index fits the low 32 bits.
+    for (size_t t = 0; t < from.size(); ++t) {
+      const double rho = std::sqrt(sq_dist(binned_.data() + from[t] * D, c, D));
+      radius = std::max(radius, rho);
+      float up = static_cast<float>(rho);
+      if (static_cast<double>(up) < rho) up = std::nextafter(up, INFINITY);
+      uint32_t bits;
+      std::memcpy(&bits, &up, sizeof(bits));  // non-negative floats order as their bits
+      keys.push_back(static_cast<uint64_t>(bits) << 32 | static_cast<uint64_t>(t));
+    }
+    std::sort(keys.begin(), keys.end(), std::greater<>());
+    ix_.nodes[id].radius = radius;
+    for (size_t t = 0; t < keys.size(); ++t) {
+      const int64_t j = node.begin + static_cast<int64_t>(t);
+      const int64_t src = from[keys[t] & 0xffffffffu];
+      const double* p = binned_.data() + src * D;
+      const uint32_t bits = static_cast<uint32_t>(keys[t] >> 32);
+      float rho_up;
+      std::memcpy(&rho_up, &bits, sizeof(rho_up));
+      ix_.order[j] = by_bin_[src];
+      ix_.rho[j] = rho_up;
       for (int64_t d = 0; d < D; ++d) {
         ix_.xs[j * D + d] = p[d];
         ix_.offsets[j * D + d] = static_cast<float>(p[d] - c[d]);
@@ -386,7 +428,7 @@ class LaneArray {
 struct Scratch {
   std::vector<std::pair<int64_t, Mask>> stack;
   LaneArray q_offset;  // D Lanes: each seed's mean minus the leaf mean, lane k = seed k
-  LaneArray acc;       // D LanesD: window sums gathered in one leaf
+  LaneArray acc;       // kBatch x D doubles: window sums gathered in one leaf, per lane
   LaneArray means;     // D LanesD: the seeds' means, lane k = seed k
   const LanesD* means_t = nullptr;
 };
@@ -430,6 +472,9 @@ void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, 
   constexpr int kRegs = kD > 0 ? kD : 1;
   Lanes q_reg[kRegs];
   Lanes* q = kD > 0 ? q_reg : s.q_offset.get<Lanes>(D);
+  // Per-lane sums of the points taken in this leaf (row k: lane k). Added lane by lane: a point
+  // is usually inside the windows of few lanes, and a masked add over all eight lanes in
+  // float64 cost more than the float32 distance test itself.
   LanesD* acc = s.acc.get<LanesD>(D);
   for (int64_t d = 0; d < D; ++d) acc[d] = LanesD{};
   LanesI live_until;  // lane k scans positions below split[k]
