@@ -428,7 +428,7 @@ class LaneArray {
 struct Scratch {
   std::vector<std::pair<int64_t, Mask>> stack;
   LaneArray q_offset;  // D Lanes: each seed's mean minus the leaf mean, lane k = seed k
-  LaneArray acc;       // kBatch x D doubles: window sums gathered in one leaf, per lane
+  LaneArray acc;       // D LanesD: window sums gathered in one leaf
   LaneArray means;     // D LanesD: the seeds' means, lane k = seed k
   const LanesD* means_t = nullptr;
 };
@@ -472,9 +472,8 @@ void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, 
   constexpr int kRegs = kD > 0 ? kD : 1;
   Lanes q_reg[kRegs];
   Lanes* q = kD > 0 ? q_reg : s.q_offset.get<Lanes>(D);
-  // Per-lane sums of the points taken in this leaf (row k: lane k). Added lane by lane: a point
-  // is usually inside the windows of few lanes, and a masked add over all eight lanes in
-  // float64 cost more than the float32 distance test itself.
+  // Sums of the points taken in this leaf, lane k = seed k (a masked add over all lanes: adding
+  // lane by lane only for the lanes that take a point measured slower).
   LanesD* acc = s.acc.get<LanesD>(D);
   for (int64_t d = 0; d < D; ++d) acc[d] = LanesD{};
   LanesI live_until;  // lane k scans positions below split[k]
