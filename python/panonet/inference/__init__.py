@@ -5,6 +5,7 @@ import helpers from the module explicitly (``from panonet.inference.merge import
 """
 
 from panonet.inference.bandwidth import bandwidth_table
+from panonet.inference.bandwidth_search import BandwidthSearchResult, search_bandwidths
 from panonet.inference.merge import (
     LABEL_DIVISOR,
     instances_from_embedding,
@@ -16,6 +17,7 @@ from panonet.inference.merge import (
 from panonet.inference.predictor import Predictor
 
 __all__ = [
+    "BandwidthSearchResult",
     "LABEL_DIVISOR",
     "Predictor",
     "bandwidth_table",
@@ -23,5 +25,6 @@ __all__ = [
     "merge",
     "panoptic_from_semantic_instance",
     "resize_labels",
+    "search_bandwidths",
     "semantic_from_logits",
 ]

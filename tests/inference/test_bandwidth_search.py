@@ -1,0 +1,99 @@
+"""Bandwidth search: on embeddings whose good bandwidths are known, it finds them."""
+
+import json
+
+import pytest
+import torch
+
+from panonet.data.labels import TRAIN_TO_LABEL
+from panonet.inference import bandwidth_table
+from panonet.inference.bandwidth_search import (
+    default_candidates,
+    search_bandwidths,
+    search_bandwidths_on_embeddings,
+)
+from panonet.models import PanoNet
+from tests.models.helpers import native_cpu_convolutions  # noqa: F401  (fixture)
+
+PERSON, CAR, ROAD = 11, 13, 0
+D, H, W = 4, 32, 64
+
+
+def ball(n: int, radius: float, g: torch.Generator) -> torch.Tensor:
+    """n points uniform in a D-ball of the given radius, (n, D) float64."""
+    direction = torch.randn(n, D, generator=g, dtype=torch.float64)
+    direction /= direction.norm(dim=1, keepdim=True)
+    return direction * radius * torch.rand(n, 1, generator=g, dtype=torch.float64) ** (1 / D)
+
+
+def scene(seed: int):
+    """Cars: tight blobs (radius 0.15) only 0.6 apart -> bandwidths in ~[0.2, 0.45) separate
+    them and larger ones merge neighbours. Persons: wide blobs (radius 0.45) 2.5 apart ->
+    bandwidths below ~0.45 split them, ~[0.5, 1.5] are right."""
+    g = torch.Generator().manual_seed(seed)
+    sem = torch.full((H, W), ROAD, dtype=torch.int64)
+    gt = torch.full((H, W), int(TRAIN_TO_LABEL[ROAD]), dtype=torch.int64)
+    emb = torch.zeros(D, H, W, dtype=torch.float64)
+    regions = [(CAR, 0, 16 * k, 0.6 * k, 0.15) for k in range(4)]
+    regions += [(PERSON, 16, 21 * k, 2.5 * k, 0.45) for k in range(3)]
+    count = {CAR: 0, PERSON: 0}
+    for cls, y, x, offset, radius in regions:
+        h, w = 16, min(16, W - x)
+        center = torch.zeros(D, dtype=torch.float64)
+        center[0] = offset
+        center[1] = 5.0 if cls == PERSON else 0.0
+        pts = center + ball(h * w, radius, g)
+        emb[:, y : y + h, x : x + w] = pts.T.reshape(D, h, w)
+        sem[y : y + h, x : x + w] = cls
+        gt[y : y + h, x : x + w] = int(TRAIN_TO_LABEL[cls]) * 1000 + count[cls]
+        count[cls] += 1
+    return emb.float(), sem, gt
+
+
+def test_finds_the_known_good_bandwidths():
+    samples = [scene(s) for s in range(3)]
+    candidates = [0.1 * i for i in range(1, 17)]
+    result = search_bandwidths_on_embeddings(samples, candidates)
+    assert set(result.best) == {CAR, PERSON}, "only classes present get a bandwidth"
+    assert 0.2 <= result.best[CAR] < 0.5
+    assert 0.5 <= result.best[PERSON] <= 1.5
+    assert result.pq[:, CAR].max() == pytest.approx(1.0)
+    assert result.pq[:, PERSON].max() == pytest.approx(1.0)
+    # The search can fail: too large merges the cars, too small splits the persons.
+    i_big = candidates.index(min(c for c in candidates if c >= 0.9))
+    i_small = candidates.index(min(c for c in candidates if c >= 0.2))
+    assert result.pq[i_big, CAR] < 0.9
+    assert result.pq[i_small, PERSON] < 0.9
+
+
+def test_result_json_is_what_the_predictor_reads(tmp_path):
+    result = search_bandwidths_on_embeddings([scene(0)], [0.3, 0.8])
+    path = result.save(tmp_path / "bandwidths.json")
+    record = json.loads(path.read_text())
+    assert set(record["bandwidths"]) == {"car", "person"}
+    assert record["candidates"] == [0.3, 0.8] and record["images"] == 1
+    table = bandwidth_table(path)
+    assert table[CAR] == pytest.approx(result.best[CAR])
+    assert table[PERSON] == pytest.approx(result.best[PERSON])
+    assert table[12] == pytest.approx(0.5), "classes without data keep the default"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="positive candidate"):
+        search_bandwidths_on_embeddings([scene(0)], [0.5, -1.0])
+    with pytest.raises(ValueError, match="no images"):
+        search_bandwidths_on_embeddings([], [0.5])
+    assert default_candidates()[0] == 0.25 and default_candidates()[-1] == 1.0
+
+
+def test_runs_a_model_on_dataset_items(native_cpu_convolutions):  # noqa: F811
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    item = {
+        "image": torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8, generator=g),
+        "semantic": torch.full((64, 96), CAR, dtype=torch.int64),
+        "instance": torch.full((64, 96), 26000, dtype=torch.int64),
+    }
+    result = search_bandwidths(PanoNet(), [item], candidates=[0.5, 1.0], progress=False)
+    assert result.images == 1 and result.pq.shape == (2, 19)
+    assert result.seconds > 0
