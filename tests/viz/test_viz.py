@@ -1,0 +1,76 @@
+"""Visualisation: colours per class and instance, borders, overlay blending, PNG output."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from panonet.data.labels import PALETTE
+from panonet.viz import (
+    overlay,
+    panoptic_colors,
+    save_visualization,
+    segment_borders,
+    side_by_side,
+)
+
+ROAD, CAR = 7, 26  # labelIds; trainIds 0 and 13
+
+
+def panoptic() -> np.ndarray:
+    """Road on the left, two cars on the right, a void strip at the bottom."""
+    pan = np.full((6, 8), ROAD, dtype=np.int64)
+    pan[:3, 4:] = CAR * 1000 + 0
+    pan[3:5, 4:] = CAR * 1000 + 1
+    pan[5, :] = 0
+    return pan
+
+
+def test_colors_follow_classes_and_separate_instances():
+    colors = panoptic_colors(panoptic())
+    assert colors.shape == (6, 8, 3) and colors.dtype == np.uint8
+    assert (colors[0, 0] == PALETTE[0]).all(), "stuff: the palette colour of its trainId"
+    assert (colors[0, 4] == PALETTE[13]).all(), "first instance: the class colour itself"
+    assert not (colors[3, 4] == colors[0, 4]).all(), "second car differs from the first"
+    assert np.abs(colors[3, 4].astype(int) - PALETTE[13].astype(int)).max() <= 70
+    assert (colors[5] == 0).all(), "void is black"
+
+
+def test_borders_mark_segment_changes_only():
+    border = segment_borders(panoptic())
+    assert border[0, 3] and not border[0, 2], "road | car boundary, not inside the road"
+    assert border[2, 5] and not border[1, 5], "car 0 | car 1 boundary"
+    assert not border[5, 0] and border[4, 0], "void strip: only its top edge"
+
+
+def test_overlay_blends_and_draws_borders():
+    pan = panoptic()
+    image = np.full((6, 8, 3), 100, dtype=np.uint8)
+    out = overlay(image, torch.from_numpy(pan), alpha=0.5)
+    expected = np.rint(0.5 * 100 + 0.5 * PALETTE[0].astype(np.float32)).astype(np.uint8)
+    assert (out[0, 0] == expected).all()
+    assert (out[0, 3] == 255).all(), "border pixels are white"
+    assert (overlay(image, pan, alpha=0.0)[~segment_borders(pan)] == 100).all()
+    assert side_by_side(image, pan).shape == (6, 16, 3)
+
+
+def test_save_visualization_writes_a_png(tmp_path):
+    image = np.zeros((6, 8, 3), dtype=np.uint8)
+    path = save_visualization(tmp_path / "vis" / "frame.png", image, panoptic())
+    loaded = np.asarray(Image.open(path))
+    assert loaded.shape == (6, 16, 3)
+    assert (loaded == side_by_side(image, panoptic())).all()
+    assert [p.name for p in path.parent.iterdir()] == ["frame.png"], "no temp file left"
+
+
+@pytest.mark.parametrize(
+    "image, pan, match",
+    [
+        (np.zeros((6, 8, 3), np.float32), panoptic(), "uint8 RGB image"),
+        (np.zeros((6, 9, 3), np.uint8), panoptic(), "expected equal"),
+        (np.zeros((6, 8, 3), np.uint8), panoptic().astype(np.float64), "integer"),
+    ],
+)
+def test_bad_inputs(image, pan, match):
+    with pytest.raises(ValueError, match=match):
+        overlay(image, pan)
