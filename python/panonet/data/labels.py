@@ -22,6 +22,7 @@ from cityscapesscripts.helpers.labels import labels as _CITYSCAPES_LABELS
 
 __all__ = [
     "CLASSES",
+    "LABEL_DIVISOR",
     "CLASS_NAMES",
     "IGNORE_INDEX",
     "LABEL_TO_TRAIN",
@@ -40,6 +41,10 @@ NUM_CLASSES = 19
 
 IGNORE_INDEX = 255
 """trainId of every pixel that is not one of the 19 classes (void, or not evaluated)."""
+
+LABEL_DIVISOR = 1000
+"""Cityscapes id convention (gtFine_instanceIds, panoptic maps): a thing segment's id is
+labelId * 1000 + j, stuff is the plain labelId, 0 is void."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ import torch
 from panonet.data.labels import (
     CLASSES,
     IGNORE_INDEX,
+    LABEL_DIVISOR,
     LABEL_TO_TRAIN,
     NUM_CLASSES,
     THING_TRAIN_IDS,
@@ -53,8 +54,6 @@ __all__ = [
     "panoptic_stats",
 ]
 
-LABEL_DIVISOR = 1000
-"""Cityscapes id convention: a thing segment's id is ``labelId * 1000 + j``."""
 
 LabelMap = torch.Tensor | np.ndarray
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
+from panonet.data.labels import LABEL_DIVISOR, THING_TRAIN_IDS, TRAIN_TO_LABEL
 from panonet.data.transforms import _check_size, resize_labels  # shared with training
 from panonet.ops import cluster_instances
 
@@ -45,9 +45,6 @@ __all__ = [
     "resize_labels",
     "semantic_from_logits",
 ]
-
-LABEL_DIVISOR = 1000
-"""Cityscapes panoptic / instanceIds convention: a thing segment's id is labelId * 1000 + j."""
 
 
 def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
