@@ -198,7 +198,11 @@ def _as_hwc_batch(image: ImageInput) -> tuple[torch.Tensor, bool]:
         )
     if isinstance(image, np.ndarray):
         # NumPy images are HWC, as PIL / OpenCV (after BGR->RGB) give them.
-        x, layout = torch.from_numpy(np.ascontiguousarray(image)), "(H, W, 3) or (N, H, W, 3)"
+        # Read-only arrays (np.asarray of a PIL image) are copied: torch cannot wrap them.
+        array = np.ascontiguousarray(image)
+        if not array.flags.writeable:
+            array = array.copy()
+        x, layout = torch.from_numpy(array), "(H, W, 3) or (N, H, W, 3)"
         channel_dim = -1
     elif isinstance(image, torch.Tensor):
         # Tensors are CHW, as torchvision gives them.
