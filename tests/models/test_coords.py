@@ -89,3 +89,70 @@ def test_bad_sizes():
         coordinate_channels(1, 0, 6)
     with pytest.raises(ValueError, match=r"floating-point dtype"):
         coordinate_channels(1, 4, 6, dtype=torch.int64)
+
+
+def test_per_image_full_size_equals_one_call_per_image():
+    # After per-image random scaling every item of a batch has its own full image size.
+    offset = torch.tensor([[0, 0], [3, 10], [1, 4], [0, 0]])
+    full = torch.tensor([[8, 16], [12, 40], [5, 9], [4, 5]])
+    c = coordinate_channels(4, 4, 5, offset=offset, full_size=full)
+    assert c.shape == (4, 2, 4, 5) and c.dtype == torch.float32
+    for b in range(4):
+        one = coordinate_channels(
+            1, 4, 5, offset=offset[b : b + 1], full_size=tuple(full[b].tolist())
+        )
+        torch.testing.assert_close(c[b], one[0], rtol=0, atol=1e-6)
+    # By hand for image 1: x = 2 (10 + j) / 39 - 1, y = 2 (3 + i) / 11 - 1.
+    assert c[1, 0, 0, 0].item() == pytest.approx(2 * 10 / 39 - 1, abs=1e-7)
+    assert c[1, 1, 3, 0].item() == pytest.approx(2 * 6 / 11 - 1, abs=1e-7)
+    # Image 3 is uncropped (offset 0, full size = crop size): exact corners -1 and +1.
+    assert c[3, :, 0, 0].tolist() == [-1.0, -1.0] and c[3, :, -1, -1].tolist() == [1.0, 1.0]
+
+
+def test_per_image_full_size_without_offset_and_one_pixel_extent():
+    full = torch.tensor([[1, 7], [3, 9]])
+    c = coordinate_channels(2, 1, 7, full_size=full, dtype=torch.float64)
+    assert c.dtype == torch.float64
+    assert torch.equal(c[0, 1], torch.zeros(1, 7, dtype=torch.float64))  # H_full = 1 -> y = 0
+    assert c[0, 0, 0].tolist() == pytest.approx([2 * j / 6 - 1 for j in range(7)], abs=1e-12)
+    assert c[1, 0, 0].tolist() == pytest.approx([2 * j / 8 - 1 for j in range(7)], abs=1e-12)
+    # A (2,) tensor is one size for the whole batch, like the tuple.
+    assert torch.equal(
+        coordinate_channels(2, 3, 4, full_size=torch.tensor([5, 6])),
+        coordinate_channels(2, 3, 4, full_size=(5, 6)),
+    )
+
+
+def test_per_image_full_size_errors_name_the_image():
+    offset = torch.tensor([[0, 0], [2, 3]])
+    with pytest.raises(ValueError, match=r"crop 1 at \(y0, x0\)=\(2, 3\).*size 5x8 \(needs"):
+        coordinate_channels(2, 4, 6, offset=offset, full_size=torch.tensor([[9, 9], [5, 8]]))
+    with pytest.raises(ValueError, match=r"does not fit in full image 1 of size 3x6"):
+        coordinate_channels(2, 4, 6, full_size=torch.tensor([[4, 6], [3, 6]]))
+    with pytest.raises(ValueError, match=r"\(2, 2\) integer tensor, got shape \(3, 2\)"):
+        coordinate_channels(2, 4, 6, full_size=torch.ones(3, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"integer tensor.*torch\.float32"):
+        coordinate_channels(2, 4, 6, full_size=torch.full((2, 2), 8.0))
+
+
+def test_panonet_accepts_per_image_full_size():
+    from panonet.models import PanoNet
+
+    torch.manual_seed(0)
+    model = PanoNet(num_classes=3, embedding_dim=4, share_weights=True).eval()
+    images = torch.randn(2, 3, 32, 48)
+    offset = torch.tensor([[0, 0], [8, 20]])
+    full = torch.tensor([[32, 48], [64, 96]])
+    with torch.no_grad():
+        both = model(images, offset=offset, full_size=full)
+        first = model(images[:1], offset=offset[:1], full_size=(32, 48))
+        second = model(images[1:], offset=offset[1:], full_size=(64, 96))
+        # No offset: each image is the top-left crop of its own full image.
+        no_offset = model(images[1:], full_size=full[1:])
+        top_left = model(
+            images[1:], offset=torch.zeros(1, 2, dtype=torch.int64), full_size=full[1:]
+        )
+    for t in range(3):
+        torch.testing.assert_close(both.embedding[t][:1], first.embedding[t], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(both.embedding[t][1:], second.embedding[t], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(no_offset.embedding[t], top_left.embedding[t], rtol=0, atol=0)

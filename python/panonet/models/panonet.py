@@ -105,7 +105,9 @@ class PanoNet(nn.Module):
         images: (B, 3, H, W) float, already normalised (:func:`preprocess`), H, W >= 32.
         offset: None or (B, 2) integer (y0, x0) of each crop in its full image (training crops;
             ignored when ``use_coords`` is False).
-        full_size: None (the input is the full image) or (H_full, W_full).
+        full_size: None (the input is the full image), (H_full, W_full) for the whole batch,
+            or a (B, 2) integer tensor with each image's own full size (training batches after
+            per-image random scaling). See :func:`~panonet.models.coordinate_channels`.
         Returns :class:`PanoNetOutput` (semantic, embedding), each (out_1/4, out_1/8, out_1/16).
 
     Raises:
@@ -167,12 +169,13 @@ class PanoNet(nn.Module):
         self,
         images: torch.Tensor,
         offset: torch.Tensor | None,
-        full_size: tuple[int, int] | None,
+        full_size: tuple[int, int] | torch.Tensor | None,
     ) -> torch.Tensor:
         if not self.use_coords:
             return images
         b, _, h, w = images.shape
-        if offset is None:
+        per_image = isinstance(full_size, torch.Tensor) and full_size.dim() == 2
+        if offset is None and not per_image:
             # One map broadcast over the batch: the traced/exported graph then does not bake in
             # the batch size.
             coords = coordinate_channels(
@@ -194,7 +197,7 @@ class PanoNet(nn.Module):
         self,
         images: torch.Tensor,
         offset: torch.Tensor | None = None,
-        full_size: tuple[int, int] | None = None,
+        full_size: tuple[int, int] | torch.Tensor | None = None,
     ) -> PanoNetOutput:
         _check_input(images, 3, "PanoNet")
         inst_in = self._instance_input(images, offset, full_size)
