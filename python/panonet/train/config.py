@@ -1,20 +1,40 @@
-"""Training configuration: the loss constants (paper Sec. III-E) and the optimizer settings.
+"""Training configuration: the loss constants (paper Sec. III-E), the optimizer settings and the
+whole training run (:class:`TrainConfig`).
 
 :class:`LossConfig` is the one place that holds the loss's numbers (scale weights, margins, term
 weights, ignore label); everything else (the loss module, the trainer, the bandwidth search's
 base value δ_v) reads them from here. Every field carries a comment; a config file may set any
 of them.
+
+Config files (``panonet train --config FILE``) are TOML (``.toml``, comments allowed; the
+commented example is ``configs/panonet_synthetic.toml``) or JSON (``.json``): top-level keys are
+:class:`TrainConfig`'s fields, the tables ``[optim]``, ``[stage2_optim]`` and ``[loss]`` hold
+:class:`OptimConfig` / :class:`LossConfig` fields. :func:`load_train_config` reads a file and
+applies ``key=value`` overrides (dotted keys for the tables, values in TOML syntax).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from panonet.data.labels import IGNORE_INDEX
+from panonet.data.labels import IGNORE_INDEX, NUM_CLASSES
 
-__all__ = ["NUM_SCALES", "OPTIMIZERS", "LossConfig", "OptimConfig"]
+__all__ = [
+    "NUM_SCALES",
+    "OPTIMIZERS",
+    "LossConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "load_train_config",
+    "parse_override",
+]
 
 NUM_SCALES = 3
 """Number of supervised output scales (1/4, 1/8, 1/16): the paper's T = 3 cascade guidance."""
@@ -164,3 +184,312 @@ def _float_tuple(values: Sequence[float], name: str) -> tuple[float, ...]:
         raise ValueError(
             f"LossConfig/OptimConfig: expected {name} to be a sequence of numbers, got {values!r}"
         ) from None
+
+
+DEVICES = ("auto", "cpu", "cuda")
+"""Accepted values of :attr:`TrainConfig.device` (``"cuda:N"`` too)."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data, the two stages (paper Sec. III-C), validation, checkpoints, logs.
+
+    Step counts are optimisation steps of the global batch. Stage 1 trains both branches without
+    coordinate input (``use_coords=False``); stage 2 starts from the stage-1 weights with two
+    zero-initialised coordinate input channels (:meth:`panonet.models.PanoNet.load_stage1`),
+    a new optimizer and a new poly schedule. Paths that are None are placed under the run's
+    output directory (``panonet train --out DIR``).
+
+    Raises:
+        ValueError: (in ``__post_init__``) a value outside its documented range.
+    """
+
+    # Dataset root in the Cityscapes layout (leftImg8bit/, gtFine/), e.g. written by
+    # `panonet synth`. A relative path is relative to the working directory.
+    data_root: str = "data/synthetic"
+    # Split the training crops come from.
+    train_split: str = "train"
+    # Split validated on (its first val_images images, whole images, no augmentation).
+    val_split: str = "val"
+    # Network input (h, w) of a training crop; every crop of a batch has this size. >= 32 each.
+    crop_size: tuple[int, int] = (512, 1024)
+    # Range (lo, hi) of the random scale factor applied to the whole image before cropping
+    # (panonet.data.transforms.RandomScale); (1, 1) disables scaling.
+    scale: tuple[float, float] = (0.5, 2.0)
+    # Horizontal flip probability.
+    flip: float = 0.5
+    # Colour jitter strength (brightness, contrast and saturation), 0 disables it.
+    jitter: float = 0.3
+    # GLOBAL batch size: images per optimisation step over all processes. With W processes
+    # (torchrun) each loads batch_size / W images, so it must be divisible by W.
+    batch_size: int = 8
+    # DataLoader worker processes per training process (0: load in the main process).
+    workers: int = 4
+    # Steps of stage 1 (no coordinate input). 0 skips it: stage 2 then starts from the initial
+    # (or pretrained) weights. The paper gives no numbers for either stage.
+    stage1_steps: int = 60_000
+    # Steps of stage 2 (coordinate channels added). 0 ends the run after stage 1.
+    stage2_steps: int = 30_000
+    # Semantic classes (19 Cityscapes trainIds).
+    num_classes: int = NUM_CLASSES
+    # D, channels of the instance embedding (12 in the paper).
+    embedding_dim: int = 12
+    # The paper's compressed variant (Sec. IV-e): one shared ICNet trunk, separate heads.
+    share_weights: bool = False
+    # Optional torchvision-format ImageNet ResNet-50 state dict (a local file) for the
+    # backbones at the start of stage 1 (panonet.models.load_imagenet_resnet50); None: random
+    # init (seeded by `seed`).
+    pretrained: str | None = None
+    # Optional PanoNet checkpoint (a file that panonet.models.load_model reads, with the stage-1
+    # layout: use_coords = false) whose weights, BN statistics included, start stage 1: e.g.
+    # pretrained semantic-segmentation weights (paper Sec. III-C) or an earlier run. Applied
+    # after `pretrained`. None: start from `pretrained` / random init.
+    init_weights: str | None = None
+    # Optimizer and poly schedule of stage 1; its max_steps is replaced by stage1_steps (the lr
+    # decays to 0 at the end of the stage).
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # Optimizer of stage 2; None: the same settings as `optim`. In a config file the
+    # [stage2_optim] table only lists what differs from [optim]. Its max_steps is replaced by
+    # stage2_steps.
+    stage2_optim: OptimConfig | None = None
+    # Loss constants (eq. 1 + eq. 6), the paper's by default.
+    loss: LossConfig = field(default_factory=LossConfig)
+    # Validate every this many steps (and at the end of each stage); 0: only at stage ends.
+    val_every: int = 2000
+    # Number of validation images (the first ones of val_split); 0 disables validation.
+    val_images: int = 50
+    # Write <checkpoint_dir>/last.pt every this many steps; 0: only at stage ends, on Ctrl-C
+    # and at the end. stage1.pt (end of stage 1) and final.pt (end of the run) are always kept.
+    checkpoint_every: int = 1000
+    # Directory of the checkpoints; None: <out>/checkpoints.
+    checkpoint_dir: str | None = None
+    # JSON-lines metrics log (one record per step, validation and event); None:
+    # <out>/metrics.jsonl. Appended to on resume (records after the resumed step are dropped).
+    log_file: str | None = None
+    # TensorBoard event directory, used only when the tensorboard package is installed; None:
+    # <out>/tensorboard.
+    tensorboard_dir: str | None = None
+    # Seed of the initial weights, the data order and every augmentation. The augmentation of
+    # an image is seeded by (seed, epoch, image index), so it does not depend on the number of
+    # workers or processes, and a resumed run sees exactly the same batches.
+    seed: int = 0
+    # Mixed precision (float16 autocast + gradient scaling) on CUDA; ignored on the CPU.
+    amp: bool = True
+    # BatchNorm layers in eval mode (frozen running statistics; their affine weights still
+    # train). Needed for small per-device batches and for exact multi-process equivalence on
+    # the CPU, where SyncBatchNorm does not exist. Without it, multi-GPU runs use SyncBatchNorm.
+    freeze_bn: bool = False
+    # "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N". Under torchrun each
+    # process uses cuda:LOCAL_RANK.
+    device: str = "auto"
+    # Deterministic cuDNN algorithms (slower) instead of cudnn.benchmark; CPU runs are
+    # deterministic anyway.
+    deterministic: bool = False
+    # tqdm progress bar (rank 0 only).
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.optim, Mapping):
+            self.optim = OptimConfig(**self.optim)
+        if isinstance(self.stage2_optim, Mapping):
+            self.stage2_optim = OptimConfig(**self.stage2_optim)
+        if isinstance(self.loss, Mapping):
+            self.loss = LossConfig(**self.loss)
+        self.crop_size = tuple(_int(v, "crop_size") for v in _pair(self.crop_size, "crop_size"))
+        if min(self.crop_size) < 32:
+            raise ValueError(f"TrainConfig: expected crop_size >= 32 each, got {self.crop_size}")
+        self.scale = _float_tuple(_pair(self.scale, "scale"), "scale")
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(
+                f"TrainConfig: expected scale (lo, hi), 0 < lo <= hi, got {self.scale}"
+            )
+        for name in ("flip", "jitter"):
+            value = float(getattr(self, name))
+            if not 0 <= value <= 1:
+                raise ValueError(f"TrainConfig: expected {name} in [0, 1], got {value}")
+            setattr(self, name, value)
+        minimum = {
+            "batch_size": 1,
+            "workers": 0,
+            "stage1_steps": 0,
+            "stage2_steps": 0,
+            "num_classes": 1,
+            "embedding_dim": 1,
+            "val_every": 0,
+            "val_images": 0,
+            "checkpoint_every": 0,
+            "seed": 0,
+        }
+        for name, lo in minimum.items():
+            value = _int(getattr(self, name), name)
+            if value < lo:
+                raise ValueError(f"TrainConfig: expected {name} >= {lo}, got {value}")
+            setattr(self, name, value)
+        if self.stage1_steps + self.stage2_steps < 1:
+            raise ValueError("TrainConfig: nothing to train: stage1_steps + stage2_steps is 0")
+        weights = self.loss.class_weights
+        if weights is not None and len(weights) != self.num_classes:
+            raise ValueError(
+                f"TrainConfig: loss.class_weights has {len(self.loss.class_weights)} entries "
+                f"for {self.num_classes} classes"
+            )
+        device = str(self.device)
+        if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+            raise ValueError(
+                f"TrainConfig: expected device in {DEVICES} or 'cuda:N', got {device!r}"
+            )
+        for name in ("share_weights", "amp", "freeze_bn", "deterministic", "progress"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"TrainConfig: expected {name} true or false, got {value!r}")
+
+    def stage_optim(self, stage: int) -> OptimConfig:
+        """The optimizer settings of ``stage`` (1 or 2), ``max_steps`` set to the stage's length.
+
+        Raises:
+            ValueError: a stage other than 1 or 2, or a stage with 0 steps.
+        """
+        if stage not in (1, 2):
+            raise ValueError(f"TrainConfig.stage_optim: expected stage 1 or 2, got {stage}")
+        steps = self.stage1_steps if stage == 1 else self.stage2_steps
+        if steps < 1:
+            raise ValueError(f"TrainConfig.stage_optim: stage {stage} has no steps")
+        base = self.optim if stage == 1 or self.stage2_optim is None else self.stage2_optim
+        return dataclasses.replace(base, max_steps=steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples, numbers, strings, None): for JSON, and for checkpoints that must
+        load with ``torch.load(weights_only=True)``. ``TrainConfig(**d)`` rebuilds it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a (config-file) dict, rejecting unknown keys at every level.
+
+        ``stage2_optim`` given as a dict is merged over ``optim``: it only needs the keys
+        that differ.
+
+        Raises:
+            ValueError: unknown keys (named, with the known ones) or invalid values.
+        """
+        data = dict(data)
+        _check_keys(data, cls, "")
+        for key, sub in (
+            ("optim", OptimConfig),
+            ("stage2_optim", OptimConfig),
+            ("loss", LossConfig),
+        ):
+            if isinstance(data.get(key), Mapping):
+                _check_keys(data[key], sub, f"{key}.")
+        if isinstance(data.get("stage2_optim"), Mapping):
+            base = data.get("optim")
+            if isinstance(base, OptimConfig):
+                base = dataclasses.asdict(base)
+            data["stage2_optim"] = {**(base or {}), **data["stage2_optim"]}
+        return cls(**data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.01"`` -> (["optim", "lr"], 0.01): a dotted key and a TOML value.
+
+    The value is read as a TOML value (``64``, ``0.5``, ``true``, ``[64, 128]``, ``"text"``);
+    ``none``/``null`` mean None; anything else that is not valid TOML is taken as a string
+    (``data_root=/data/cityscapes`` works without quotes).
+
+    Raises:
+        ValueError: no ``=`` or an empty key.
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ValueError(f"expected an override KEY=VALUE (e.g. optim.lr=0.01), got {text!r}")
+    if raw.lower() in ("none", "null"):
+        return key.split("."), None
+    try:
+        value = _toml_loads(f"v = {raw}")["v"]
+    except ValueError:
+        value = raw
+    return key.split("."), value
+
+
+def load_train_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Read a TOML or JSON config file (or start from the defaults) and apply overrides.
+
+    Args:
+        path: a ``.toml`` or ``.json`` file (see the module docstring), or None for defaults.
+        overrides: ``KEY=VALUE`` strings (:func:`parse_override`), applied in order; a dotted
+            key sets a field of the optim / stage2_optim / loss table.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an unreadable file, an unknown key or an invalid value, naming it.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                data = _toml_loads(text)
+        except ValueError as e:
+            raise ValueError(f"{path}: cannot parse the config: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a table of keys at the top level")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            child = node.get(k)
+            if not isinstance(child, dict):
+                child = {} if child is None else child
+                if not isinstance(child, dict):
+                    raise ValueError(f"override {text!r}: {k} is not a table")
+                node[k] = child
+            node = child
+        node[keys[-1]] = value
+    try:
+        return TrainConfig.from_dict(data)
+    except TypeError as e:  # e.g. a table given where a value was expected
+        raise ValueError(f"invalid config{f' {path}' if path else ''}: {e}") from e
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    try:
+        import tomllib  # Python >= 3.11
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ValueError(
+                "TOML configs need Python >= 3.11 or the tomli package; use a .json config"
+            ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _check_keys(data: Mapping[str, Any], cls: type, prefix: str) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; known: "
+            f"{', '.join(prefix + k for k in known)}"
+        )
+
+
+def _pair(value: Any, name: str) -> Sequence[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"TrainConfig: expected {name} as a pair [a, b], got {value!r}")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"TrainConfig: expected {name} to be an integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,913 @@
+"""PanoNet's training loop: two stages in one run, checkpoints that resume exactly, DDP.
+
+Stages (paper Sec. III-C): stage 1 trains a ``use_coords=False`` PanoNet (semantic branch and
+instance branch, no coordinate input); stage 2 is a fresh ``use_coords=True`` PanoNet that
+receives the stage-1 weights through :meth:`~panonet.models.PanoNet.load_stage1` (the two
+coordinate input channels start at zero, so stage 2 starts from exactly the stage-1 function),
+with a new optimizer and a new poly schedule. The global step counts across both stages.
+
+Exact resumption. Everything a step depends on is either in the checkpoint or a function of
+the global step:
+
+* model, optimizer, lr schedule, gradient scaler, step and stage are saved;
+* the data order is :class:`~torch.utils.data.DistributedSampler`'s permutation of epoch
+  ``e`` (seeded by ``seed + e``); step ``s`` reads batch ``s mod steps_per_epoch`` of epoch
+  ``s // steps_per_epoch``, so a resumed loader starts at the right batch without replaying;
+* the augmentation of an image is seeded by ``(seed, epoch, image index)``
+  (:class:`SeededItems`), independent of DataLoader workers, process count and history;
+* the global RNG states (torch CPU and CUDA, numpy, python) are saved as tensors / plain
+  values, so checkpoints load with ``torch.load(weights_only=True)``;
+* state changes happen in blocks that a Ctrl-C cannot split (the signal is held until the
+  block ends), and the BatchNorm running statistics that a cut-off step's forward pass already
+  updated are put back, so an interrupted run saves the state after its last completed step.
+
+Distributed: under ``torchrun`` (:func:`panonet.train.distributed.init_distributed`) each of W
+processes loads ``batch_size / W`` images of every global batch (the union over ranks of their
+i-th batches is exactly the single-process i-th batch), the model is wrapped in
+DistributedDataParallel (gradients averaged over ranks), BatchNorm becomes SyncBatchNorm on GPUs
+unless ``freeze_bn``, and only rank 0 logs, validates and writes checkpoints. DDP averages the
+per-rank losses' gradients; the loss's normalisations (mean over valid pixels, over images with
+instances) are per rank, so a DDP step equals the single-process step of the same global batch
+exactly when every rank has the same number of valid pixels and of images with instances (and
+BatchNorm is synchronised or frozen) and approximately otherwise, as for any DDP training of a
+per-pixel mean loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from panonet.data.cityscapes import CityscapesPanoptic
+from panonet.data.transforms import collate, train_transforms
+from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
+from panonet.models.checkpoint import load_model, save_checkpoint
+from panonet.models.panonet import PanoNet, preprocess
+from panonet.models.pretrained import load_imagenet_resnet50
+from panonet.models.surgery import check_state_dict
+from panonet.train.config import TrainConfig
+from panonet.train.distributed import DistInfo, destroy_distributed, dist_info, init_distributed
+from panonet.train.loss import PanoNetLoss
+from panonet.train.optim import build_optimizer, build_scheduler
+
+__all__ = [
+    "CHECKPOINT_KIND",
+    "FINAL_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "STAGE1_CHECKPOINT",
+    "SeededItems",
+    "StepBatchSampler",
+    "Trainer",
+    "find_checkpoint",
+    "get_rng_state",
+    "item_seed",
+    "run_training",
+    "set_rng_state",
+    "stage2_model",
+]
+
+CHECKPOINT_KIND = "panonet-train/1"
+"""Value of a training checkpoint's ``kind`` key (bumped when the layout changes)."""
+
+LAST_CHECKPOINT = "last.pt"
+"""Periodic / interruption checkpoint, overwritten atomically."""
+STAGE1_CHECKPOINT = "stage1.pt"
+"""The state at the end of stage 1 (stage-1 model, before the surgery)."""
+FINAL_CHECKPOINT = "final.pt"
+"""The state at the end of the run."""
+
+
+# --------------------------------------------------------------------------------------------
+# Data: seeded augmentation and a resumable, infinite, rank-aware batch sampler
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of dataset image ``index`` in ``epoch``: a 63-bit integer.
+
+    Mixed by numpy's SeedSequence, so nearby (seed, epoch, index) give unrelated streams.
+    """
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class SeededItems(Dataset):
+    """``dataset[index]`` augmented by ``transform`` with RNG seeded per (epoch, index).
+
+    Keys are ``(index, epoch)`` pairs (what :class:`StepBatchSampler` yields). The transform
+    draws from torch's global CPU generator (the transforms' default), which is seeded with
+    :func:`item_seed` for the item and restored afterwards, so the main process's RNG is left
+    untouched when loading without workers.
+
+    Returns the transformed item (see :mod:`panonet.data.transforms`).
+    """
+
+    def __init__(self, dataset: Dataset, transform, seed: int) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, epoch = key
+        item = self.dataset[index]
+        if self.transform is None:
+            return item
+        with torch.random.fork_rng(devices=[]):
+            # The CPU generator only: torch.manual_seed would also reseed (and, with
+            # devices=[], not restore) the CUDA generators.
+            torch.default_generator.manual_seed(item_seed(self.seed, epoch, index))
+            return self.transform(item)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Infinite per-rank batches of ``(index, epoch)`` keys, starting at a global step.
+
+    Epoch ``e`` is ``sampler``'s permutation after ``sampler.set_epoch(e)`` (a
+    DistributedSampler with ``drop_last=True``: rank r gets elements r, r + W, r + 2W, ... of
+    the seeded permutation), cut into batches of ``batch_size`` (the last partial batch is
+    dropped, so every step has a full global batch). Global step ``s`` is batch
+    ``s % steps_per_epoch`` of epoch ``s // steps_per_epoch`` on every rank.
+
+    Args:
+        sampler: the DistributedSampler (``num_replicas`` / ``rank`` given explicitly, also for
+            a single process).
+        batch_size: images per batch on this rank.
+        start_step: the first global step to produce.
+
+    Raises:
+        ValueError: the dataset is too small for one batch per rank.
+    """
+
+    def __init__(self, sampler: DistributedSampler, batch_size: int, start_step: int = 0) -> None:
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = len(sampler) // self.batch_size
+        if self.steps_per_epoch < 1:
+            world = sampler.num_replicas
+            raise ValueError(
+                f"the training split has {len(sampler.dataset)} images, fewer than one global "
+                f"batch ({self.batch_size * world} = {self.batch_size} per process x {world})"
+            )
+        self.start_step = int(start_step)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, first = divmod(self.start_step, self.steps_per_epoch)
+        b = self.batch_size
+        while True:
+            self.sampler.set_epoch(epoch)
+            order = list(self.sampler)
+            for i in range(first, self.steps_per_epoch):
+                yield [(int(idx), epoch) for idx in order[i * b : (i + 1) * b]]
+            first = 0
+            epoch += 1
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state as checkpointable values
+
+
+def get_rng_state(cuda_device: torch.device | None = None) -> dict[str, Any]:
+    """Global RNG states as tensors and plain values that ``torch.load(weights_only=True)``
+    accepts: torch CPU, numpy, python, and the CUDA generator of ``cuda_device`` (None: no
+    CUDA state; only the training device's, so that a DDP process does not touch, and create
+    a context on, every GPU of the node)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    cuda = None
+    if cuda_device is not None and cuda_device.type == "cuda":
+        cuda = torch.cuda.get_rng_state(cuda_device)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "python": {
+            "version": int(py_version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss_next": py_gauss,
+        },
+    }
+
+
+def set_rng_state(state: Mapping[str, Any], cuda_device: torch.device | None = None) -> None:
+    """Restore what :func:`get_rng_state` returned; its CUDA state goes to ``cuda_device``
+    (skipped when None or when the state has none)."""
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, torch.Tensor) and cuda_device is not None and cuda_device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, cuda_device)
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["name"],
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+
+
+@contextlib.contextmanager
+def _hold_sigint() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends (then raise KeyboardInterrupt): state updates that
+    must not be split (optimizer step + schedule + step count; the stage switch)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # installed from C; cannot be restored from Python
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------
+# Model helpers
+
+
+def stage2_model(stage1: PanoNet) -> PanoNet:
+    """A ``use_coords=True`` PanoNet with ``stage1``'s weights (coordinate channels zero).
+
+    The stage-2 model computes the stage-1 function (up to float summation order), on the
+    CPU; the caller moves it.
+    """
+    config = {**stage1.config, "use_coords": True}
+    model = PanoNet(**config)
+    state = {k: v.detach().cpu() for k, v in stage1.state_dict().items()}
+    model.load_stage1(state)
+    return model
+
+
+def _bn_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def find_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint that ``--resume auto`` continues from: the newer of ``last.pt`` and
+    ``final.pt`` in ``checkpoint_dir``, None when there is neither."""
+    found = [
+        p
+        for p in (Path(checkpoint_dir) / LAST_CHECKPOINT, Path(checkpoint_dir) / FINAL_CHECKPOINT)
+        if p.is_file()
+    ]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+# Record fields that are not metrics (no TensorBoard curve).
+_NOT_PLOTTED = ("time", "elapsed")
+
+
+def _json_float(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Two-stage PanoNet training on a Cityscapes-layout dataset.
+
+    Args:
+        cfg: the run's configuration.
+        out_dir: output directory (checkpoints, JSONL log and TensorBoard events go under it
+            unless the config names other places).
+        resume: None (fresh start), a training checkpoint written by this class, or "auto"
+            (the newest of ``last.pt`` / ``final.pt`` in the checkpoint directory; a fresh
+            start when there is none).
+
+    Use :meth:`train`; :attr:`model` is the current (unwrapped) PanoNet, :attr:`step` the
+    number of completed optimisation steps, :attr:`stage` 1 or 2.
+
+    Raises:
+        ValueError: a batch size not divisible by the number of processes, a dataset smaller
+            than one batch, a checkpoint that is not a training checkpoint or does not fit.
+        FileNotFoundError: missing dataset split or checkpoint.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out_dir: str | os.PathLike,
+        *,
+        resume: str | os.PathLike | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.dist: DistInfo = dist_info()
+        self.device = self._resolve_device(cfg.device)
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} (global) is not divisible by the "
+                f"{self.dist.world_size} processes"
+            )
+        self.rank_batch = cfg.batch_size // self.dist.world_size
+        self.ckpt_dir = (
+            Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else self.out_dir / "checkpoints"
+        )
+        self.log_path = Path(cfg.log_file) if cfg.log_file else self.out_dir / "metrics.jsonl"
+        self.tb_dir = (
+            Path(cfg.tensorboard_dir) if cfg.tensorboard_dir else self.out_dir / "tensorboard"
+        )
+        self.total_steps = cfg.stage1_steps + cfg.stage2_steps
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not cfg.deterministic
+            torch.backends.cudnn.deterministic = cfg.deterministic
+
+        # Datasets first: a wrong path fails before any model is built.
+        self.train_set = CityscapesPanoptic(cfg.data_root, cfg.train_split)
+        self.val_set = CityscapesPanoptic(cfg.data_root, cfg.val_split) if cfg.val_images else None
+        self._sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=True,
+        )
+        self.steps_per_epoch = StepBatchSampler(self._sampler, self.rank_batch).steps_per_epoch
+        self.loss_fn = PanoNetLoss(cfg.loss).to(self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+        # Same initial weights on every rank (DDP broadcasts rank 0's anyway).
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.step = 0
+        self.stage = 1
+        self.model: PanoNet
+        self.net: nn.Module
+        self.optimizer: torch.optim.Optimizer
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler
+        self._tb = None
+        self._log_file = None
+        self._log_opened = False
+        self._said: set[str] = set()
+
+        resume_path = self._resolve_resume(resume)
+        if resume_path is None:
+            existing = find_checkpoint(self.ckpt_dir)
+            if existing is not None:
+                raise ValueError(
+                    f"{self.ckpt_dir} already holds a run's checkpoint ({existing.name}): "
+                    "continue it with resume 'auto' (--resume auto), or choose another output "
+                    "directory"
+                )
+            model = PanoNet(**self._model_kwargs(use_coords=False))
+            self._load_pretrained(model)
+            self._install(model, stage=1)
+            if cfg.stage1_steps == 0:
+                self._enter_stage2()
+            self._rng = get_rng_state(self.device)
+        else:
+            self._load(resume_path)
+        self.resumed_from = resume_path
+
+    # ---------------------------------------------------------------- setup
+
+    def _resolve_device(self, name: str) -> torch.device:
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name == "cuda" and self.dist.distributed:
+            name = f"cuda:{self.dist.local_rank}"
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available")
+        return device
+
+    def _resolve_resume(self, resume: str | os.PathLike | None) -> Path | None:
+        if resume is None:
+            return None
+        if str(resume) == "auto":
+            return find_checkpoint(self.ckpt_dir)
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+        return path
+
+    def _model_kwargs(self, *, use_coords: bool) -> dict[str, Any]:
+        return {
+            "num_classes": self.cfg.num_classes,
+            "embedding_dim": self.cfg.embedding_dim,
+            "use_coords": use_coords,
+            "share_weights": self.cfg.share_weights,
+        }
+
+    def _load_pretrained(self, model: PanoNet) -> None:
+        """ImageNet backbones (``pretrained``), then a stage-1 PanoNet (``init_weights``)."""
+        cfg = self.cfg
+        if cfg.pretrained:
+            state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
+            icnets = (model.trunk,) if model.share_weights else (model.semantic, model.instance)
+            for icnet in icnets:
+                report = load_imagenet_resnet50(icnet, state)
+            self._say(f"pretrained {cfg.pretrained}: {report.summary()}")
+        if cfg.init_weights:
+            # load_model checks the file against the stage-1 configuration and names any
+            # missing / unexpected / mis-shaped key.
+            source = load_model(cfg.init_weights, **self._model_kwargs(use_coords=False))
+            model.load_state_dict(source.state_dict())
+            self._say(f"stage 1 starts from the weights of {cfg.init_weights}")
+
+    def _install(self, model: PanoNet, stage: int) -> None:
+        """Make ``model`` the trained model of ``stage``: device, BN, DDP, new optimizer and
+        schedule (the stage's own poly decay over its steps)."""
+        model = model.to(self.device)
+        if self.dist.distributed and self.device.type == "cuda" and not self.cfg.freeze_bn:
+            # Per-GPU batches are small; BN statistics over the global batch, as in one process.
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif self.dist.distributed and not self.cfg.freeze_bn:
+            self._say_once(
+                "bn",
+                "note: SyncBatchNorm needs GPUs; on the CPU each process normalises over its own "
+                "batch (set freeze_bn = true for results equal to one process)",
+            )
+        self.model = model
+        self._train_mode()
+        if self.dist.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
+        else:
+            self.net = model
+        optim_cfg = self.cfg.stage_optim(stage)
+        self.optimizer = build_optimizer(model, optim_cfg)
+        self.scheduler = build_scheduler(self.optimizer, optim_cfg)
+        self.stage = stage
+        self._snapshot_buffers()
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.freeze_bn:
+            _bn_eval(self.model)
+
+    def _enter_stage2(self) -> None:
+        """Stage 1 -> 2: surgery into a use_coords model, new optimizer and schedule."""
+        with _hold_sigint():
+            model = stage2_model(self.model)
+            self._install(model, stage=2)
+            self._rng = get_rng_state(self.device)
+        self._event("stage2")
+
+    def _load(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, Mapping) or ckpt.get("kind") != CHECKPOINT_KIND:
+            raise ValueError(
+                f"{path}: not a training checkpoint of this trainer (kind "
+                f"{ckpt.get('kind') if isinstance(ckpt, Mapping) else None!r}, expected "
+                f"{CHECKPOINT_KIND!r}); to start stage 1 from a model's weights set init_weights"
+            )
+        stage, step = int(ckpt["stage"]), int(ckpt["step"])
+        if stage == 2 and step < self.cfg.stage1_steps:
+            raise ValueError(
+                f"{path}: a stage-2 checkpoint at step {step}, but stage1_steps = "
+                f"{self.cfg.stage1_steps} puts that step in stage 1"
+            )
+        if stage == 2 and self.cfg.stage2_steps == 0:
+            raise ValueError(f"{path}: a stage-2 checkpoint, but stage2_steps = 0")
+        if stage == 1 and step > self.cfg.stage1_steps:
+            raise ValueError(
+                f"{path}: a stage-1 checkpoint at step {step}, beyond stage1_steps = "
+                f"{self.cfg.stage1_steps}"
+            )
+        changed = _config_changes(ckpt.get("train_config") or {}, self.cfg.to_dict())
+        if changed:
+            self._say(f"resuming with a changed config: {', '.join(changed)}")
+        model = PanoNet(**self._model_kwargs(use_coords=stage == 2))
+        check_state_dict(model, ckpt["model"], what=f"checkpoint {path}")
+        model.load_state_dict(ckpt["model"])
+        self._install(model, stage)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = step
+        set_rng_state(ckpt["rng"], self.device)
+        self._rng = get_rng_state(self.device)
+        if self.stage == 1 and self.step >= self.cfg.stage1_steps and self.cfg.stage2_steps:
+            # A checkpoint written at the end of stage 1 (stage1.pt): switch now, as the
+            # uninterrupted run did right after writing it.
+            self._enter_stage2()
+
+    # ---------------------------------------------------------------- checkpoints and logs
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The extra entries of a training checkpoint (besides "model" and "config")."""
+        return {
+            "kind": CHECKPOINT_KIND,
+            "step": self.step,
+            "stage": self.stage,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": self._rng,
+            "data": {
+                "seed": self.cfg.seed,
+                "epoch": self.step // self.steps_per_epoch,
+                "batch_in_epoch": self.step % self.steps_per_epoch,
+                "steps_per_epoch": self.steps_per_epoch,
+                "global_batch": self.cfg.batch_size,
+                "world_size": self.dist.world_size,
+                "batch_per_process": self.rank_batch,
+            },
+            "train_config": self.cfg.to_dict(),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a training checkpoint atomically (rank 0 only; other ranks return the path).
+
+        Contents: ``model`` (state dict), ``config`` (PanoNet kwargs; so
+        :func:`panonet.models.load_model` and the Predictor read it), plus
+        :meth:`checkpoint_state`. Everything loads with ``torch.load(weights_only=True)``.
+        """
+        path = Path(path)
+        if self.dist.is_main:
+            save_checkpoint(path, self.model, **self.checkpoint_state())
+        return path
+
+    def _open_logs(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "a"
+        if self.resumed_from is None and not self._log_opened:
+            mode = "w"  # a fresh run starts a fresh log
+        elif self.resumed_from is not None and self.log_path.exists() and not self._log_opened:
+            # Drop records of steps after the checkpoint (a crash after its last save): the
+            # resumed run writes them again.
+            kept = []
+            for line in self.log_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                if int(rec.get("step", 0)) <= self.step:
+                    kept.append(line)
+            tmp = self.log_path.with_suffix(self.log_path.suffix + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, self.log_path)
+        self._log_file = self.log_path.open(mode, encoding="utf-8")
+        self._log_opened = True
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._say_once(
+                    "tb", f"TensorBoard not installed: metrics go to {self.log_path} only"
+                )
+            else:
+                self._tb = SummaryWriter(str(self.tb_dir))
+
+    def _close_logs(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if self._log_file is None:
+            return
+        self._log_file.write(json.dumps(record) + "\n")
+        self._log_file.flush()
+        if self._tb is not None:
+            kind = record.get("kind")
+            for key, value in record.items():
+                if (
+                    kind in ("train", "val")
+                    and isinstance(value, float)
+                    and key not in _NOT_PLOTTED
+                ):
+                    self._tb.add_scalar(f"{kind}/{key}", value, record["step"])
+
+    def _event(self, name: str, **info: Any) -> None:
+        self._record(
+            {"kind": "event", "event": name, "step": self.step, "stage": self.stage, **info}
+        )
+
+    def _say(self, message: str) -> None:
+        if self.dist.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+
+    def _say_once(self, key: str, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self._say(message)
+
+    # ---------------------------------------------------------------- training
+
+    def _loader(self) -> DataLoader:
+        cfg = self.cfg
+        items = SeededItems(
+            self.train_set,
+            train_transforms(cfg.crop_size, scale=cfg.scale, flip=cfg.flip, jitter=cfg.jitter),
+            cfg.seed,
+        )
+        batches = StepBatchSampler(self._sampler, self.rank_batch, start_step=self.step)
+        return DataLoader(
+            items,
+            batch_sampler=batches,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            pin_memory=self.device.type == "cuda",
+            # Its own generator: creating the loader's iterator draws the workers' base seed
+            # from it instead of from the global RNG (which the checkpoint restores).
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+
+    def _train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One optimisation step on a collated batch; returns the logged loss terms."""
+        dev = self.device
+        images = preprocess(batch["image"].permute(0, 2, 3, 1), device=dev)
+        semantic = batch["semantic"].to(dev, non_blocking=True)
+        instance = batch["instance"].to(dev, non_blocking=True)
+        offset = batch["offset"].to(dev, non_blocking=True)
+        full_size = batch["full_size"].to(dev, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            output = self.net(images, offset, full_size)
+        # The loss upcasts to float32 and switches autocast off itself.
+        total, terms = self.loss_fn(output, semantic, instance)
+        stacked = torch.stack(list(terms.values())).float()
+        if self.dist.distributed:
+            # Log the mean over ranks (the loss whose gradient DDP applies), not rank 0's own.
+            stacked = stacked.clone()
+            dist.all_reduce(stacked)
+            stacked /= self.dist.world_size
+        values = dict(zip(terms.keys(), stacked.tolist(), strict=True))
+        if not self.amp and not math.isfinite(values["total"]):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.step + 1} (stage {self.stage}): {values}"
+            )
+        self.scaler.scale(total).backward()
+        lr = self.scheduler.get_last_lr()[0]
+        with _hold_sigint():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            self._rng = get_rng_state(self.device)
+            self._snapshot_buffers()
+        return {"lr": lr, **values}
+
+    def _snapshot_buffers(self) -> None:
+        # A training-mode forward updates the BN running statistics before the step is
+        # complete; an interrupted step must not leave them in the saved state. They are small
+        # (two numbers per BN channel, ~0.1 MB), so a copy per step costs nothing.
+        self._buffers = [b.detach().clone() for b in self.model.buffers()]
+
+    def _restore_buffers(self) -> None:
+        with torch.no_grad():
+            for buf, saved in zip(self.model.buffers(), self._buffers, strict=True):
+                buf.copy_(saved)
+
+    def train(self, *, stop_after: int | None = None) -> Path:
+        """Train until the end of stage 2 (or until global step ``stop_after``).
+
+        Writes ``stage1.pt`` at the end of stage 1, ``last.pt`` every ``checkpoint_every``
+        steps, ``final.pt`` at the end; on KeyboardInterrupt ``last.pt`` with the state after
+        the last completed step, then re-raises.
+
+        Returns:
+            The checkpoint written last: ``final.pt``, or ``last.pt`` when stopped early.
+        """
+        cfg = self.cfg
+        target = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
+        final = self.ckpt_dir / FINAL_CHECKPOINT
+        if self.step >= self.total_steps and final.exists():
+            self._say(f"nothing to do: step {self.step} of {self.total_steps} already done")
+            return final
+        self._open_logs()
+        resumed = self.resumed_from
+        self._event("resume" if resumed else "start", checkpoint=str(resumed) if resumed else None)
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not (cfg.progress and self.dist.is_main),
+            dynamic_ncols=True,
+            desc=f"stage {self.stage}",
+        )
+        batches = None
+        start = time.perf_counter()
+        try:
+            if self.step < target:
+                batches = iter(self._loader())
+            while self.step < target:
+                t0 = time.perf_counter()
+                epoch = self.step // self.steps_per_epoch
+                values = self._train_step(next(batches))
+                now = time.perf_counter()
+                record = {
+                    "kind": "train",
+                    "step": self.step,
+                    "stage": self.stage,
+                    "epoch": epoch,
+                    **values,
+                    "time": now - t0,
+                    "elapsed": now - start,
+                }
+                self._record(record)
+                bar.set_postfix(
+                    loss=f"{values['total']:.3f}",
+                    sem=f"{values['sem']:.3f}",
+                    inst=f"{values['inst']:.3f}",
+                    lr=f"{values['lr']:.2e}",
+                    refresh=False,
+                )
+                bar.update(1)
+                self._after_step(bar)
+            if self.step < self.total_steps:
+                path = self.save(self.ckpt_dir / LAST_CHECKPOINT)
+                self._event("stop", checkpoint=str(path))
+            else:
+                path = final
+                if not final.exists():  # resumed from a checkpoint of the last step
+                    self.save(final)
+        except KeyboardInterrupt:
+            # Back to the state after the last completed step (see _snapshot_buffers).
+            self._restore_buffers()
+            path = self.save(self.ckpt_dir / LAST_CHECKPOINT)
+            self._event("interrupt", checkpoint=str(path))
+            self._say(
+                f"interrupted: state after step {self.step} saved to {path}; continue with "
+                "--resume auto (or --resume PATH)"
+            )
+            raise
+        finally:
+            bar.close()
+            del batches  # shuts the DataLoader workers down
+            self._close_logs()
+        return path
+
+    def _after_step(self, bar) -> None:
+        cfg, s = self.cfg, self.step
+        end_of_stage1 = self.stage == 1 and s == cfg.stage1_steps
+        end = s == self.total_steps
+        periodic_val = cfg.val_every and s % cfg.val_every == 0
+        if self.val_set is not None and (periodic_val or end_of_stage1 or end):
+            if self.dist.is_main:
+                metrics = self.validate()
+                self._record({"kind": "val", "step": s, "stage": self.stage, **metrics})
+                miou = metrics["miou"]
+                self._say(
+                    f"step {s} (stage {self.stage}) validation on {metrics['images']} images: "
+                    f"loss {metrics['loss']:.4f}, mIoU "
+                    + ("n/a" if miou is None else f"{miou:.4f}")
+                )
+        if end:
+            path = self.save(self.ckpt_dir / FINAL_CHECKPOINT)
+            self._event("done", checkpoint=str(path))
+            return
+        if end_of_stage1:
+            path = self.save(self.ckpt_dir / STAGE1_CHECKPOINT)
+            self._event("stage1_done", checkpoint=str(path))
+            self._enter_stage2()
+            bar.set_description("stage 2")
+        if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
+            self.save(self.ckpt_dir / LAST_CHECKPOINT)
+
+    # ---------------------------------------------------------------- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Loss and mIoU on the first ``val_images`` images of the validation split.
+
+        Whole images, no augmentation, one at a time, model in eval mode. The predicted class
+        of a pixel is the argmax of the 1/4 logits upsampled bilinearly to the label
+        resolution (what :class:`panonet.inference.Predictor` outputs); mIoU is over the
+        classes present in the labels or the predictions of these images. Leaves the global
+        RNG states as they were.
+
+        Returns:
+            dict with ``images``, ``loss`` / ``sem`` / ``inst`` (means over images), ``miou``
+            (None when undefined) and ``iou`` (per-class list, None for absent classes).
+        """
+        if self.val_set is None:
+            raise ValueError("validate: val_images is 0")
+        cfg = self.cfg
+        model = self.model
+        model.eval()
+        n = min(cfg.val_images, len(self.val_set))
+        cm = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.int64)
+        sums = {"total": 0.0, "sem": 0.0, "inst": 0.0}
+        cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=cuda_devices):
+                for i in range(n):
+                    item = self.val_set[i]
+                    images = preprocess(item["image"].permute(1, 2, 0), device=self.device)
+                    semantic = item["semantic"][None].to(self.device)
+                    instance = item["instance"][None].to(self.device)
+                    with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                        output = model(images)
+                    _, terms = self.loss_fn(output, semantic, instance)
+                    for k in sums:
+                        sums[k] += float(terms[k])
+                    logits = F.interpolate(
+                        output.semantic[0].float(),
+                        size=tuple(semantic.shape[-2:]),
+                        mode="bilinear",
+                        align_corners=False,
+                    )
+                    pred = logits.max(dim=1).indices
+                    cm += confusion_matrix(
+                        pred, semantic, cfg.num_classes, cfg.loss.ignore_index
+                    ).cpu()
+        finally:
+            self._train_mode()
+        per_class, miou = iou_from_confusion(cm)
+        return {
+            "images": n,
+            "loss": sums["total"] / max(n, 1),
+            "sem": sums["sem"] / max(n, 1),
+            "inst": sums["inst"] / max(n, 1),
+            "miou": _json_float(miou),
+            "iou": [_json_float(float(v)) for v in per_class],
+        }
+
+
+def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every differing (nested) config value."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _config_changes(a, b, f"{prefix}{key}.")
+        elif (list(a) if isinstance(a, (list, tuple)) else a) != (
+            list(b) if isinstance(b, (list, tuple)) else b
+        ):
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def run_training(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: str | os.PathLike | None = None,
+    stop_after: int | None = None,
+) -> Path:
+    """Train in this process, joining the torchrun process group when there is one.
+
+    Writes the effective config to ``<out>/config.json`` (rank 0), then runs
+    :meth:`Trainer.train`. Returns the last checkpoint written (``final.pt`` normally).
+    """
+    created = init_distributed(cfg.device)
+    ok = False
+    try:
+        info = dist_info()
+        if info.is_main:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(
+                json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8"
+            )
+        trainer = Trainer(cfg, out_dir, resume=resume)
+        path = trainer.train(stop_after=stop_after)
+        ok = True
+        return path
+    finally:
+        if created:
+            destroy_distributed(barrier=ok)

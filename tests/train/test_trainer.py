@@ -1,0 +1,201 @@
+"""The training loop on the real PanoNet: Ctrl-C checkpoint, exact resumption across the stage
+switch, the stage-2 surgery during training, and the JSONL log.
+
+Tiny synthetic scenes (64 x 128, crops 64 x 96 after random scaling), 2 + 2 steps of batch 2.
+"""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from panonet.data.synthetic import generate
+from panonet.models import load_model
+from panonet.train import TrainConfig
+from panonet.train.trainer import CHECKPOINT_KIND, Trainer
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    generate(root, train=6, val=1, size=(64, 128), seed=0, progress=False)
+    return root
+
+
+def small_config(root, **changes) -> TrainConfig:
+    base = {
+        "data_root": str(root),
+        "crop_size": (64, 96),
+        # Random scaling: every image of a batch has its own full size (per-image coordinates).
+        "scale": (0.75, 1.25),
+        "batch_size": 2,
+        "workers": 0,
+        "stage1_steps": 2,
+        "stage2_steps": 2,
+        "val_every": 2,
+        "val_images": 1,
+        "checkpoint_every": 0,
+        "device": "cpu",
+        "progress": False,
+    }
+    return TrainConfig(**{**base, **changes})
+
+
+class InterruptOnCall(nn.Module):
+    """The loss, except that its n-th training call raises KeyboardInterrupt (a Ctrl-C in the
+    middle of a step: after the forward pass, before backward and the update)."""
+
+    def __init__(self, loss: nn.Module, n: int) -> None:
+        super().__init__()
+        self.loss, self.n, self.calls = loss, n, 0
+
+    def forward(self, *args):
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.n:
+                raise KeyboardInterrupt
+        return self.loss(*args)
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def metrics(records):
+    """Train and val records without the wall-clock fields."""
+    drop = ("time", "elapsed")
+    return [
+        {k: v for k, v in r.items() if k not in drop}
+        for r in records
+        if r["kind"] in ("train", "val")
+    ]
+
+
+def assert_same(a, b, where=""):
+    """Exact equality of nested checkpoint contents (tensors bit for bit)."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_interrupt_resume_and_stage_switch_reproduce_the_uninterrupted_run(tmp_path, scenes):
+    cfg = small_config(scenes)
+    straight = Trainer(cfg, tmp_path / "a").train()
+    assert straight == tmp_path / "a" / "checkpoints" / "final.pt"
+
+    # --- Ctrl-C during step 2: the state after step 1 is saved, then the interrupt propagates.
+    out = tmp_path / "b"
+    ckpts = out / "checkpoints"
+    trainer = Trainer(cfg, out)
+    trainer.loss_fn = InterruptOnCall(trainer.loss_fn, 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    ckpt = torch.load(ckpts / "last.pt", map_location="cpu", weights_only=True)
+    assert (ckpt["kind"], ckpt["step"], ckpt["stage"]) == (CHECKPOINT_KIND, 1, 1)
+    assert {"model", "config", "optimizer", "scheduler", "scaler", "rng", "train_config"} <= set(
+        ckpt
+    )
+    assert set(ckpt["rng"]) == {"torch", "cuda", "numpy", "python"}
+    # 6 images / batch 2 = 3 steps per epoch; step 1 done -> batch 1 of epoch 0 comes next.
+    assert ckpt["data"] == {
+        "seed": 0,
+        "epoch": 0,
+        "batch_in_epoch": 1,
+        "steps_per_epoch": 3,
+        "global_batch": 2,
+        "world_size": 1,
+        "batch_per_process": 2,
+    }
+    assert TrainConfig(**ckpt["train_config"]) == cfg
+
+    # --- A new trainer (what a new process builds) resumes and stops at the end of stage 1.
+    trainer = Trainer(cfg, out, resume="auto")
+    assert (trainer.step, trainer.stage) == (1, 1)
+    trainer.train(stop_after=2)
+    assert (trainer.step, trainer.stage) == (2, 2)
+
+    # Stage-2 surgery during training: the fresh stage-2 model holds the stage-1 weights with
+    # zero coordinate channels, so its first forward is the stage-1 model's output.
+    stage1 = load_model(ckpts / "stage1.pt")
+    stage2 = copy.deepcopy(trainer.model).eval()
+    assert not stage1.use_coords and stage2.use_coords
+    stage1_state, stage2_state = stage1.state_dict(), stage2.state_dict()
+    for key in stage2.input_conv_keys():
+        w = stage2_state[key]
+        assert w.shape[1] == 5 and torch.equal(w[:, 3:], torch.zeros_like(w[:, 3:])), key
+        assert torch.equal(w[:, :3], stage1_state[key]), key
+    assert all(torch.equal(stage2_state[k], v) for k, v in stage1_state.items() if v.dim() != 4)
+    images = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    offset = torch.tensor([[0, 0], [10, 30]])
+    full_size = torch.tensor([[64, 96], [80, 160]])
+    with torch.no_grad():
+        out1, out2 = stage1(images), stage2(images, offset, full_size)
+    for a, b in zip(out1.semantic + out1.embedding, out2.semantic + out2.embedding, strict=True):
+        # Zero weights add exact zeros; only the summation order over 5 instead of 3 input
+        # channels may differ (float32 rounding).
+        scale = float(a.abs().max())
+        assert float((a - b).abs().max()) <= 1e-6 * scale
+
+    # --- Resume inside stage 2 (from the checkpoint written at the switch), stop at step 3,
+    # resume again and finish.
+    trainer = Trainer(cfg, out, resume=ckpts / "last.pt")
+    assert (trainer.step, trainer.stage, trainer.model.use_coords) == (2, 2, True)
+    trainer.train(stop_after=3)
+    trainer = Trainer(cfg, out, resume="auto")
+    assert trainer.train() == ckpts / "final.pt"
+    # The coordinate channels were trained in stage 2.
+    w = trainer.model.state_dict()[trainer.model.input_conv_keys()[0]]
+    assert float(w[:, 3:].abs().sum()) > 0
+
+    # --- Identical to the uninterrupted run: every logged loss term, lr and validation
+    # metric, and the final weights and optimizer state, bit for bit.
+    log_a, log_b = read_log(tmp_path / "a" / "metrics.jsonl"), read_log(out / "metrics.jsonl")
+    assert metrics(log_b) == metrics(log_a)
+    final_a = torch.load(straight, map_location="cpu", weights_only=True)
+    final_b = torch.load(ckpts / "final.pt", map_location="cpu", weights_only=True)
+    for key in ("model", "config", "optimizer", "scheduler", "step", "stage"):
+        assert_same(final_a[key], final_b[key], key)
+
+    # --- The JSONL log.
+    train = [r for r in log_a if r["kind"] == "train"]
+    assert [(r["step"], r["stage"], r["epoch"]) for r in train] == [
+        (1, 1, 0),
+        (2, 1, 0),
+        (3, 2, 0),
+        (4, 2, 1),
+    ]
+    # Each stage has its own poly schedule over its 2 steps: 0.003, 0.003 * 0.5^0.9.
+    expected_lr = [0.003, 0.003 * 0.5**0.9] * 2
+    assert [r["lr"] for r in train] == pytest.approx(expected_lr, rel=1e-12)
+    for r in train:
+        for key in ("total", "sem", "inst", "ce_1/4", "var_1/8", "dist_1/16", "reg_1/4", "time"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), key
+        assert r["total"] == pytest.approx(r["sem"] + r["inst"], rel=1e-5)
+    val = [r for r in log_a if r["kind"] == "val"]
+    assert [(r["step"], r["stage"], r["images"]) for r in val] == [(2, 1, 1), (4, 2, 1)]
+    assert all(0 <= r["miou"] <= 1 and len(r["iou"]) == 19 for r in val)
+    events = [r["event"] for r in log_b if r["kind"] == "event"]
+    assert events == [
+        "start",
+        "interrupt",
+        "resume",
+        "stage1_done",
+        "stage2",
+        "stop",
+        "resume",
+        "stop",
+        "resume",
+        "done",
+    ]
