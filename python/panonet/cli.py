@@ -259,11 +259,139 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# predict
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="panoptic maps and overlays for images, folders and videos",
+        description=(
+            "Run a trained PanoNet on image files, folders of images and video files. Writes "
+            "<name>_panoptic.png (16-bit Cityscapes panoptic ids) and <name>_overlay.png per "
+            "image; <name>_overlay.mp4 and <name>_panoptic/ frames per video. Unreadable inputs "
+            "are reported and skipped; existing outputs are kept unless --overwrite."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder or video")
+    p.add_argument("--checkpoint", required=True, help="model checkpoint (panonet train)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--bandwidths",
+        default=None,
+        help="per-class bandwidth JSON (panonet search-bandwidth); default 2*delta_v = 0.5",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--half", action="store_true", help="float16 network (CUDA only)")
+    p.add_argument("--batch", type=int, default=1, help="video frames per batch (default: 1)")
+    p.add_argument(
+        "--min-instance-size", type=int, default=0, help="drop smaller instances (pixels)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from panonet.inference.files import predict_files
+    from panonet.inference.predictor import Predictor
+
+    try:
+        predictor = Predictor(
+            args.checkpoint,
+            device=args.device,
+            bandwidths=args.bandwidths,
+            half=args.half,
+            min_instance_size=args.min_instance_size,
+        )
+        summary = predict_files(
+            predictor,
+            args.inputs,
+            args.out,
+            overwrite=args.overwrite,
+            batch=args.batch,
+            progress=not args.no_progress,
+        )
+    except FileNotFoundError as e:
+        raise CLIError(f"no such file: {e.filename or e}") from e
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from e
+    print(summary.report())
+    # Some inputs failed: say so in the exit status, after processing all the others.
+    return 1 if summary.skipped else 0
+
+
+# --------------------------------------------------------------------------------------------
+# search-bandwidth
+
+
+def _add_search_bandwidth(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search-bandwidth",
+        help="search the mean-shift bandwidth of each thing class (paper III-D)",
+        description=(
+            "Run the model on a subset of a Cityscapes-layout split, cluster each thing class "
+            "with every candidate bandwidth and keep, per class, the one with the best PQ. "
+            "Writes the JSON that predict/eval read with --bandwidths."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True, help="model checkpoint")
+    p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
+    p.add_argument("--split", default="train", help="split to search on (default: train)")
+    p.add_argument("--images", type=int, default=50, help="images used (default: 50)")
+    p.add_argument(
+        "--candidates",
+        type=float,
+        nargs="+",
+        default=None,
+        help="bandwidths to try (default: delta_v x 1.0, 1.2, ..., 4.0 = 0.25 ... 1.0)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_search_bandwidth)
+
+
+def _run_search_bandwidth(args: argparse.Namespace) -> int:
+    from panonet.data.cityscapes import CityscapesPanoptic
+    from panonet.inference.bandwidth_search import search_bandwidths
+    from panonet.models.checkpoint import load_model
+
+    if args.images < 1:
+        raise CLIError(f"--images must be >= 1, got {args.images}")
+    try:
+        model = load_model(args.checkpoint)
+        dataset = CityscapesPanoptic(args.data, args.split)
+        result = search_bandwidths(
+            model,
+            dataset,
+            images=args.images,
+            candidates=args.candidates,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from e
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+    path = result.save(args.out)
+    names = result.to_json()["bandwidths"]
+    print(
+        f"searched {len(result.candidates)} bandwidths on {result.images} image(s) in "
+        f"{result.seconds:.1f} s: " + ", ".join(f"{k} {v:g}" for k, v in names.items())
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_export,
     _add_synth,
     _add_train,
+    _add_search_bandwidth,
+    _add_predict,
 ]
 
 
