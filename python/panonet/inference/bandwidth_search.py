@@ -29,7 +29,7 @@ from tqdm import tqdm
 from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.data.transforms import resize_labels
 from panonet.evaluation.panoptic import PanopticStats, gt_panoptic_from_semantic_instance
-from panonet.inference.merge import panoptic_from_semantic_instance
+from panonet.inference.merge import limit_instances_per_class, panoptic_from_semantic_instance
 from panonet.models.panonet import PanoNet, preprocess
 from panonet.ops import cluster_instances
 
@@ -144,6 +144,9 @@ def search_bandwidths_on_embeddings(
         stats = PanopticStats()
         for emb, sem, gt in samples:
             inst = cluster_instances(emb, sem, table.to(emb.device))
+            # A too small bandwidth on a poor embedding can give > 1000 instances of a class,
+            # more than panoptic ids hold: keep the largest, as the Predictor does.
+            inst, _ = limit_instances_per_class(sem, inst)
             stats.update(panoptic_from_semantic_instance(sem, inst), gt)
         pq[i] = _class_pq(stats)
     best: dict[int, float] = {}
