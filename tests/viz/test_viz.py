@@ -7,8 +7,10 @@ from PIL import Image
 
 from panonet.data.labels import PALETTE
 from panonet.viz import (
+    PAPER_POINTS,
     overlay,
     panoptic_colors,
+    pq_fps_plot,
     save_visualization,
     segment_borders,
     side_by_side,
@@ -74,3 +76,28 @@ def test_save_visualization_writes_a_png(tmp_path):
 def test_bad_inputs(image, pan, match):
     with pytest.raises(ValueError, match=match):
         overlay(image, pan)
+
+
+def test_paper_points_hold_panonet():
+    assert {"name": "PanoNet (paper, Titan X)", "pq": 55.1, "fps": 20.0} in PAPER_POINTS
+    assert any(p["name"] == "UPSNet" and (p["pq"], p["fps"]) == (59.3, 4.2) for p in PAPER_POINTS)
+    assert len(PAPER_POINTS) == 9  # Table IV's 9 rows (Li et al.'s FPS from Table I's runtime)
+
+
+def test_pq_fps_plot_writes_a_png(tmp_path):
+    ours = {"name": "panonet", "pq": 12.3, "fps": 3.4, "device": "NVIDIA H100"}
+    path = pq_fps_plot(tmp_path / "plots" / "fig1.png", PAPER_POINTS, ours=ours)
+    assert path == tmp_path / "plots" / "fig1.png"
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (1125, 750)  # 7.5 x 5 inches at 150 dpi
+        pixels = np.asarray(image.convert("RGB"))
+    # The highlighted point is drawn: some pure-ish red (tab:red) pixels exist.
+    red = (pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    assert red.sum() > 50
+    assert list(tmp_path.joinpath("plots").iterdir()) == [path], "no temporary file left"
+    with pytest.raises(ValueError, match="device"):
+        pq_fps_plot(tmp_path / "x.png", ours={"name": "a", "pq": 1.0, "fps": 1.0})
+    with pytest.raises(ValueError, match="FPS"):
+        pq_fps_plot(tmp_path / "x.png", ours={**ours, "fps": 0.0})
