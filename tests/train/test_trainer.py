@@ -199,3 +199,44 @@ def test_interrupt_resume_and_stage_switch_reproduce_the_uninterrupted_run(tmp_p
         "resume",
         "done",
     ]
+
+
+def test_batchnorm_recalibration_averages_the_training_images(scenes, tmp_path):
+    """recalibrate_batchnorm leaves every BN's running mean equal to the average over the
+    recalibration batches of that layer's batch mean (first BN checked against a hook)."""
+    trainer = Trainer(small_config(scenes, bn_recalibration_images=4), tmp_path / "run")
+    bn = next(m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
+    means = []
+    handle = bn.register_forward_hook(
+        lambda module, inputs, output: means.append(inputs[0].mean(dim=(0, 2, 3)))
+    )
+    trainer.recalibrate_batchnorm()
+    handle.remove()
+    assert len(means) == 2, "4 images in batches of 2"
+    assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
+    assert bn.momentum == 0.1, "momentum restored"
+    assert trainer.model.training, "back in train mode"
+    # Off by default, and with frozen BN: the statistics do not move.
+    for changes, where in (({}, "r2"), ({"bn_recalibration_images": 4, "freeze_bn": True}, "r3")):
+        other = Trainer(small_config(scenes, **changes), tmp_path / where)
+        other_bn = next(m for m in other.model.modules() if isinstance(m, nn.BatchNorm2d))
+        before = other_bn.running_mean.clone()
+        other.recalibrate_batchnorm()
+        assert torch.equal(other_bn.running_mean, before), changes
+
+
+def test_resume_is_exact_with_batchnorm_recalibration(scenes, tmp_path):
+    """The recalibration at the stage switch and at the end is reproduced by a resumed run."""
+    cfg = small_config(scenes, bn_recalibration_images=2, val_every=0)
+    straight = Trainer(cfg, tmp_path / "straight")
+    straight.train()
+    first = Trainer(cfg, tmp_path / "chain")
+    first.train(stop_after=2)
+    resumed = Trainer(cfg, tmp_path / "chain", resume="auto")
+    resumed.train()
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
+    b = torch.load(tmp_path / "chain" / "checkpoints" / "final.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    events = [r.get("event") for r in read_log(tmp_path / "straight" / "metrics.jsonl")]
+    assert events.count("bn_recalibrated") == 2, "at the end of each stage"

@@ -785,6 +785,8 @@ class Trainer:
         cfg, s = self.cfg, self.step
         end_of_stage1 = self.stage == 1 and s == cfg.stage1_steps
         end = s == self.total_steps
+        if end_of_stage1 or end:
+            self.recalibrate_batchnorm()
         periodic_val = cfg.val_every and s % cfg.val_every == 0
         if self.val_set is not None and (periodic_val or end_of_stage1 or end):
             if self.dist.is_main:
@@ -807,6 +809,46 @@ class Trainer:
             bar.set_description("stage 2")
         if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
             self.save(self.ckpt_dir / LAST_CHECKPOINT)
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self) -> None:
+        """Re-estimates every BatchNorm's running mean and variance as the plain average over
+        the first ``bn_recalibration_images`` training images (whole, unaugmented, one batch
+        of ``rank_batch`` images at a time, train-mode forward without gradients).
+
+        Every process computes the same statistics from the same images, so ranks stay equal.
+        Deterministic (no random numbers), so resumed runs reproduce it. No-op when
+        ``bn_recalibration_images`` is 0 or with ``freeze_bn``.
+        """
+        cfg = self.cfg
+        n = min(cfg.bn_recalibration_images, len(self.train_set))
+        if n == 0 or cfg.freeze_bn:
+            return
+        layers = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in layers]
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        self.model.train()
+        try:
+            for begin in range(0, n, self.rank_batch):
+                chunk = [
+                    self.train_set[i]["image"]
+                    for i in range(begin, min(begin + self.rank_batch, n))
+                ]
+                by_size: dict[tuple[int, ...], list[torch.Tensor]] = {}
+                for image in chunk:  # images of different sizes go in separate batches
+                    by_size.setdefault(tuple(image.shape), []).append(image)
+                for same in by_size.values():
+                    images = torch.stack(same).permute(0, 2, 3, 1)
+                    with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                        self.model(preprocess(images, device=self.device))
+        finally:
+            for m, momentum in zip(layers, momenta, strict=True):
+                m.momentum = momentum
+            self._train_mode()
+        self._snapshot_buffers()
+        self._event("bn_recalibrated", images=n)
 
     # ---------------------------------------------------------------- validation
 
