@@ -385,6 +385,140 @@ def _run_search_bandwidth(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# eval
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="PQ/SQ/RQ, mIoU, AP and runtime on a dataset split (paper Tables I and II)",
+        description=(
+            "Run a trained PanoNet over a Cityscapes-layout split and print Table I's columns "
+            "(PQ SQ RQ, things and stuff, mIoU, AP, runtime) and Table II's per-class AP as "
+            "Markdown; write all numbers as JSON with --out. --semantic gt clusters on the "
+            "ground-truth semantic map instead of the predicted one (the paper's AP_GT). "
+            "Instances are ranked for AP by their mean class probability."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True, help="model checkpoint")
+    p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--images", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument(
+        "--semantic",
+        choices=("pred", "gt"),
+        default="pred",
+        help="semantic map used for clustering and merging (gt: AP_GT; default: pred)",
+    )
+    p.add_argument(
+        "--bandwidths",
+        default=None,
+        help="per-class bandwidth JSON (panonet search-bandwidth); default 2*delta_v = 0.5",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--save-vis", default=None, metavar="DIR", help="write overlays of frames")
+    p.add_argument(
+        "--num-vis", type=int, default=10, help="overlays written with --save-vis (default: 10)"
+    )
+    p.add_argument(
+        "--predictions",
+        default=None,
+        metavar="DIR",
+        help="write predictions as COCO-panoptic panoptic.json + panoptic/*.png",
+    )
+    p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_eval)
+
+
+def _json_safe(x: object) -> object:
+    """NaN / inf become null: strict JSON has no NaN."""
+    import math
+
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def _write_json_atomic(path: str, data: object) -> str:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_json_safe(data), f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import pickle
+
+    from panonet.data.cityscapes import CityscapesPanoptic
+    from panonet.evaluation.run import evaluate_model, format_tables
+    from panonet.inference.predictor import Predictor
+    from panonet.models.checkpoint import load_model
+
+    if args.images is not None and args.images < 1:
+        raise CLIError(f"--images must be >= 1, got {args.images}")
+    if args.num_vis < 0:
+        raise CLIError(f"--num-vis must be >= 0, got {args.num_vis}")
+    if not os.path.isfile(args.checkpoint):
+        raise CLIError(f"no such checkpoint: {args.checkpoint}")
+    try:
+        dataset = CityscapesPanoptic(args.data, args.split)
+    except FileNotFoundError as e:
+        # The dataset's message spans lines (the expected layout); one line is enough here.
+        raise CLIError(str(e).splitlines()[0]) from e
+    try:
+        model = load_model(args.checkpoint)
+    except ValueError as e:
+        raise CLIError(str(e).splitlines()[0]) from e
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        # torch.load's messages run over many lines; the kind of failure is what matters here.
+        raise CLIError(
+            f"cannot read checkpoint {args.checkpoint}: {type(e).__name__} (not a panonet "
+            "checkpoint?)"
+        ) from e
+    try:
+        predictor = Predictor(model, device=args.device, bandwidths=args.bandwidths)
+        result = evaluate_model(
+            predictor,
+            dataset,
+            images=args.images,
+            semantic_source=args.semantic,
+            progress=not args.no_progress,
+            save_vis=args.save_vis,
+            num_vis=args.num_vis,
+            predictions_dir=args.predictions,
+        )
+    except FileNotFoundError as e:
+        raise CLIError(f"no such file: {e.filename or e}") from e
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+    result["checkpoint"] = str(args.checkpoint)
+    result["data"] = str(args.data)
+    result["split"] = args.split
+    result["device"] = str(predictor.device)
+    print(format_tables(result))
+    if args.out:
+        print(f"wrote {_write_json_atomic(args.out, result)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_export,
@@ -392,6 +526,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_search_bandwidth,
     _add_predict,
+    _add_eval,
 ]
 
 

@@ -1,0 +1,89 @@
+"""'panonet eval' end to end on a tiny synthetic split with an untrained PanoNet."""
+
+import json
+
+import pytest
+import torch
+
+from panonet.cli import main
+from panonet.data.synthetic import generate
+from panonet.models import PanoNet
+from panonet.models.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", PanoNet())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate(root, train=0, val=2, size=(64, 128), seed=0, progress=False)
+    return root
+
+
+def test_eval_prints_tables_and_writes_json(tmp_path, checkpoint, data, capsys):
+    out = tmp_path / "sub" / "results.json"
+    vis = tmp_path / "vis"
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--save-vis",
+            str(vis),
+            "--predictions",
+            str(tmp_path / "pred"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| PQ | SQ | RQ |" in text and "| mIoU |" in text and "person" in text
+    assert f"wrote {out}" in text
+    record = json.loads(out.read_text())  # strict JSON: NaN written as null
+    assert record["images"] == 2 and record["split"] == "val"
+    assert record["semantic_source"] == "pred" and record["device"] == "cpu"
+    assert {"panoptic", "semantic", "instance", "runtime_ms"} <= set(record)
+    assert len(list(vis.glob("*.png"))) == 2
+    assert (tmp_path / "pred" / "panoptic.json").is_file()
+    assert not list(out.parent.glob(".results.json.*")), "no temp file left behind"
+
+
+def test_eval_gt_semantic(checkpoint, data, capsys):
+    args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data)]
+    assert main([*args, "--semantic", "gt", "--images", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "AP_GT" in text and "| 100.0 |" in text  # mIoU on the ground-truth semantic map
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--checkpoint", "{tmp}/no.pt", "--data", "{data}"], "no such checkpoint"),
+        (["--checkpoint", "{tmp}/garbage.pt", "--data", "{data}"], "cannot read checkpoint"),
+        (["--checkpoint", "{ckpt}", "--data", "{tmp}/nothing"], "no directory"),
+        (
+            ["--checkpoint", "{ckpt}", "--data", "{data}", "--bandwidths", "{tmp}/no.json"],
+            "cannot read bandwidth file",
+        ),
+        (["--checkpoint", "{ckpt}", "--data", "{data}", "--split", "train"], "no directory"),
+        (["--checkpoint", "{ckpt}", "--data", "{data}", "--images", "0"], "--images"),
+    ],
+)
+def test_eval_errors(tmp_path, checkpoint, data, capsys, extra, message):
+    (tmp_path / "garbage.pt").write_bytes(b"garbage")
+    argv = [
+        a.format(tmp=tmp_path, data=data, ckpt=checkpoint)
+        for a in ["eval", *extra, "--no-progress"]
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("panonet eval: error: ") and message in err
+    assert err.count("\n") == 1, "one-line error"
