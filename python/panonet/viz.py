@@ -22,6 +22,7 @@ from panonet.data.labels import LABEL_TO_TRAIN, PALETTE
 
 __all__ = [
     "PAPER_POINTS",
+    "training_curves",
     "overlay",
     "panoptic_colors",
     "pq_fps_plot",
@@ -293,6 +294,91 @@ def pq_fps_plot(
     ax.grid(True, which="both", linewidth=0.3, alpha=0.6)
     # Legend under the axes: inside, it could hide a point anywhere in the PQ range.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def training_curves(log: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Plots a training run's JSONL log (``panonet train``'s ``metrics.jsonl``): the semantic
+    and instance loss terms per step (thin) with a 25-step running mean (thick), validation
+    mIoU on a second axis, and the stage switch. Saved as PNG (Agg, no display).
+
+    Args:
+        log: path of the metrics.jsonl file.
+        path: PNG to write (atomically).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: the log holds no training records.
+    """
+    import json
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    train, val, switch = [], [], None
+    for line in Path(log).read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") == "train":
+            train.append(record)
+            if switch is None and record.get("stage") == 2:
+                switch = record["step"]
+        elif record.get("kind") == "val" and record.get("miou") is not None:
+            val.append(record)
+    if not train:
+        raise ValueError(f"training_curves: no training records in {log}")
+    steps = np.array([r["step"] for r in train])
+
+    fig = Figure(figsize=(8.0, 4.5), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    window = min(25, len(train))
+    for key, color in (("sem", "tab:blue"), ("inst", "tab:orange"), ("total", "black")):
+        values = np.array([r[key] for r in train], dtype=float)
+        ax.plot(steps, values, color=color, linewidth=0.5, alpha=0.35)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, color=color, linewidth=1.8, label=f"{key} loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (log scale)")
+    if switch is not None:
+        ax.axvline(switch, color="gray", linestyle="--", linewidth=1)
+        ax.annotate(
+            "stage 2: + coordinates",
+            (switch, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="gray",
+        )
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(
+            [r["step"] for r in val],
+            [100 * r["miou"] for r in val],
+            "o-",
+            color="tab:green",
+            label="val mIoU",
+        )
+        ax2.set_ylabel("validation mIoU (%)", color="tab:green")
+        ax2.set_ylim(0, 100)
+        ax2.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
 
     path = Path(path)

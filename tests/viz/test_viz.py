@@ -101,3 +101,34 @@ def test_pq_fps_plot_writes_a_png(tmp_path):
         pq_fps_plot(tmp_path / "x.png", ours={"name": "a", "pq": 1.0, "fps": 1.0})
     with pytest.raises(ValueError, match="FPS"):
         pq_fps_plot(tmp_path / "x.png", ours={**ours, "fps": 0.0})
+
+
+def test_training_curves_from_a_log(tmp_path):
+    import json
+
+    from panonet.viz import training_curves
+
+    log = tmp_path / "metrics.jsonl"
+    rows = [{"kind": "event", "step": 0, "event": "start"}]
+    for step in range(1, 61):
+        stage = 1 if step <= 40 else 2
+        rows.append(
+            {
+                "kind": "train",
+                "step": step,
+                "stage": stage,
+                "sem": 3.0 / step,
+                "inst": 5.0 / step,
+                "total": 8.0 / step,
+            }
+        )
+    rows.append({"kind": "val", "step": 40, "stage": 1, "miou": 0.2})
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    path = training_curves(log, tmp_path / "curves.png")
+    with Image.open(path) as im:
+        assert im.size == (1200, 675)
+    assert path.stat().st_size > 10_000
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"kind": "event", "step": 0}) + "\n")
+    with pytest.raises(ValueError, match="no training records"):
+        training_curves(empty, tmp_path / "x.png")
