@@ -446,21 +446,12 @@ def _json_safe(x: object) -> object:
 
 def _write_json_atomic(path: str, data: object) -> str:
     import json
-    import tempfile
     from pathlib import Path
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_json_safe(data), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return str(target)
+    from panonet._atomic import write_atomic
+
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
+    return str(write_atomic(path, lambda tmp: Path(tmp).write_text(text)))
 
 
 def _run_eval(args: argparse.Namespace) -> int:

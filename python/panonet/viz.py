@@ -9,7 +9,6 @@ stuff, 0 for void).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from panonet._atomic import write_atomic
 from panonet.data.labels import LABEL_TO_TRAIN, PALETTE
 
 __all__ = [
@@ -147,17 +147,7 @@ def save_visualization(
 ) -> Path:
     """Writes :func:`side_by_side` as a PNG (atomically: temp file + rename). Returns the path."""
     picture = side_by_side(image, panoptic, alpha=alpha)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(picture).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))
 
 
 # The paper's speed / accuracy points (Cityscapes val, full 1024x2048 images), as printed in
@@ -296,17 +286,7 @@ def pq_fps_plot(
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def training_curves(log: str | os.PathLike, path: str | os.PathLike) -> Path:
@@ -381,14 +361,4 @@ def training_curves(log: str | os.PathLike, path: str | os.PathLike) -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))

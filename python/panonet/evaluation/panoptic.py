@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from panonet._atomic import write_atomic
 from panonet.data.labels import (
     CLASSES,
     IGNORE_INDEX,
@@ -721,13 +721,5 @@ def write_panoptic_predictions(
             }
         )
     data = {"annotations": annotations, "categories": panoptic_categories()}
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_json.name}.", dir=out_json.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, out_json)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_json
+    text = json.dumps(data)
+    return write_atomic(out_json, lambda tmp: Path(tmp).write_text(text))

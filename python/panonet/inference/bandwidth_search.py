@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from panonet._atomic import write_atomic
 from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.data.transforms import resize_labels
 from panonet.evaluation.panoptic import PanopticStats, gt_panoptic_from_semantic_instance
@@ -86,18 +86,8 @@ class BandwidthSearchResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes :meth:`to_json` to ``path`` atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, indent=2)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        text = json.dumps(self.to_json(), indent=2) + "\n"
+        return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _class_pq(stats: PanopticStats) -> torch.Tensor:

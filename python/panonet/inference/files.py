@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from panonet._atomic import write_atomic
 from panonet.inference.predictor import Predictor
 from panonet.viz import side_by_side
 
@@ -101,27 +102,14 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list
     return files, problems
 
 
-def _write_atomic(path: Path, write) -> None:
-    """write(tmp_path) then rename: an interrupted run never leaves a truncated output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_panoptic(path: Path, panoptic: np.ndarray) -> None:
     # Cityscapes ids reach 33 * 1000 + 999: a 16-bit PNG holds them, as gtFine_instanceIds does.
     ids = panoptic.astype(np.uint16)
-    _write_atomic(path, lambda tmp: Image.fromarray(ids).save(tmp, format="PNG"))
+    write_atomic(path, lambda tmp: Image.fromarray(ids).save(tmp, format="PNG"))
 
 
 def _save_rgb(path: Path, rgb: np.ndarray) -> None:
-    _write_atomic(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
+    write_atomic(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
 
 
 def _record(summary: PredictionSummary, timings: dict[str, float]) -> None:

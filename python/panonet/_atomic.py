@@ -1,0 +1,30 @@
+"""Atomic file writes: an interrupted run never leaves a truncated output under the final name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames it onto ``path``.
+
+    The temporary file is hidden (leading dot) and keeps ``path``'s suffix, so writers that
+    infer the format from the name still work; it is removed if ``write`` fails. The parent
+    folder is created. Returns ``path`` as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
