@@ -240,3 +240,46 @@ def test_resume_is_exact_with_batchnorm_recalibration(scenes, tmp_path):
         assert torch.equal(value, b["model"][key]), key
     events = [r.get("event") for r in read_log(tmp_path / "straight" / "metrics.jsonl")]
     assert events.count("bn_recalibrated") == 2, "at the end of each stage"
+
+
+def test_stage2_without_coordinates_is_the_table_iii_ablation(scenes, tmp_path):
+    """stage2_coords=False: stage 2 starts from the stage-1 weights unchanged (no surgery), runs
+    the same number of steps with a new optimizer, and the final model has no coordinate input;
+    a resumed run gets the same kind of model back."""
+    cfg = small_config(scenes, stage2_coords=False, val_every=0)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.train(stop_after=2)
+    stage1 = torch.load(tmp_path / "run" / "checkpoints" / "stage1.pt", weights_only=True)
+    resumed = Trainer(cfg, tmp_path / "run", resume="auto")
+    assert resumed.stage == 2 and not resumed.model.use_coords
+    for key, value in stage1["model"].items():
+        assert torch.equal(resumed.model.state_dict()[key].cpu(), value), key
+    resumed.train()
+    final = load_model(tmp_path / "run" / "checkpoints" / "final.pt")
+    assert not final.use_coords
+    assert final.instance.in_channels == 3
+    events = [r.get("event") for r in read_log(tmp_path / "run" / "metrics.jsonl")]
+    assert "stage2" in events and events[-1] == "done"
+
+
+def test_freeze_bn_stage2_trains_stage2_on_the_stage1_statistics(scenes, tmp_path):
+    """freeze_bn_stage2: BatchNorm normalises with batch statistics in stage 1 and with the
+    (re-estimated) stage-1 running statistics through stage 2, which leaves them unchanged
+    while the weights train."""
+    cfg = small_config(scenes, freeze_bn_stage2=True, bn_recalibration_images=2, val_every=0)
+    trainer = Trainer(cfg, tmp_path / "run")
+    bns = [m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(m.training for m in bns), "stage 1: batch statistics"
+    trainer.train()
+    stage1 = torch.load(tmp_path / "run" / "checkpoints" / "stage1.pt", weights_only=True)
+    final = torch.load(tmp_path / "run" / "checkpoints" / "final.pt", weights_only=True)
+    stats = [k for k in stage1["model"] if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for key in stats:
+        assert torch.equal(final["model"][key], stage1["model"][key]), key
+    weights = [k for k in stage1["model"] if k.endswith("conv.weight") and k in final["model"]]
+    assert any(not torch.equal(final["model"][k], stage1["model"][k]) for k in weights)
+    assert trainer.stage == 2
+    assert not any(m.training for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
+    events = [r.get("event") for r in read_log(tmp_path / "run" / "metrics.jsonl")]
+    assert events.count("bn_recalibrated") == 1, "only at the end of stage 1"

@@ -451,10 +451,11 @@ class Trainer:
         """Make ``model`` the trained model of ``stage``: device, BN, DDP, new optimizer and
         schedule (the stage's own poly decay over its steps)."""
         model = model.to(self.device)
-        if self.dist.distributed and self.device.type == "cuda" and not self.cfg.freeze_bn:
+        self.stage = stage
+        if self.dist.distributed and self.device.type == "cuda" and not self._bn_frozen():
             # Per-GPU batches are small; BN statistics over the global batch, as in one process.
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif self.dist.distributed and not self.cfg.freeze_bn:
+        elif self.dist.distributed and not self._bn_frozen():
             self._say_once(
                 "bn",
                 "note: SyncBatchNorm needs GPUs; on the CPU each process normalises over its own "
@@ -470,18 +471,28 @@ class Trainer:
         optim_cfg = self.cfg.stage_optim(stage)
         self.optimizer = build_optimizer(model, optim_cfg)
         self.scheduler = build_scheduler(self.optimizer, optim_cfg)
-        self.stage = stage
         self._snapshot_buffers()
+
+    def _bn_frozen(self) -> bool:
+        """Whether BatchNorm runs on its running statistics in the current stage."""
+        return self.cfg.freeze_bn or (self.stage == 2 and self.cfg.freeze_bn_stage2)
 
     def _train_mode(self) -> None:
         self.model.train()
-        if self.cfg.freeze_bn:
+        if self._bn_frozen():
             _bn_eval(self.model)
 
     def _enter_stage2(self) -> None:
-        """Stage 1 -> 2: surgery into a use_coords model, new optimizer and schedule."""
+        """Stage 1 -> 2: surgery into a use_coords model (the same model when ``stage2_coords``
+        is false), new optimizer and schedule."""
         with _hold_sigint():
-            model = stage2_model(self.model)
+            if self.cfg.stage2_coords:
+                model = stage2_model(self.model)
+            else:
+                model = PanoNet(**self._model_kwargs(use_coords=False))
+                model.load_state_dict(
+                    {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+                )
             self._install(model, stage=2)
             self._rng = get_rng_state(self.device)
         self._event("stage2")
@@ -510,7 +521,7 @@ class Trainer:
         changed = _config_changes(ckpt.get("train_config") or {}, self.cfg.to_dict())
         if changed:
             self._say(f"resuming with a changed config: {', '.join(changed)}")
-        model = PanoNet(**self._model_kwargs(use_coords=stage == 2))
+        model = PanoNet(**self._model_kwargs(use_coords=stage == 2 and self.cfg.stage2_coords))
         check_state_dict(model, ckpt["model"], what=f"checkpoint {path}")
         model.load_state_dict(ckpt["model"])
         self._install(model, stage)
@@ -818,11 +829,12 @@ class Trainer:
 
         Every process computes the same statistics from the same images, so ranks stay equal.
         Deterministic (no random numbers), so resumed runs reproduce it. No-op when
-        ``bn_recalibration_images`` is 0 or with ``freeze_bn``.
+        ``bn_recalibration_images`` is 0 or while BatchNorm is frozen (``freeze_bn``, or
+        ``freeze_bn_stage2`` in stage 2).
         """
         cfg = self.cfg
         n = min(cfg.bn_recalibration_images, len(self.train_set))
-        if n == 0 or cfg.freeze_bn:
+        if n == 0 or self._bn_frozen():
             return
         layers = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         momenta = [m.momentum for m in layers]
