@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "write_json_atomic"]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
@@ -28,3 +30,20 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _json_safe(x: object) -> object:
+    """NaN / inf become null: strict JSON has no NaN."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_json_atomic(path: str | os.PathLike, data: object) -> Path:
+    """``data`` as indented strict JSON (NaN and inf written as null), atomically."""
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -431,58 +431,17 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_eval)
 
 
-def _json_safe(x: object) -> object:
-    """NaN / inf become null: strict JSON has no NaN."""
-    import math
-
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
-
-
-def _write_json_atomic(path: str, data: object) -> str:
-    import json
-    from pathlib import Path
-
-    from panonet._atomic import write_atomic
-
-    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
-    return str(write_atomic(path, lambda tmp: Path(tmp).write_text(text)))
-
-
 def _run_eval(args: argparse.Namespace) -> int:
-    import pickle
-
-    from panonet.data.cityscapes import CityscapesPanoptic
+    from panonet._atomic import write_json_atomic
     from panonet.evaluation.run import evaluate_model, format_tables
     from panonet.inference.predictor import Predictor
-    from panonet.models.checkpoint import load_model
 
     if args.images is not None and args.images < 1:
         raise CLIError(f"--images must be >= 1, got {args.images}")
     if args.num_vis < 0:
         raise CLIError(f"--num-vis must be >= 0, got {args.num_vis}")
-    if not os.path.isfile(args.checkpoint):
-        raise CLIError(f"no such checkpoint: {args.checkpoint}")
-    try:
-        dataset = CityscapesPanoptic(args.data, args.split)
-    except FileNotFoundError as e:
-        # The dataset's message spans lines (the expected layout); one line is enough here.
-        raise CLIError(str(e).splitlines()[0]) from e
-    try:
-        model = load_model(args.checkpoint)
-    except ValueError as e:
-        raise CLIError(str(e).splitlines()[0]) from e
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        # torch.load's messages run over many lines; the kind of failure is what matters here.
-        raise CLIError(
-            f"cannot read checkpoint {args.checkpoint}: {type(e).__name__} (not a panonet "
-            "checkpoint?)"
-        ) from e
+    dataset = _open_dataset(args.data, args.split)
+    model = _open_checkpoint(args.checkpoint)
     try:
         predictor = Predictor(model, device=args.device, bandwidths=args.bandwidths)
         result = evaluate_model(
@@ -505,7 +464,252 @@ def _run_eval(args: argparse.Namespace) -> int:
     result["device"] = str(predictor.device)
     print(format_tables(result))
     if args.out:
-        print(f"wrote {_write_json_atomic(args.out, result)}")
+        print(f"wrote {write_json_atomic(args.out, result)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# mirror-test
+
+
+def _add_mirror_test(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "mirror-test",
+        help="count identical twins merged into one instance (paper Fig. 5)",
+        description=(
+            "Mirror the left half of each image (and its ground truth) onto the right half, so "
+            "every thing on the left gets an identical twin, and count the twin pairs each model "
+            "merges into one instance. Give several checkpoints to compare them (e.g. with and "
+            "without coordinates). By default the clustering runs on the ground-truth semantic "
+            "map, so the count measures the embedding alone."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True, nargs="+", help="model checkpoint(s)")
+    p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
+    p.add_argument("--split", default="val", help="split (default: val)")
+    p.add_argument("--images", type=int, default=None, help="use the first N images only")
+    p.add_argument(
+        "--bandwidths",
+        nargs="+",
+        default=None,
+        help="bandwidth JSON, one for all checkpoints or one per checkpoint (default 0.5)",
+    )
+    p.add_argument(
+        "--semantic",
+        choices=("gt", "pred"),
+        default="gt",
+        help="semantic map clustered: ground truth (default) or predicted",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--save-vis", default=None, metavar="DIR", help="write pictures")
+    p.add_argument("--num-vis", type=int, default=4, help="pictures per checkpoint (default: 4)")
+    p.add_argument("--out", default=None, help="JSON file for the counts")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_mirror_test)
+
+
+def _run_mirror_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from panonet._atomic import write_json_atomic
+    from panonet.demo import format_mirror
+    from panonet.evaluation.mirror import run_mirror_test
+    from panonet.inference.predictor import Predictor
+
+    ckpts = args.checkpoint
+    bws = args.bandwidths or [None]
+    if len(bws) not in (1, len(ckpts)):
+        raise CLIError(
+            f"--bandwidths: expected 1 file or one per checkpoint ({len(ckpts)}), got {len(bws)}"
+        )
+    if len(bws) == 1:
+        bws = bws * len(ckpts)
+    if args.images is not None and args.images < 1:
+        raise CLIError(f"--images must be >= 1, got {args.images}")
+    dataset = _open_dataset(args.data, args.split)
+    results = {}
+    for k, (ckpt, bw) in enumerate(zip(ckpts, bws, strict=True)):
+        model = _open_checkpoint(ckpt)
+        vis = None
+        if args.save_vis:
+            vis = Path(args.save_vis) / (
+                Path(ckpt).stem if len(ckpts) == 1 else f"{k}_{Path(ckpt).stem}"
+            )
+        try:
+            predictor = Predictor(model, device=args.device, bandwidths=bw)
+            result = run_mirror_test(
+                predictor,
+                dataset,
+                images=args.images,
+                semantic_source=args.semantic,
+                progress=not args.no_progress,
+                save_vis=vis,
+                num_vis=args.num_vis,
+            )
+        except FileNotFoundError as e:
+            raise CLIError(f"no such file: {e.filename or e}") from e
+        except (ValueError, TypeError) as e:
+            raise CLIError(str(e).splitlines()[0]) from e
+        coords = "with" if result["use_coords"] else "without"
+        results[f"{ckpt} ({coords} coordinates)"] = {**result, "checkpoint": str(ckpt)}
+    print(format_mirror(results))
+    if args.out:
+        print(f"wrote {write_json_atomic(args.out, results)}")
+    return 0
+
+
+def _open_dataset(root: str, split: str):
+    from panonet.data.cityscapes import CityscapesPanoptic
+
+    try:
+        return CityscapesPanoptic(root, split)
+    except FileNotFoundError as e:
+        # The dataset's message spans lines (the expected layout); one line is enough here.
+        raise CLIError(str(e).splitlines()[0]) from e
+
+
+def _open_checkpoint(path: str):
+    import pickle
+
+    from panonet.models.checkpoint import load_model
+
+    if not os.path.isfile(path):
+        raise CLIError(f"no such checkpoint: {path}")
+    try:
+        return load_model(path)
+    except ValueError as e:
+        raise CLIError(str(e).splitlines()[0]) from e
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        # torch.load's messages run over many lines; the kind of failure is what matters here.
+        raise CLIError(
+            f"cannot read checkpoint {path}: {type(e).__name__} (not a panonet checkpoint?)"
+        ) from e
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="time one frame end to end: network, clustering, merge",
+        description=(
+            "Time Predictor.predict on a synthetic street scene of the given size: median of "
+            "--runs calls after --warmup, device synchronised per stage. Without --checkpoint "
+            "the weights are random (the network time is the same; clustering a random "
+            "embedding is not representative). With --pq-from and --plot, writes the paper's "
+            "Fig. 1 (PQ vs FPS) with this measurement as panonet's point."
+        ),
+    )
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: random init)")
+    p.add_argument("--size", default="1024x2048", help="frame HxW (default: 1024x2048, Cityscapes)")
+    p.add_argument("--bandwidths", default=None, help="per-class bandwidth JSON (default 0.5)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--half", action="store_true", help="float16 network (CUDA only)")
+    p.add_argument("--runs", type=int, default=10, help="timed runs (default: 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
+    p.add_argument("--out", default=None, help="JSON file for the timings")
+    p.add_argument(
+        "--pq-from",
+        default=None,
+        metavar="JSON",
+        help="PQ for the plot: 'panonet eval --out' JSON or a demo metrics.json",
+    )
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the PQ-vs-FPS plot")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from panonet._atomic import write_json_atomic
+    from panonet.bench import time_predictor
+    from panonet.data.synthetic import render
+    from panonet.inference.predictor import Predictor
+    from panonet.models import PanoNet
+
+    if (args.plot is None) != (args.pq_from is None):
+        raise CLIError("--plot and --pq-from go together (the plot needs a measured PQ)")
+    if args.runs < 1 or args.warmup < 0:
+        raise CLIError(f"expected --runs >= 1 and --warmup >= 0, got {args.runs}, {args.warmup}")
+    pq = None
+    if args.pq_from:
+        try:
+            with open(args.pq_from, encoding="utf-8") as f:
+                found = json.load(f)
+            found = found.get("evaluation", found)  # demo metrics.json nests the eval result
+            pq = float(found["panoptic"]["All"]["pq"])
+        except FileNotFoundError as e:
+            raise CLIError(f"no such file: {args.pq_from}") from e
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CLIError(
+                f"{args.pq_from}: expected a 'panonet eval --out' JSON with panoptic.All.pq "
+                f"({type(e).__name__})"
+            ) from e
+    H, W = _parse_size(args.size)
+    if min(H, W) < 32:
+        raise CLIError(f"--size must be at least 32x32, got {args.size}")
+    model = _open_checkpoint(args.checkpoint) if args.checkpoint else PanoNet().eval()
+    try:
+        predictor = Predictor(model, device=args.device, bandwidths=args.bandwidths, half=args.half)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e).splitlines()[0]) from e
+    frame = np.asarray(render((H, W), seed=0).image)
+    result = time_predictor(
+        predictor, frame, runs=args.runs, warmup=args.warmup, progress=not args.no_progress
+    )
+    result["checkpoint"] = args.checkpoint
+    med = result["median_ms"]
+    print(f"{H}x{W} on {result['device']}, median of {args.runs} runs:")
+    print("| stage | median ms |\n|---|---:|")
+    for stage, ms in med.items():
+        print(f"| {stage} | {ms:.1f} |")
+    print(f"{result['fps']:.2f} frames per second end to end")
+    if args.out:
+        print(f"wrote {write_json_atomic(args.out, result)}")
+    if args.plot:
+        from panonet.viz import pq_fps_plot
+
+        ours = {"name": "panonet", "pq": 100 * pq, "fps": result["fps"], "device": result["device"]}
+        print(f"wrote {pq_fps_plot(args.plot, ours=ours)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="synthesize, train, search bandwidths, evaluate, draw: the whole pipeline",
+        description=(
+            "The whole pipeline on synthetic street scenes: synthesize a dataset, train both "
+            "stages, search the per-class bandwidths, evaluate on the val split (Table I), and "
+            "write overlays, the mirrored-twin test and the training curves. About 12 minutes "
+            "on a 2-core CPU; a GPU is used when present. Run it again to continue an "
+            "interrupted demo."
+        ),
+    )
+    p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
+    p.add_argument("--quick", action="store_true", help="tiny version (well under 2 minutes)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from panonet.demo import run_demo
+
+    try:
+        run_demo(args.out, quick=args.quick, device=args.device, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -518,6 +722,9 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_search_bandwidth,
     _add_predict,
     _add_eval,
+    _add_mirror_test,
+    _add_bench,
+    _add_demo,
 ]
 
 
@@ -526,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="panonet", description="PanoNet: real-time panoptic segmentation"
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
         add(subparsers)
@@ -537,12 +745,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Argument errors exit via argparse (status 2); errors in the inputs (a checkpoint that does
     not fit, a missing file, a too small size) print ``panonet <cmd>: error: ...`` to stderr and
-    return 2.
+    return 2; any other exception prints a one-line cause and returns 1. ``--debug`` (before
+    the subcommand) re-raises instead, with the full traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CLIError as e:
+        if args.debug:
+            raise
         print(f"panonet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"panonet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place that turns any failure into a line
+        if args.debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(
+            f"panonet {args.command}: error: {type(e).__name__}: {first} "
+            "(run 'panonet --debug ...' for the traceback)",
+            file=sys.stderr,
+        )
+        return 1

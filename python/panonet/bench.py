@@ -1,0 +1,81 @@
+"""Timing of the whole predictor on one frame (``panonet bench``): network, clustering, merge.
+
+The kernel benchmarks against their references live in ``benchmarks/``; this is the user-facing
+number: how long one frame of a given size takes on this machine, per stage, as the median of
+``runs`` timed calls after ``warmup`` untimed ones, with the device synchronised at every stage
+boundary (:class:`~panonet.inference.Predictor` does that).
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+__all__ = ["device_name", "time_predictor"]
+
+
+def device_name(device: str | torch.device) -> str:
+    """Human-readable name of ``device``: the GPU's name, or the CPU model and thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def time_predictor(
+    predictor: Any,
+    image: np.ndarray,
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Median per-stage timings of ``predictor.predict(image)``.
+
+    Args:
+        predictor: a :class:`~panonet.inference.Predictor`.
+        image: (H, W, 3) uint8 RGB frame.
+        runs: timed calls (>= 1); the median of each stage is reported.
+        warmup: untimed calls first (allocator, cuDNN autotuning, OpenMP thread start).
+        progress: tqdm progress bar.
+
+    Returns:
+        ``{"median_ms": {stage: ms}, "runs", "warmup", "fps" (1000 / median total),
+        "image_size": [H, W], "device": device_name, "instances": instances in the last
+        frame}``.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"time_predictor: expected runs >= 1, warmup >= 0, got {runs}, {warmup}")
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        got = getattr(image, "shape", type(image).__name__)
+        raise ValueError(f"time_predictor: expected an (H, W, 3) uint8 array, got {got}")
+    samples: dict[str, list[float]] = {}
+    out: dict[str, Any] = {}
+    for i in tqdm(range(warmup + runs), desc="bench", disable=not progress):
+        out = predictor.predict(image)
+        if i >= warmup:
+            for stage, ms in out["timings"].items():
+                samples.setdefault(stage, []).append(float(ms))
+    median = {stage: float(np.median(v)) for stage, v in samples.items()}
+    return {
+        "median_ms": median,
+        "runs": runs,
+        "warmup": warmup,
+        "fps": 1000.0 / median["total"],
+        "image_size": [int(image.shape[0]), int(image.shape[1])],
+        "device": device_name(predictor.device),
+        "instances": int(out["instance"].max()) if out else 0,
+    }

@@ -1,0 +1,36 @@
+"""'panonet demo --quick' end to end: every stage of the pipeline on tiny images, the outputs it
+promises, and continuing a finished demo without training again."""
+
+import json
+
+from panonet.cli import main
+
+
+def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    for header in ("1/5 synthesize", "2/5 train", "3/5 search", "4/5 evaluate", "5/5 mirrored"):
+        assert header in text, header
+    assert "| PQ | SQ | RQ |" in text and "| model | twin pairs |" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluation = metrics["evaluation"]
+    assert evaluation["images"] == 3 and 0.0 <= evaluation["panoptic"]["All"]["pq"] <= 1.0
+    assert set(metrics["mirror_test"]) == {"final (with coordinates)", "stage 1 (no coordinates)"}
+    assert metrics["mirror_test"]["final (with coordinates)"]["use_coords"] is True
+    assert metrics["mirror_test"]["stage 1 (no coordinates)"]["use_coords"] is False
+    assert set(metrics["seconds"]) >= {"synth", "train", "search", "eval", "mirror", "total"}
+    for path in (
+        "bandwidths.json",
+        "training_curves.png",
+        "run/checkpoints/final.pt",
+        "run/checkpoints/stage1.pt",
+        "data/leftImg8bit/val",
+    ):
+        assert (out / path).exists(), path
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+    assert len(list((out / "mirror").glob("mirror_*.png"))) == 2
+
+    # Running it again continues: the data and the trained model are reused.
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    assert "already trained" in capsys.readouterr().out
