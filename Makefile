@@ -14,7 +14,7 @@ PIP := $(VENV)/bin/python -m pip
 # Build requirements are read from pyproject.toml: the extension is built without isolation.
 BUILD_REQS = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))")
 
-.PHONY: test build lint format bench cuda-check clean
+.PHONY: demo test build lint format bench cuda-check clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ build: $(VENV)/.deps
 
 test: build
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
+
+# The whole pipeline on synthetic street scenes into demo-output/ (about 12 minutes on a 2-core
+# CPU; a GPU is used when present). DEMO_ARGS=--quick for the 2-minute version.
+DEMO_ARGS ?=
+demo: build
+	$(VENV)/bin/panonet demo $(DEMO_ARGS)
 
 lint: $(VENV)/.deps build
 	$(VENV)/bin/ruff check python tests benchmarks

@@ -283,3 +283,21 @@ def test_freeze_bn_stage2_trains_stage2_on_the_stage1_statistics(scenes, tmp_pat
     assert not any(m.training for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d))
     events = [r.get("event") for r in read_log(tmp_path / "run" / "metrics.jsonl")]
     assert events.count("bn_recalibrated") == 1, "only at the end of stage 1"
+
+
+def test_stage1_steps_zero_starts_stage2_from_the_initial_weights(scenes, tmp_path):
+    """stage1_steps=0 with init_weights: no stage-1 optimizer, stage 2 begins from exactly the
+    stage-1 checkpoint's function (the surgery adds zero coordinate channels)."""
+    first = Trainer(small_config(scenes, stage2_steps=0, val_every=0), tmp_path / "s1")
+    first.train()
+    init = tmp_path / "s1" / "checkpoints" / "final.pt"
+    cfg = small_config(scenes, stage1_steps=0, init_weights=str(init), val_every=0)
+    trainer = Trainer(cfg, tmp_path / "s2")
+    assert trainer.stage == 2 and trainer.model.use_coords
+    source = load_model(init)
+    for key, value in source.state_dict().items():
+        got = trainer.model.state_dict()[key]
+        if got.shape == value.shape:
+            assert torch.equal(got, value), key
+    trainer.train()
+    assert load_model(tmp_path / "s2" / "checkpoints" / "final.pt").use_coords

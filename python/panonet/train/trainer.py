@@ -393,9 +393,13 @@ class Trainer:
                 )
             model = PanoNet(**self._model_kwargs(use_coords=False))
             self._load_pretrained(model)
-            self._install(model, stage=1)
             if cfg.stage1_steps == 0:
+                # Straight to stage 2 from the initial weights: no stage-1 optimizer (it would
+                # have no steps to schedule).
+                self.model, self.stage = model, 1
                 self._enter_stage2()
+            else:
+                self._install(model, stage=1)
             self._rng = get_rng_state(self.device)
         else:
             self._load(resume_path)
