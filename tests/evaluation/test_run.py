@@ -126,10 +126,12 @@ class _OracleNet(nn.Module):
 
 
 class _OraclePredictor:
-    """Predicts the ground truth of the dataset's items in order (ignore pixels: class 0)."""
+    """Predicts the ground truth of the dataset's items in order (ignore pixels: class 0);
+    ``shift`` > 0 rolls the maps that many columns (an imperfect prediction: partial overlaps,
+    unmatched small segments)."""
 
-    def __init__(self, dataset) -> None:
-        self.dataset, self.k, self.model = dataset, 0, _OracleNet()
+    def __init__(self, dataset, shift: int = 0) -> None:
+        self.dataset, self.k, self.model, self.shift = dataset, 0, _OracleNet(), shift
 
     def predict(self, image: torch.Tensor) -> dict:
         item = self.dataset[self.k]
@@ -138,6 +140,7 @@ class _OraclePredictor:
         sem = torch.where(item["semantic"] == 255, 0, item["semantic"])
         # Instance ids need not be consecutive: the Cityscapes ids themselves, 0 elsewhere.
         inst = torch.where(item["instance"] >= 1000, item["instance"], 0)
+        sem, inst = sem.roll(self.shift, dims=1), inst.roll(self.shift, dims=1)
         self.model.semantic = sem
         self.model(image)
         pan = panoptic_from_semantic_instance(sem, inst)
@@ -153,3 +156,33 @@ def test_oracle_is_perfect(dataset):
     assert result["instance"]["AP"] == pytest.approx(1.0)
     assert result["runtime_ms"] == {"total": 1.0}
     assert np.isfinite(result["panoptic"]["Things"]["pq"])
+
+
+def test_written_predictions_score_the_same_with_the_official_script(tmp_path):
+    """panonet's PQ of a run equals cityscapesscripts' pq_compute on the files the run wrote,
+    against the official panoptic ground truth (createPanopticImgs) of the same split."""
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+
+    from tests.evaluation.test_panoptic_files import official
+
+    root = tmp_path / "data"
+    generate(root, train=0, val=3, size=(96, 192), seed=5, progress=False)
+    data = CityscapesPanoptic(root, "val")
+    result = evaluate_model(
+        _OraclePredictor(data, shift=4), data, progress=False, predictions_dir=tmp_path / "pred"
+    )
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    convert2panoptic(str(root / "gtFine"), str(gt_dir), useTrainId=False, setNames=["val"])
+    reference, _ = official(
+        gt_dir / "cityscapes_panoptic_val.json",
+        gt_dir / "cityscapes_panoptic_val",
+        tmp_path / "pred" / "panoptic.json",
+        tmp_path / "pred" / "panoptic",
+    )
+    ours = result["panoptic"]
+    assert 0.05 < ours["All"]["pq"] < 0.95, "an imperfect prediction: a meaningful comparison"
+    for group in ("All", "Things", "Stuff"):
+        for key in ("pq", "sq", "rq"):
+            assert ours[group][key] == pytest.approx(reference[group][key], abs=1e-6), (group, key)
+        assert ours[group]["n"] == reference[group]["n"], group
