@@ -617,6 +617,11 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         help="PQ for the plot: 'panonet eval --out' JSON or a demo metrics.json",
     )
     p.add_argument("--plot", default=None, metavar="PNG", help="write the PQ-vs-FPS plot")
+    p.add_argument(
+        "--name",
+        default="panonet",
+        help="label of the measured point in the plot, e.g. where the PQ comes from",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_bench)
 
@@ -674,7 +679,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.plot:
         from panonet.viz import pq_fps_plot
 
-        ours = {"name": "panonet", "pq": 100 * pq, "fps": result["fps"], "device": result["device"]}
+        ours = {"name": args.name, "pq": 100 * pq, "fps": result["fps"], "device": result["device"]}
         print(f"wrote {pq_fps_plot(args.plot, ours=ours)}")
     return 0
 
