@@ -8,6 +8,7 @@ boundary (:class:`~panonet.inference.Predictor` does that).
 
 from __future__ import annotations
 
+import datetime
 import platform
 from typing import Any
 
@@ -55,7 +56,7 @@ def time_predictor(
     Returns:
         ``{"median_ms": {stage: ms}, "runs", "warmup", "fps" (1000 / median total),
         "image_size": [H, W], "device": device_name, "instances": instances in the last
-        frame}``.
+        frame, "date", "torch"}``.
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"time_predictor: expected runs >= 1, warmup >= 0, got {runs}, {warmup}")
@@ -78,4 +79,6 @@ def time_predictor(
         "image_size": [int(image.shape[0]), int(image.shape[1])],
         "device": device_name(predictor.device),
         "instances": int(out["instance"].max()) if out else 0,
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
     }
