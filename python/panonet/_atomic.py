@@ -9,7 +9,23 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_json_atomic"]
+__all__ = ["publish_mode", "write_atomic", "write_json_atomic"]
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do that once, at import (single-threaded).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def publish_mode(tmp: str | os.PathLike) -> None:
+    """Gives a ``tempfile.mkstemp`` file (created 0600) the permissions a plain ``open`` would
+    have (0666 minus the umask), so outputs renamed from it are not private to their owner."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
@@ -24,6 +40,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        publish_mode(tmp)
         write(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from panonet._atomic import write_atomic
+from panonet._atomic import publish_mode, write_atomic
 from panonet.inference.predictor import Predictor
 from panonet.viz import side_by_side
 
@@ -190,6 +190,7 @@ def _predict_video(
     frame_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{video_out.stem}.", suffix=".mp4", dir=out_dir)
     os.close(fd)
+    publish_mode(tmp)
     writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * w, h))
     index = 0
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from panonet._atomic import publish_mode
 from panonet.models.panonet import PanoNet
 from panonet.models.surgery import check_state_dict, state_dict_mismatch
 
@@ -62,6 +63,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        publish_mode(tmp)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
