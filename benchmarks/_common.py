@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from panonet.bench import device_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -25,21 +26,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {name} requested but torch.cuda.is_available() is False")
     return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    """'NVIDIA H100 80GB HBM3' or '<cpu model> (N threads)'."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
 
 
 def synchronize(device: torch.device) -> None:
