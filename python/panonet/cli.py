@@ -353,15 +353,13 @@ def _add_search_bandwidth(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_search_bandwidth(args: argparse.Namespace) -> int:
-    from panonet.data.cityscapes import CityscapesPanoptic
     from panonet.inference.bandwidth_search import search_bandwidths
-    from panonet.models.checkpoint import load_model
 
     if args.images < 1:
         raise CLIError(f"--images must be >= 1, got {args.images}")
+    model = _open_checkpoint(args.checkpoint)
+    dataset = _open_dataset(args.data, args.split)
     try:
-        model = load_model(args.checkpoint)
-        dataset = CityscapesPanoptic(args.data, args.split)
         result = search_bandwidths(
             model,
             dataset,

@@ -185,8 +185,8 @@ def run_demo(
     if final.is_file():
         log(f"already trained: {final}")
     else:
-        has_ckpt = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("*.pt"))
-        run_training(cfg, run, resume="auto" if has_ckpt else None)
+        # "auto" continues from the newest checkpoint of an interrupted demo, or starts afresh.
+        run_training(cfg, run, resume="auto")
     training_curves(run / "metrics.jsonl", out / "training_curves.png")
     done()
 
