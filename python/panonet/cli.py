@@ -713,6 +713,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130
+    except (FileNotFoundError, ValueError) as e:
+        # E.g. --out holding a demo of the other size (the dataset manifest disagrees).
+        raise CLIError(str(e).splitlines()[0]) from e
     return 0
 
 

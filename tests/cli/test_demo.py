@@ -34,3 +34,8 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     # Running it again continues: the data and the trained model are reused.
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
     assert "already trained" in capsys.readouterr().out
+
+    # The full demo into the quick demo's folder: refused up front (the data would mix).
+    assert main(["demo", "--out", str(out), "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("panonet demo: error: ") and "generated differently" in err
