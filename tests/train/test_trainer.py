@@ -128,7 +128,8 @@ def test_interrupt_resume_and_stage_switch_reproduce_the_uninterrupted_run(tmp_p
 
     # Stage-2 surgery during training: the fresh stage-2 model holds the stage-1 weights with
     # zero coordinate channels, so its first forward is the stage-1 model's output.
-    stage1 = load_model(ckpts / "stage1.pt")
+    # Both in the trainer's channels_last layout, so that only the surgery can differ.
+    stage1 = load_model(ckpts / "stage1.pt").to(memory_format=torch.channels_last)
     stage2 = copy.deepcopy(trainer.model).eval()
     assert not stage1.use_coords and stage2.use_coords
     stage1_state, stage2_state = stage1.state_dict(), stage2.state_dict()
