@@ -29,8 +29,8 @@ build: $(VENV)/.deps
 test: build
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
-# The whole pipeline on synthetic street scenes into demo-output/ (about 12 minutes on a 2-core
-# CPU; a GPU is used when present). DEMO_ARGS=--quick for the 2-minute version.
+# The whole pipeline on synthetic street scenes into demo-output/ (about 10 minutes on a 2-core
+# CPU; a GPU is used when present). DEMO_ARGS=--quick for the few-second version.
 DEMO_ARGS ?=
 demo: build
 	$(VENV)/bin/panonet demo $(DEMO_ARGS)

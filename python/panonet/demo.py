@@ -56,8 +56,8 @@ class DemoSettings:
     workers: int
 
 
-# About 11 minutes on a 2-core CPU (AMD EPYC, torch 2.13): ~0.45 s per training step at
-# batch 4 of 128x256 crops; synthesis, BN re-estimation, search and evaluation take ~1.5 min.
+# About 10 minutes on a 2-core CPU (AMD EPYC, torch 2.13): ~0.43 s per training step at
+# batch 4 of 128x256 crops; synthesis, BN re-estimation, search and evaluation take ~1 min.
 FULL = DemoSettings(
     size=(256, 512),
     train=300,
