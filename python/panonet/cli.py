@@ -510,8 +510,7 @@ def _run_mirror_test(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from panonet._atomic import write_json_atomic
-    from panonet.demo import format_mirror
-    from panonet.evaluation.mirror import run_mirror_test
+    from panonet.evaluation.mirror import format_mirror, run_mirror_test
     from panonet.inference.predictor import Predictor
 
     ckpts = args.checkpoint

@@ -141,7 +141,7 @@ def run_demo(
     from panonet._atomic import write_json_atomic
     from panonet.data.cityscapes import CityscapesPanoptic
     from panonet.data.synthetic import generate
-    from panonet.evaluation.mirror import run_mirror_test
+    from panonet.evaluation.mirror import format_mirror, run_mirror_test
     from panonet.evaluation.run import evaluate_model, format_tables
     from panonet.inference.bandwidth_search import search_bandwidths
     from panonet.inference.predictor import Predictor
@@ -256,22 +256,6 @@ def run_demo(
         "overlays/, mirror/, training_curves.png, bandwidths.json, run/checkpoints/final.pt)"
     )
     return metrics
-
-
-def format_mirror(results: dict[str, dict[str, Any]]) -> str:
-    """Markdown table of :func:`~panonet.evaluation.mirror.run_mirror_test` results by model."""
-    lines = [
-        "| model | twin pairs | merged | separated | missed | merged / found |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results.items():
-        frac = r["merged_fraction"]
-        shown = "-" if frac != frac else f"{100 * frac:.1f} %"
-        counted = r["pairs"] - r["skipped"]
-        lines.append(
-            f"| {name} | {counted} | {r['merged']} | {r['separated']} | {r['missed']} | {shown} |"
-        )
-    return "\n".join(lines)
 
 
 def _pq(result: dict[str, Any]) -> float:

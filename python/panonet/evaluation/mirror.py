@@ -26,7 +26,13 @@ from tqdm import tqdm
 
 from panonet.viz import save_visualization
 
-__all__ = ["TWIN_OFFSET", "mirror_left_half", "run_mirror_test", "twin_outcomes"]
+__all__ = [
+    "TWIN_OFFSET",
+    "format_mirror",
+    "mirror_left_half",
+    "run_mirror_test",
+    "twin_outcomes",
+]
 
 TWIN_OFFSET = 1_000_000
 """Added to a ground-truth instance id to name its mirrored twin (ids stay distinct; the value
@@ -205,3 +211,19 @@ def run_mirror_test(
         "min_pixels": int(mp),
         "use_coords": bool(getattr(predictor.model, "use_coords", False)),
     }
+
+
+def format_mirror(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of :func:`~panonet.evaluation.mirror.run_mirror_test` results by model."""
+    lines = [
+        "| model | twin pairs | merged | separated | missed | merged / found |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        frac = r["merged_fraction"]
+        shown = "-" if frac != frac else f"{100 * frac:.1f} %"
+        counted = r["pairs"] - r["skipped"]
+        lines.append(
+            f"| {name} | {counted} | {r['merged']} | {r['separated']} | {r['missed']} | {shown} |"
+        )
+    return "\n".join(lines)
