@@ -13,6 +13,7 @@ the CPU there is no SyncBatchNorm, so the runs use ``freeze_bn = true`` (BN in e
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -103,7 +104,7 @@ def runs(tmp_path_factory):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", str(shim), *args, "--out", str(ddp)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    return {
+    yield {
         "overrides": overrides,
         "args": args,
         "single": single,
@@ -111,6 +112,8 @@ def runs(tmp_path_factory):
         "ddp": ddp,
         "result": result,
     }
+    # Four 160 MB checkpoints: gone once the module's tests have read them.
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_records(out: Path) -> list[dict]:
