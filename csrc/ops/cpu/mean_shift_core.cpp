@@ -2,7 +2,7 @@
 //
 // A dense seeds x points scan per iteration would cost S * N * D per round. Instead:
 //   * points are grouped by their bandwidth-sized bins (the seeding bins), and the bins by a
-//     ball tree built on their means; a leaf holds whole bins (up to ~100 points), every node
+//     ball tree built on their means; a leaf holds whole bins (up to 256 points), every node
 //     keeps the sum, count, mean and bounding radius of its points;
 //   * a window query walks the tree: a node whose bounding ball lies inside the window adds its
 //     precomputed sum and count, one outside it is skipped, only straddling leaves are opened;
@@ -268,7 +268,9 @@ class IndexBuilder {
  private:
   // Leaves hold whole bins and at most this many points (unless a single bin holds more): long
   // enough vector loops, and few enough nodes per query.
-  static constexpr int64_t kLeafPoints = 96;
+  // 256: 9 % faster than 96 at 100k points and bandwidth 0.5, the same at 0.7 (interleaved
+  // A/B over 64 to 384 points).
+  static constexpr int64_t kLeafPoints = 256;
   // Resolution of the ordering of a leaf's points by rho (see finish_leaf).
   static constexpr int kRhoBuckets = 256;
 
