@@ -8,9 +8,10 @@
 //     precomputed sum and count, one outside it is skipped, only straddling leaves are opened;
 //   * inside a straddling leaf the points are ordered by (an upper bound of) their distance rho
 //     to the leaf mean, so the points that the triangle inequality already decides
-//     (rho < |dist(q, mean) - bandwidth|) form a suffix, taken whole through precomputed suffix sums or skipped; the rest get a
-//     float32 distance (offsets from the leaf mean, 8 lanes with AVX2) and only those within a
-//     relative 1e-5 of the boundary get sklearn's float64 test;
+//     (rho < |dist(q, mean) - bandwidth|) form a suffix, taken whole through precomputed suffix
+//     sums or skipped; the rest get a float32 distance (offsets from the leaf mean, 8 lanes
+//     with AVX2) and only those within a relative 1e-5 of the boundary get sklearn's float64
+//     test;
 //   * seeds climb in lock-step batches of spatially close seeds (one tree walk per batch), with
 //     dynamic scheduling over threads; a seed stops as soon as it has converged, and the live
 //     seeds of a group are repacked into full batches after every iteration.
