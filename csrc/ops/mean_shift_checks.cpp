@@ -101,14 +101,18 @@ void check_all_finite(const at::Tensor& values, const char* op, const char* what
   bool finite;
   if (values.is_cpu() && values.is_contiguous() && values.scalar_type() == at::kDouble) {
     // One pass without temporaries: isfinite().all() allocated a bool tensor and read the
-    // data twice (~1 ms per 100k x 12 points, a few % of a mean-shift call).
+    // data twice (~1 ms per 100k x 12 points, a few % of a mean-shift call). The test is an
+    // AND of comparisons (false for NaN and Inf), which the compiler vectorizes; a sum of
+    // x - x was one chain of dependent additions (0.6 ms of a 17 ms call, perf).
     const double* x = values.const_data_ptr<double>();
     finite = at::parallel_reduce(
         0, values.numel(), 1 << 16, true,
         [&](int64_t i0, int64_t i1, bool ok) {
-          double acc = 0;  // x - x is 0 for finite x and NaN for NaN or Inf
-          for (int64_t i = i0; i < i1; ++i) acc += x[i] - x[i];
-          return ok && acc == 0;
+          bool all = true;
+          for (int64_t i = i0; i < i1; ++i) {
+            all &= std::fabs(x[i]) <= std::numeric_limits<double>::max();
+          }
+          return ok && all;
         },
         [](bool a, bool b) { return a && b; });
   } else {
