@@ -555,11 +555,21 @@ void scan_leaf(const Index& ix, int64_t id, const double* means, Mask straddle, 
   LanesI inside_count = {};
   for (int64_t j = node.begin; j < scan_end; ++j) {
     const float* xo = ix.offsets.data() + j * D;
-    Lanes d2 = {};
-    for (int64_t d = 0; d < D; ++d) {
+    // Two partial sums (even and odd coordinates): two chains of dependent FMAs of half the
+    // length, 7-8 % faster at 100k points (interleaved A/B; three or four were not better).
+    Lanes d2 = {}, d2_odd = {};
+    int64_t d = 0;
+    for (; d + 1 < D; d += 2) {
+      const Lanes diff = xo[d] - q[d];
+      d2 = fused_multiply_add(diff, diff, d2);
+      const Lanes diff_odd = xo[d + 1] - q[d + 1];
+      d2_odd = fused_multiply_add(diff_odd, diff_odd, d2_odd);
+    }
+    if (d < D) {
       const Lanes diff = xo[d] - q[d];
       d2 = fused_multiply_add(diff, diff, d2);
     }
+    d2 += d2_odd;
     // Lane masks (-1 / 0), computed for all lanes at once.
     const LanesI live = static_cast<int32_t>(j - node.begin) < live_until;
     LanesI in = live & ~all_exact & (d2 <= lo);
