@@ -90,7 +90,10 @@ class KeyTable {
         if (2 * (fresh + 1) > static_cast<int64_t>(slots_.size())) grow();
         return {fresh, true};
       }
-      if (hashes_[id] == hash && same_center(keys_.data() + id * D_, key, D_)) {
+      // Bin keys are canonical (integral or infinite, never -0 or NaN), so equal keys are
+      // equal bytes; memcmp is vectorized, the element loop was not (3 % at 100k points).
+      if (hashes_[id] == hash &&
+          std::memcmp(keys_.data() + id * D_, key, D_ * sizeof(double)) == 0) {
         return {id, false};
       }
     }
