@@ -443,7 +443,7 @@ inline int lane_bits(LanesI v) {
 #endif
 }
 
-// d2 + a * b, fused where the CPU has FMA. Only for the float32 prefilter, whose guard band
+// a * b + c, fused in the AVX2 + FMA build. Only for the float32 prefilter, whose guard band
 // covers either rounding; sklearn's float64 test stays unfused (-ffp-contract=off).
 inline Lanes fused_multiply_add(Lanes a, Lanes b, Lanes c) {
 #if defined(__FMA__)

@@ -17,9 +17,12 @@ Result mean_shift(const double* points, int64_t n, int64_t D, const Params& para
 
 Result mean_shift(const double* points, int64_t n, int64_t D, const Params& params) {
 #ifdef PANONET_MS_AVX2
-  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool has_avx2_fma =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const char* force = std::getenv("PANONET_MS_BASELINE");
-  if (has_avx2 && !(force && force[0] == '1')) return avx2::mean_shift(points, n, D, params);
+  if (has_avx2_fma && !(force && force[0] == '1')) {
+    return avx2::mean_shift(points, n, D, params);
+  }
 #endif
   return baseline::mean_shift(points, n, D, params);
 }
