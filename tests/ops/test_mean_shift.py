@@ -115,6 +115,35 @@ def test_centers_in_sklearn_order_exactly():
     np.testing.assert_array_equal(labels, sk_labels)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_many_clusters_matches_sklearn(device):
+    # An untrained embedding: coordinates of std 700, bandwidth 0.5, so every point is its own
+    # bin, seed and cluster (sklearn falls back to the points as seeds). Exercises the index over
+    # centers (suppression, labels) with thousands of centers and the index's box pruning.
+    X = np.random.default_rng(23).normal(scale=700.0, size=(3000, 12))
+    labels, centers = run_op(X, 0.5, device)
+    sk_labels, sk_centers = sklearn_mean_shift(X, 0.5, bin_seeding=True)
+    assert len(centers) == len(sk_centers) == 3000
+    np.testing.assert_allclose(centers, sk_centers, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(labels, sk_labels)
+
+
+@pytest.mark.parametrize("cluster_all", [True, False])
+def test_chains_of_close_centers_suppressed_in_sklearn_order(cluster_all):
+    # Seeds that stop on distinct means spaced below the bandwidth along lines (max_iter=0
+    # freezes every seed after one step): the greedy suppression must keep exactly sklearn's
+    # centers, in its order, through the index, and label points by the nearest kept center.
+    rng = np.random.default_rng(29)
+    lines = [rng.uniform(-20, 20, size=3) + np.outer(np.arange(40) * 0.3, rng.normal(size=3))
+             for _ in range(25)]
+    X = np.concatenate(lines) + rng.normal(scale=0.05, size=(1000, 3))
+    kwargs = dict(bin_seeding=False, max_iter=0, cluster_all=cluster_all)
+    labels, centers = run_op(X, 0.5, **kwargs)
+    sk_labels, sk_centers = sklearn_mean_shift(X, 0.5, **kwargs)
+    assert len(centers) == len(sk_centers) > 25
+    assert_same_clustering(labels, centers, sk_labels, sk_centers, X, 0.5, cluster_all, 1e-9)
+
+
 def test_baseline_and_avx2_builds_agree(monkeypatch):
     X = blobs(5, 3000, 12, 6, spread=0.1)
     fast = run_op(X, 0.5)

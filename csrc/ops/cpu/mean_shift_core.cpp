@@ -33,6 +33,7 @@
 #include <immintrin.h>
 #endif
 
+#include "../center_index.h"
 #include "../mean_shift.h"
 #include "../mean_shift_post.h"
 #include "mean_shift_core.h"
@@ -162,6 +163,10 @@ struct Index {
   };
   std::vector<Node> nodes;
   std::vector<double> centers;  // nodes x D: mean of the node's points
+  // nodes x D: bounding box of the node's points. Balls alone prune poorly when windows are
+  // tiny next to the spread of the points (an untrained embedding: every point its own
+  // cluster), since sibling balls overlap; the box of the other side of a split does not.
+  std::vector<double> box_lo, box_hi;
   std::vector<double> sums;     // nodes x D
   std::vector<int64_t> leaves;
   std::vector<int64_t> bin_first;  // bin -> position of its first point
@@ -231,6 +236,8 @@ class IndexBuilder {
     const int64_t num_nodes = static_cast<int64_t>(ix_.nodes.size());
     ix_.centers.assign(num_nodes * D, 0.0);
     ix_.sums.assign(num_nodes * D, 0.0);
+    ix_.box_lo.assign(num_nodes * D, INFINITY);
+    ix_.box_hi.assign(num_nodes * D, -INFINITY);
 
     // Leaves: points in bin order, then sorted by decreasing distance to the leaf mean.
     ix_.order.resize(n);
@@ -254,6 +261,8 @@ class IndexBuilder {
       for (int64_t d = 0; d < D; ++d) {
         s[d] = ix_.sums[node.left * D + d] + ix_.sums[node.right * D + d];
         c[d] = s[d] / static_cast<double>(node.end - node.begin);
+        ix_.box_lo[id * D + d] = std::min(ix_.box_lo[node.left * D + d], ix_.box_lo[node.right * D + d]);
+        ix_.box_hi[id * D + d] = std::max(ix_.box_hi[node.left * D + d], ix_.box_hi[node.right * D + d]);
       }
       // Bounded over the node's leaves rather than its two children: one level of slack only.
       double r = 0;
@@ -399,6 +408,8 @@ class IndexBuilder {
       for (int64_t d = 0; d < D; ++d) {
         ix_.xs[j * D + d] = p[d];
         ix_.offsets[j * D + d] = static_cast<float>(p[d] - c[d]);
+        ix_.box_lo[id * D + d] = std::min(ix_.box_lo[id * D + d], p[d]);
+        ix_.box_hi[id * D + d] = std::max(ix_.box_hi[id * D + d], p[d]);
       }
     }
     // Row by row (sequential writes); per coordinate the same sums as a column-wise loop.
@@ -621,6 +632,7 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
     counts[k] = 0;
   }
   if (ix.root < 0) return;
+  const double bw2 = bw * bw;
   s.stack.clear();
   s.stack.emplace_back(ix.root, mask);
   double dist[kBatch];
@@ -653,6 +665,24 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
       }
       dist[k] = d2;
       straddle |= Mask(1) << k;
+    }
+    // Lanes the ball leaves undecided: skip the node if its box lies outside the window. The
+    // bound is sklearn's sum over d of (x_d - q_d)^2 with each difference replaced by the gap
+    // to the box, which is no larger, in the same order: rounding is monotone, so it is <= the
+    // float64 distance of every point in the box, and "> bw^2" is exact without slack.
+    if (straddle) {
+      const double* lo = ix.box_lo.data() + id * D;
+      const double* hi = ix.box_hi.data() + id * D;
+      for (int k = 0; k < kBatch; ++k) {
+        if (!(straddle >> k & 1)) continue;
+        double g2 = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const double q = means_t[d][k];
+          const double gap = q < lo[d] ? lo[d] - q : (q > hi[d] ? q - hi[d] : 0.0);
+          g2 += gap * gap;
+        }
+        if (g2 > bw2) straddle &= ~(Mask(1) << k);
+      }
     }
     if (!straddle) continue;
     if (node.left < 0) {
@@ -769,51 +799,35 @@ void climb(const Index& ix, const std::vector<double>& seeds, const std::vector<
 }
 
 // Nearest center per point (lowest rank on ties), -1 beyond bandwidth unless cluster_all.
-// Whole bins are decided at once when their bounding ball leaves no doubt.
+// Whole leaves are decided at once when their bounding ball leaves no doubt; the centers are
+// searched through an index (a scan of all of them made this O(N K)).
 void assign_labels(const Index& ix, const double* C, int64_t K, const Params& params,
                    std::vector<int64_t>& labels) {
   const int64_t D = ix.D;
   const double bw = params.bandwidth, m = ix.margin;
+  const CenterIndex centers(C, K, D);
   at::parallel_for(0, static_cast<int64_t>(ix.leaves.size()), 16, [&](int64_t l0, int64_t l1) {
-    std::vector<double> dist(K);
     for (int64_t l = l0; l < l1; ++l) {
       const Index::Node& node = ix.nodes[ix.leaves[l]];
       const double* c = ix.centers.data() + ix.leaves[l] * D;
-      int64_t best = 0;
-      double runner_up = INFINITY;
-      for (int64_t k = 0; k < K; ++k) {
-        dist[k] = std::sqrt(sq_dist(c, C + k * D, D));
-        if (dist[k] < dist[best]) best = k;
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        if (k != best) runner_up = std::min(runner_up, dist[k]);
-      }
+      double best_d2, second_d2;
+      const int64_t best = centers.nearest2(c, &best_d2, &second_d2);
+      const double best_dist = std::sqrt(best_d2), runner_up = std::sqrt(second_d2);
       const double r = node.radius;
       int64_t whole = -2;  // -2: decide point by point
-      if (dist[best] + r + m < runner_up - r - m) {
-        if (params.cluster_all || dist[best] + r + m <= bw) {
+      if (best_dist + r + m < runner_up - r - m) {
+        if (params.cluster_all || best_dist + r + m <= bw) {
           whole = best;
-        } else if (dist[best] - r - m > bw) {
+        } else if (best_dist - r - m > bw) {
           whole = -1;
         }
       }
       for (int64_t j = node.begin; j < node.end; ++j) {
         int64_t label = whole;
         if (label == -2) {
-          int64_t arg = 0;
-          double best_d2 = INFINITY;
-          for (int64_t k = 0; k < K; ++k) {
-            double d2 = 0;
-            for (int64_t d = 0; d < D; ++d) {
-              const double diff = ix.xs[j * D + d] - C[k * D + d];
-              d2 += diff * diff;
-            }
-            if (d2 < best_d2) {
-              best_d2 = d2;
-              arg = k;
-            }
-          }
-          label = (params.cluster_all || std::sqrt(best_d2) <= bw) ? arg : -1;
+          double d2;
+          const int64_t arg = centers.nearest(ix.xs.data() + j * D, &d2);
+          label = (params.cluster_all || std::sqrt(d2) <= bw) ? arg : -1;
         }
         labels[ix.order[j]] = label;
       }
