@@ -8,12 +8,16 @@
 TORCH_LIBRARY(panonet, m) {
   // PanoNet eqs. (2)-(4) per image. Returns the (B, 3) unweighted [L_var, L_dist, L_reg] and what
   // the backward needs: per-pixel global cluster index (B, H, W) int32 (-1: ignored), per-image
-  // cluster offsets (B + 1) int64, cluster means (K, D), dL/dmu per term (K, 3, D) and pixel
-  // counts (K) int64; K is the number of clusters in the batch.
+  // cluster offsets (B + 1) int64, cluster means (K', D), dL/dmu per term (K', 3, D) and pixel
+  // counts (K') int64. Rows [0, offsets[B]) are the clusters of the batch; K' >= offsets[B]
+  // (the CPU returns exactly offsets[B] rows; CUDA returns B * H * W rows, an upper bound known
+  // without reading the device, the rest unused). check_inputs: raise on NaN / Inf in the
+  // embedding (on CUDA this costs one host synchronization; without it such values give
+  // non-finite losses).
   m.def(
       "discriminative_loss(Tensor embedding, Tensor instance_ids, float delta_v, float delta_d, "
-      "float delta_r, int ignore_index) -> (Tensor losses, Tensor labels, Tensor offsets, "
-      "Tensor means, Tensor mu_grads, Tensor counts)");
+      "float delta_r, int ignore_index, bool check_inputs=True) -> (Tensor losses, "
+      "Tensor labels, Tensor offsets, Tensor means, Tensor mu_grads, Tensor counts)");
   // Gradient w.r.t. the embedding (B, D, H, W) given the gradient of the (B, 3) losses.
   m.def(
       "discriminative_loss_backward(Tensor grad_losses, Tensor embedding, Tensor labels, "

@@ -36,9 +36,11 @@ PANONET_HD inline T root(T x) {
 #endif
 }
 
+// [x]_+, NaN kept: with the op's NaN/Inf check off, a non-finite embedding must give a
+// non-finite loss rather than vanish in a hinge.
 template <typename T>
 PANONET_HD inline T hinge(T x) {
-  return x > T(0) ? x : T(0);
+  return (x > T(0) || x != x) ? x : T(0);
 }
 
 // Per pixel, from its squared distance to its cluster mean: stores v^2 and returns f = v / d.

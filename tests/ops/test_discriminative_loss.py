@@ -440,3 +440,44 @@ def test_cuda_many_clusters_use_global_accumulators():
     cpu = discriminative_loss(embedding, ids, **m, reduction="none")
     gpu = discriminative_loss(embedding.cuda(), ids.cuda(), **m, reduction="none")
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unchecked_non_finite_embedding_gives_non_finite_losses(device):
+    embedding, ids = _inputs()
+    embedding[1, 1, 2, 3] = float("nan")
+    losses = discriminative_loss(
+        embedding.to(device), ids.to(device), reduction="none", check_inputs=False
+    )
+    assert torch.isfinite(losses[0]).all() and not torch.isfinite(losses[1]).all()
+
+
+@requires_cuda
+@pytest.mark.parametrize("ids_dtype", [torch.int32, torch.int64])
+def test_cuda_forward_and_backward_never_synchronize(ids_dtype):
+    embedding, ids = make_inputs(37, B=2, D=12, H=64, W=96, n_clusters=30, ids_dtype=ids_dtype)
+    embedding = embedding.cuda().requires_grad_(True)
+    ids = ids.cuda()
+    m = {"delta_v": 0.25, "delta_d": 1.0, "delta_r": 1.0, "ignore_index": -1}
+    discriminative_loss(embedding, ids, **m, check_inputs=False).backward()  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = discriminative_loss(embedding, ids, **m, reduction="none", check_inputs=False)
+        losses.sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    expected = discriminative_loss(embedding.detach().cpu(), ids.cpu(), **m, reduction="none")
+    torch.testing.assert_close(losses.detach().cpu(), expected, rtol=1e-4, atol=1e-5)
+
+
+@requires_cuda
+def test_cuda_refuses_deterministic_mode():
+    embedding, ids = make_inputs(41, B=1, D=4, H=16, W=16, n_clusters=3)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match="panonet::discriminative_loss"):
+            discriminative_loss(embedding.cuda(), ids.cuda())
+    finally:
+        torch.use_deterministic_algorithms(before)

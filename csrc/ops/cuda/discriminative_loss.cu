@@ -1,13 +1,15 @@
 // CUDA kernels of panonet::discriminative_loss and panonet::discriminative_loss_backward.
 //
-// Forward, per batch:
-//   1. id range of each image (one read of the ids), then either a dense table (mark the ids
-//      present, inclusive scan, look up each pixel) or, for very wide id ranges, a batched sort;
-//      clusters are numbered by image, then by id, exactly as on the CPU;
+// No host synchronization anywhere (unless check_inputs asks for the NaN/Inf flag): the number
+// of clusters stays on the device, the per-cluster buffers are sized for one cluster per pixel,
+// and the kernels that work per cluster read the true count. Forward, per batch:
+//   1. relabel: a hash table of each image's ids (see relabel_cuda); clusters are numbered by
+//      image, then by the raster position of their first pixel;
 //   2. cluster sums and counts: each block owns a contiguous range of one image's pixels and
-//      accumulates into shared memory, with a warp-level sum when all 32 lanes hit the same
-//      cluster (the common case in a segmentation map); the block merges its accumulators into
-//      global memory once, so global atomics scale with blocks x clusters, not with pixels;
+//      accumulates into shared memory when the image's clusters fit (decided per block from the
+//      count on the device), with a warp-level sum when all 32 lanes hit the same cluster (the
+//      common case in a segmentation map); the block merges its accumulators into global memory
+//      once, so global atomics scale with blocks x clusters, not with pixels;
 //   3. the hinge terms of eq. (2), accumulated the same way;
 //   4. per-cluster terms (eqs. 3, 4 and the stored gradients), one block per image.
 // The backward is one pass over the pixels. The math lives in ../discriminative_loss.h and is
@@ -20,6 +22,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -31,9 +34,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr unsigned kFullMask = 0xffffffffu;
-// Largest dense relabelling table (int32 entries, summed over the images); a wider id range is
-// ranked by a sort instead.
-constexpr int64_t kMaxTable = int64_t(1) << 24;
 // Shared memory a block may use for accumulators without opting in to more.
 constexpr int64_t kMaxShared = 48 * 1024;
 
@@ -64,141 +64,144 @@ __device__ inline BlockRange block_range(int64_t HW) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Relabelling.
+// Relabelling, without reading anything back to the host: per image an open-addressing table of
+// the distinct ids (2^k >= 2 HW slots, so never more than half full; ignore_index, which is
+// never inserted, marks an empty slot) that also keeps each id's first pixel (atomicMin, so the
+// same on every run). Clusters are numbered by image, then by first pixel in raster order: a
+// pixel that is the first of its id is flagged, an inclusive scan of the flags over the batch
+// gives every first pixel its global cluster index, and the images' offsets are the scan at the
+// image boundaries.
 
-template <typename id_t>
-__global__ void id_range_kernel(const id_t* ids, int64_t HW, int64_t ignore_index,
-                                long long* lo, long long* hi) {
-  const int64_t b = blockIdx.y;
-  const BlockRange r = block_range(HW);
-  long long mn = std::numeric_limits<long long>::max();
-  long long mx = std::numeric_limits<long long>::min();
-  for (int64_t p = r.begin + threadIdx.x; p < r.end; p += blockDim.x) {
-    const long long id = ids[b * HW + p];
-    if (id == ignore_index) continue;
-    mn = id < mn ? id : mn;
-    mx = id > mx ? id : mx;
-  }
-  for (int o = 16; o > 0; o >>= 1) {
-    const long long omn = __shfl_down_sync(kFullMask, mn, o);
-    const long long omx = __shfl_down_sync(kFullMask, mx, o);
-    mn = omn < mn ? omn : mn;
-    mx = omx > mx ? omx : mx;
-  }
-  if ((threadIdx.x & 31) == 0 && mn <= mx) {
-    atomicMin(lo + b, mn);
-    atomicMax(hi + b, mx);
+__device__ inline uint64_t mix64(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  return h ^ (h >> 33);
+}
+
+// Slot of id in one image's table (mask = slots - 1), inserting it if absent.
+__device__ inline int64_t table_insert(unsigned long long* keys, int64_t mask,
+                                       unsigned long long id, unsigned long long empty) {
+  for (int64_t h = static_cast<int64_t>(mix64(id)) & mask;; h = (h + 1) & mask) {
+    const unsigned long long seen = keys[h];
+    if (seen == id) return h;
+    if (seen == empty) {
+      const unsigned long long prev = atomicCAS(keys + h, empty, id);
+      if (prev == empty || prev == id) return h;
+    }
   }
 }
 
-// table[base[b] + id - lo[b]] = 1 for every id present in image b.
+// Slot of an id that is in the table.
+__device__ inline int64_t table_find(const unsigned long long* keys, int64_t mask,
+                                     unsigned long long id) {
+  int64_t h = static_cast<int64_t>(mix64(id)) & mask;
+  while (keys[h] != id) h = (h + 1) & mask;
+  return h;
+}
+
+__global__ void table_clear_kernel(unsigned long long* keys, int32_t* first, int64_t n,
+                                   unsigned long long empty) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    keys[i] = empty;
+    first[i] = INT32_MAX;
+  }
+}
+
+// Inserts every id of image blockIdx.y and keeps its first pixel. Lanes whose id equals the
+// previous lane's skip the table: a segmentation map is mostly runs of one id.
 template <typename id_t>
-__global__ void mark_ids_kernel(const id_t* ids, int64_t HW, int64_t ignore_index,
-                                const int64_t* base, const long long* lo, int32_t* table) {
+__global__ void table_insert_kernel(const id_t* ids, int64_t HW, int64_t ignore_index,
+                                    int64_t slots, unsigned long long* keys, int32_t* first) {
   const int64_t b = blockIdx.y;
   const BlockRange r = block_range(HW);
-  for (int64_t base0 = r.begin; base0 < r.end; base0 += blockDim.x) {
-    const int64_t p = base0 + threadIdx.x;
-    const long long id = p < r.end ? static_cast<long long>(ids[b * HW + p]) : 0;
-    // Only the first lane of a run of equal ids stores: most stores of a warp are redundant.
+  unsigned long long* k = keys + b * slots;
+  for (int64_t base = r.begin; base < r.end; base += blockDim.x) {
+    const int64_t p = base + threadIdx.x;
+    const long long id = p < r.end ? static_cast<long long>(ids[b * HW + p]) : ignore_index;
     const long long prev = __shfl_up_sync(kFullMask, id, 1);
-    if (p >= r.end || id == ignore_index) continue;
-    if ((threadIdx.x & 31) != 0 && prev == id) continue;
-    table[base[b] + (id - lo[b])] = 1;
+    if (id == ignore_index || ((threadIdx.x & 31) != 0 && prev == id)) continue;
+    const int64_t h = table_insert(k, slots - 1, static_cast<unsigned long long>(id),
+                                   static_cast<unsigned long long>(ignore_index));
+    atomicMin(first + b * slots + h, static_cast<int32_t>(p));
   }
 }
 
-// labels = inclusive-scan rank - 1 (a global cluster index), -1 on ignored pixels.
+// Per pixel: its slot (-1 if ignored) and whether it is the first pixel of its id.
 template <typename id_t>
-__global__ void lookup_ids_kernel(const id_t* ids, int64_t HW, int64_t ignore_index,
-                                  const int64_t* base, const long long* lo, const int32_t* rank,
-                                  int32_t* labels) {
+__global__ void table_lookup_kernel(const id_t* ids, int64_t HW, int64_t ignore_index,
+                                    int64_t slots, const unsigned long long* keys,
+                                    const int32_t* first, int32_t* slot_of, int32_t* is_first) {
   const int64_t b = blockIdx.y;
   const BlockRange r = block_range(HW);
   for (int64_t p = r.begin + threadIdx.x; p < r.end; p += blockDim.x) {
     const long long id = ids[b * HW + p];
-    labels[b * HW + p] = id == ignore_index ? -1 : rank[base[b] + (id - lo[b])] - 1;
+    int32_t h = -1;
+    if (id != ignore_index) {
+      h = static_cast<int32_t>(
+          table_find(keys + b * slots, slots - 1, static_cast<unsigned long long>(id)));
+    }
+    slot_of[b * HW + p] = h;
+    is_first[b * HW + p] = h >= 0 && first[b * slots + h] == p;
   }
 }
 
-// offsets[b] = number of clusters in images before b (the scan value just before its table).
-__global__ void table_offsets_kernel(const int64_t* base, const int32_t* rank, int64_t B,
-                                     int64_t* offsets) {
-  const int64_t b = blockIdx.x * blockDim.x + threadIdx.x;
-  if (b <= B) offsets[b] = base[b] > 0 ? rank[base[b] - 1] : 0;
+// labels = (inclusive scan of is_first at the id's first pixel) - 1; offsets[b] = the scan just
+// before image b (thread b <= B of the first block).
+__global__ void table_labels_kernel(const int32_t* slot_of, const int32_t* first,
+                                    const int32_t* scan, int64_t B, int64_t HW, int64_t slots,
+                                    int32_t* labels, int64_t* offsets) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i <= B) offsets[i] = i == 0 ? 0 : scan[i * HW - 1];
+  if (i >= B * HW) return;
+  const int64_t b = i / HW;
+  const int32_t h = slot_of[i];
+  labels[i] = h < 0 ? -1 : scan[b * HW + first[b * slots + h]] - 1;
 }
 
-// Fills labels (B, H, W) int32 and returns offsets (B + 1) int64, both on the GPU.
-at::Tensor relabel_cuda(const at::Tensor& ids, int64_t ignore_index, at::Tensor& labels) {
+// Fills labels (B, H, W) int32 and offsets (B + 1) int64, both on the GPU, without a host
+// synchronization. Ids must differ from ignore_index to count (any int64 value works).
+void relabel_cuda(const at::Tensor& ids, int64_t ignore_index, at::Tensor& labels,
+                  at::Tensor& offsets) {
   const int64_t B = ids.size(0), HW = ids.size(1) * ids.size(2);
   const auto stream = at::cuda::getCurrentCUDAStream();
-  const auto i64 = ids.options().dtype(at::kLong);
-  at::Tensor offsets = at::zeros({B + 1}, i64);
   if (B == 0 || HW == 0) {
     labels.fill_(-1);
-    return offsets;
+    offsets.zero_();
+    return;
   }
+  int64_t slots = 1;
+  while (slots < 2 * HW) slots *= 2;
+  const auto i32 = ids.options().dtype(at::kInt);
+  at::Tensor keys = at::empty({B * slots}, ids.options().dtype(at::kLong));
+  at::Tensor first = at::empty({B * slots}, i32);
+  const auto empty = static_cast<unsigned long long>(ignore_index);
+  auto* keys_ptr = reinterpret_cast<unsigned long long*>(keys.data_ptr<int64_t>());
+  const int64_t clear_blocks = std::min<int64_t>(
+      ceil_div(B * slots, kThreads),
+      int64_t(8) * at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  table_clear_kernel<<<clear_blocks, kThreads, 0, stream>>>(keys_ptr, first.data_ptr<int32_t>(),
+                                                            B * slots, empty);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   const dim3 grid(blocks_per_image(B, HW), B);
-
-  at::Tensor lo = at::full({B}, std::numeric_limits<int64_t>::max(), i64);
-  at::Tensor hi = at::full({B}, std::numeric_limits<int64_t>::min(), i64);
-  AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "discriminative_loss_id_range", [&] {
-    id_range_kernel<index_t><<<grid, kThreads, 0, stream>>>(
-        ids.data_ptr<index_t>(), HW, ignore_index,
-        reinterpret_cast<long long*>(lo.data_ptr<int64_t>()),
-        reinterpret_cast<long long*>(hi.data_ptr<int64_t>()));
+  at::Tensor slot_of = at::empty({B * HW}, i32);
+  at::Tensor is_first = at::empty({B * HW}, i32);
+  AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "discriminative_loss_relabel", [&] {
+    table_insert_kernel<index_t><<<grid, kThreads, 0, stream>>>(
+        ids.data_ptr<index_t>(), HW, ignore_index, slots, keys_ptr, first.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    table_lookup_kernel<index_t><<<grid, kThreads, 0, stream>>>(
+        ids.data_ptr<index_t>(), HW, ignore_index, slots, keys_ptr, first.data_ptr<int32_t>(),
+        slot_of.data_ptr<int32_t>(), is_first.data_ptr<int32_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  const at::Tensor lo_h = lo.cpu(), hi_h = hi.cpu();  // the first of the forward's syncs
-  std::vector<int64_t> base(B + 1, 0);
-  bool dense = true;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t l = lo_h.data_ptr<int64_t>()[b], h = hi_h.data_ptr<int64_t>()[b];
-    // Compare in unsigned arithmetic: h - l overflows int64 for ids spanning the full range.
-    const uint64_t width = l <= h ? static_cast<uint64_t>(h) - static_cast<uint64_t>(l) + 1 : 0;
-    if (width > static_cast<uint64_t>(kMaxTable) || base[b] + int64_t(width) > kMaxTable) {
-      dense = false;
-      break;
-    }
-    base[b + 1] = base[b] + static_cast<int64_t>(width);
-  }
-
-  if (dense) {
-    at::Tensor base_d = at::tensor(base, i64.device(at::kCPU)).to(ids.device(), true);
-    at::Tensor table = at::zeros({std::max<int64_t>(base[B], 1)}, ids.options().dtype(at::kInt));
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "discriminative_loss_mark", [&] {
-      mark_ids_kernel<index_t><<<grid, kThreads, 0, stream>>>(
-          ids.data_ptr<index_t>(), HW, ignore_index, base_d.data_ptr<int64_t>(),
-          reinterpret_cast<const long long*>(lo.data_ptr<int64_t>()), table.data_ptr<int32_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-    const at::Tensor rank = at::cumsum(table, 0, at::kInt);
-    AT_DISPATCH_INDEX_TYPES(ids.scalar_type(), "discriminative_loss_lookup", [&] {
-      lookup_ids_kernel<index_t><<<grid, kThreads, 0, stream>>>(
-          ids.data_ptr<index_t>(), HW, ignore_index, base_d.data_ptr<int64_t>(),
-          reinterpret_cast<const long long*>(lo.data_ptr<int64_t>()), rank.data_ptr<int32_t>(),
-          labels.data_ptr<int32_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-    table_offsets_kernel<<<ceil_div(B + 1, kThreads), kThreads, 0, stream>>>(
-        base_d.data_ptr<int64_t>(), rank.data_ptr<int32_t>(), B, offsets.data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return offsets;
-  }
-
-  // Wide id ranges: rank by a row-wise sort. The ignore value sorts into a run of its own, so the
-  // first valid element of each run of equal values starts a new cluster.
-  const at::Tensor flat = ids.reshape({B, HW}).to(at::kLong);
-  const auto [sorted, perm] = at::sort(flat, 1);
-  const at::Tensor valid = sorted.ne(ignore_index);
-  at::Tensor starts = valid.clone();
-  starts.narrow(1, 1, HW - 1).logical_and_(
-      sorted.narrow(1, 1, HW - 1).ne(sorted.narrow(1, 0, HW - 1)));
-  const at::Tensor global_rank = starts.reshape({-1}).cumsum(0).reshape({B, HW}) - 1;
-  const at::Tensor sorted_labels = at::where(valid, global_rank, at::full({}, -1, i64));
-  labels.view({B, HW}).scatter_(1, perm, sorted_labels.to(at::kInt));
-  offsets.narrow(0, 1, B).copy_(starts.sum(1).cumsum(0));
-  return offsets;
+  const at::Tensor scan = at::cumsum(is_first, 0, at::kInt);
+  table_labels_kernel<<<ceil_div(std::max(B * HW, B + 1), kThreads), kThreads, 0, stream>>>(
+      slot_of.data_ptr<int32_t>(), first.data_ptr<int32_t>(), scan.data_ptr<int32_t>(), B, HW,
+      slots, labels.data_ptr<int32_t>(), offsets.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -222,12 +225,11 @@ __device__ inline void add_to_cluster(acc_t* acc, bool uniform, int64_t slot, bo
 // Pass 1: per cluster, sum of embeddings (acc, K x D) and pixel count (count, K); sets
 // *non_finite when any embedding value of the image is NaN or Inf.
 template <typename scalar_t, typename acc_t, bool kShared>
-__global__ void cluster_sums_kernel(const scalar_t* x, const int32_t* labels,
-                                    const int64_t* offsets, int64_t D, int64_t HW, acc_t* sums,
-                                    unsigned long long* counts, int* non_finite) {
+__device__ void cluster_sums_block(const scalar_t* x, const int32_t* labels, int64_t first,
+                                   int64_t C, int64_t D, int64_t HW, acc_t* sums,
+                                   unsigned long long* counts, int* non_finite) {
   extern __shared__ unsigned char smem_raw[];
   const int64_t b = blockIdx.y;
-  const int64_t first = offsets[b], C = offsets[b + 1] - first;
   acc_t* s_sums = reinterpret_cast<acc_t*>(smem_raw);
   unsigned int* s_counts = reinterpret_cast<unsigned int*>(s_sums + (kShared ? C * D : 0));
   if (kShared) {
@@ -267,14 +269,51 @@ __global__ void cluster_sums_kernel(const scalar_t* x, const int32_t* labels,
   }
 }
 
+// Shared memory of the two passes for an image with C clusters.
+__host__ __device__ inline int64_t shared_bytes(int64_t C, int64_t D, int64_t acc_size,
+                                                bool hinge_pass) {
+  return hinge_pass ? (2 * C * D + C) * acc_size : C * D * acc_size + C * int64_t(sizeof(unsigned));
+}
+
+// The image's clusters go to shared accumulators when they fit in the block's `smem` bytes.
+template <typename scalar_t, typename acc_t>
+__global__ void cluster_sums_kernel(const scalar_t* x, const int32_t* labels,
+                                    const int64_t* offsets, int64_t D, int64_t HW, int64_t smem,
+                                    acc_t* sums, unsigned long long* counts, int* non_finite) {
+  const int64_t first = offsets[blockIdx.y], C = offsets[blockIdx.y + 1] - first;
+  if (shared_bytes(C, D, sizeof(acc_t), false) <= smem) {
+    cluster_sums_block<scalar_t, acc_t, true>(x, labels, first, C, D, HW, sums, counts, non_finite);
+  } else {
+    cluster_sums_block<scalar_t, acc_t, false>(x, labels, first, C, D, HW, sums, counts, non_finite);
+  }
+}
+
+// Sets the first offsets[B] * width values of each buffer to zero (grid-stride: the count is
+// on the device).
 template <typename acc_t>
-__global__ void means_kernel(const acc_t* sums, const unsigned long long* counts, int64_t K,
-                             int64_t D, acc_t* means, int64_t* counts_out) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= K * D) return;
-  const int64_t k = i / D;
-  means[i] = sums[i] / static_cast<acc_t>(counts[k]);
-  if (i % D == 0) counts_out[k] = static_cast<int64_t>(counts[k]);
+__global__ void zero_clusters_kernel(const int64_t* offsets, int64_t B, int64_t D, acc_t* sums,
+                                     acc_t* var_sums, acc_t* v_sq, int64_t* counts) {
+  const int64_t K = offsets[B];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < K * D;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    sums[i] = acc_t(0);
+    var_sums[i] = acc_t(0);
+    if (i < K) {
+      v_sq[i] = acc_t(0);
+      counts[i] = 0;
+    }
+  }
+}
+
+// Means in place of the sums, over the offsets[B] clusters.
+template <typename acc_t>
+__global__ void means_kernel(const int64_t* offsets, int64_t B, int64_t D, const int64_t* counts,
+                             acc_t* sums_to_means) {
+  const int64_t K = offsets[B];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < K * D;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    sums_to_means[i] /= static_cast<acc_t>(counts[i / D]);
+  }
 }
 
 // Squared distance of pixel p of image b to mean mu (D values, global or shared).
@@ -291,12 +330,11 @@ __device__ inline acc_t sq_dist(const scalar_t* x, int64_t b, int64_t D, int64_t
 
 // Pass 2: per cluster, sum of f (x - mu) (var_sums, K x D) and of v^2 (v_sq, K).
 template <typename scalar_t, typename acc_t, bool kShared>
-__global__ void hinge_sums_kernel(const scalar_t* x, const int32_t* labels,
-                                  const int64_t* offsets, const acc_t* means, int64_t D,
-                                  int64_t HW, acc_t delta_v, acc_t* var_sums, acc_t* v_sq) {
+__device__ void hinge_sums_block(const scalar_t* x, const int32_t* labels, int64_t first,
+                                 int64_t C, const acc_t* means, int64_t D, int64_t HW,
+                                 acc_t delta_v, acc_t* var_sums, acc_t* v_sq) {
   extern __shared__ unsigned char smem_raw[];
   const int64_t b = blockIdx.y;
-  const int64_t first = offsets[b], C = offsets[b + 1] - first;
   acc_t* s_means = reinterpret_cast<acc_t*>(smem_raw);
   acc_t* s_var = s_means + (kShared ? C * D : 0);
   acc_t* s_vsq = s_var + (kShared ? C * D : 0);
@@ -340,6 +378,21 @@ __global__ void hinge_sums_kernel(const scalar_t* x, const int32_t* labels,
   }
 }
 
+template <typename scalar_t, typename acc_t>
+__global__ void hinge_sums_kernel(const scalar_t* x, const int32_t* labels,
+                                  const int64_t* offsets, const acc_t* means, int64_t D,
+                                  int64_t HW, int64_t smem, acc_t delta_v, acc_t* var_sums,
+                                  acc_t* v_sq) {
+  const int64_t first = offsets[blockIdx.y], C = offsets[blockIdx.y + 1] - first;
+  if (shared_bytes(C, D, sizeof(acc_t), true) <= smem) {
+    hinge_sums_block<scalar_t, acc_t, true>(x, labels, first, C, means, D, HW, delta_v,
+                                            var_sums, v_sq);
+  } else {
+    hinge_sums_block<scalar_t, acc_t, false>(x, labels, first, C, means, D, HW, delta_v,
+                                             var_sums, v_sq);
+  }
+}
+
 // Per-cluster terms and per-image losses; one block per image, a thread per cluster, and a
 // fixed-order block reduction (deterministic).
 template <typename acc_t>
@@ -375,17 +428,19 @@ __global__ void cluster_terms_kernel(const int64_t* offsets, const acc_t* means,
   }
 }
 
-// Shared memory of the two passes for an image with C clusters, or 0 if it does not fit.
-int64_t shared_bytes(int64_t c_max, int64_t D, int64_t acc_size, bool hinge_pass) {
-  const int64_t bytes = hinge_pass ? (2 * c_max * D + c_max) * acc_size
-                                   : c_max * D * acc_size + c_max * int64_t(sizeof(unsigned));
-  return bytes <= kMaxShared ? bytes : 0;
+// Blocks of a grid-stride loop over up to n items: enough to fill the GPU, no more.
+int64_t stride_blocks(int64_t n) {
+  return std::clamp<int64_t>(
+      ceil_div(n, kThreads), 1,
+      int64_t(8) * at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cuda(
     const at::Tensor& embedding_in, const at::Tensor& instance_ids_in, double delta_v,
-    double delta_d, double delta_r, int64_t ignore_index) {
+    double delta_d, double delta_r, int64_t ignore_index, bool check_inputs) {
   check_discriminative_loss_inputs(embedding_in, instance_ids_in, delta_v, delta_d, delta_r);
+  // The cluster sums are float atomics: their order, and so the last bits, vary between runs.
+  at::globalContext().alertNotDeterministic("panonet::discriminative_loss (CUDA)");
   const c10::cuda::CUDAGuard guard(embedding_in.device());
   const at::Tensor embedding = embedding_in.contiguous();
   const at::Tensor instance_ids = instance_ids_in.contiguous();
@@ -393,28 +448,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int64_t HW = embedding.size(2) * embedding.size(3);
   const auto acc_type = embedding.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const auto acc_opts = embedding.options().dtype(acc_type);
+  const auto i64 = embedding.options().dtype(at::kLong);
   const auto stream = at::cuda::getCurrentCUDAStream();
 
   at::Tensor labels = at::empty({B, embedding.size(2), embedding.size(3)},
                                 embedding.options().dtype(at::kInt));
-  const at::Tensor offsets = relabel_cuda(instance_ids, ignore_index, labels);
-  const at::Tensor offsets_h = offsets.cpu();  // cluster counts size the outputs
-  const int64_t* off_h = offsets_h.data_ptr<int64_t>();
-  const int64_t K = off_h[B];
-  int64_t c_max = 0;
-  for (int64_t b = 0; b < B; ++b) c_max = std::max(c_max, off_h[b + 1] - off_h[b]);
-
+  at::Tensor offsets = at::empty({B + 1}, i64);
+  relabel_cuda(instance_ids, ignore_index, labels, offsets);
+  // The number of clusters stays on the device: the per-cluster buffers have room for one per
+  // pixel, and every kernel reads the true count from offsets.
+  const int64_t K = B * HW;
   at::Tensor losses = at::zeros({B, dl::kTerms}, acc_opts);
-  at::Tensor means = at::empty({K, D}, acc_opts);
+  at::Tensor means = at::empty({K, D}, acc_opts);  // first the sums
   at::Tensor mu_grads = at::empty({K, dl::kTerms, D}, acc_opts);
-  at::Tensor counts = at::empty({K}, embedding.options().dtype(at::kLong));
+  at::Tensor counts = at::empty({K}, i64);
   if (B == 0 || HW == 0) return {losses, labels, offsets, means, mu_grads, counts};
 
   const dim3 grid(blocks_per_image(B, HW), B);
-  at::Tensor sums = at::zeros({K, D}, acc_opts);
-  at::Tensor counts_acc = at::zeros({K}, embedding.options().dtype(at::kLong));
-  at::Tensor var_sums = at::zeros({K, D}, acc_opts);
-  at::Tensor v_sq = at::zeros({K}, acc_opts);
+  at::Tensor var_sums = at::empty({K, D}, acc_opts);
+  at::Tensor v_sq = at::empty({K}, acc_opts);
   at::Tensor non_finite = at::zeros({1}, embedding.options().dtype(at::kInt));
 
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -423,43 +475,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         const scalar_t* x = embedding.data_ptr<scalar_t>();
         const int32_t* lab = labels.data_ptr<int32_t>();
         const int64_t* off = offsets.data_ptr<int64_t>();
-        auto* cnt = reinterpret_cast<unsigned long long*>(counts_acc.data_ptr<int64_t>());
+        auto* cnt = reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>());
+        // Shared accumulators for images with up to HW clusters, within the budget; an image
+        // with more clusters than fit uses global accumulators (decided per block).
+        const int64_t sum_smem = std::min(kMaxShared, shared_bytes(HW, D, sizeof(acc_t), false));
+        const int64_t hinge_smem = std::min(kMaxShared, shared_bytes(HW, D, sizeof(acc_t), true));
+        const int64_t zero_blocks = stride_blocks(K * D);
 
-        const int64_t sum_smem = shared_bytes(c_max, D, sizeof(acc_t), false);
-        if (sum_smem > 0) {
-          cluster_sums_kernel<scalar_t, acc_t, true><<<grid, kThreads, sum_smem, stream>>>(
-              x, lab, off, D, HW, sums.data_ptr<acc_t>(), cnt, non_finite.data_ptr<int>());
-        } else {
-          cluster_sums_kernel<scalar_t, acc_t, false><<<grid, kThreads, 0, stream>>>(
-              x, lab, off, D, HW, sums.data_ptr<acc_t>(), cnt, non_finite.data_ptr<int>());
-        }
+        zero_clusters_kernel<acc_t><<<zero_blocks, kThreads, 0, stream>>>(
+            off, B, D, means.data_ptr<acc_t>(), var_sums.data_ptr<acc_t>(),
+            v_sq.data_ptr<acc_t>(), counts.data_ptr<int64_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        if (non_finite.item<int>() != 0) fail_non_finite_embedding();
-        if (K == 0) return;
-
-        means_kernel<acc_t><<<ceil_div(K * D, kThreads), kThreads, 0, stream>>>(
-            sums.data_ptr<acc_t>(), cnt, K, D, means.data_ptr<acc_t>(),
-            counts.data_ptr<int64_t>());
+        cluster_sums_kernel<scalar_t, acc_t><<<grid, kThreads, sum_smem, stream>>>(
+            x, lab, off, D, HW, sum_smem, means.data_ptr<acc_t>(), cnt,
+            non_finite.data_ptr<int>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-
-        const int64_t hinge_smem = shared_bytes(c_max, D, sizeof(acc_t), true);
-        if (hinge_smem > 0) {
-          hinge_sums_kernel<scalar_t, acc_t, true><<<grid, kThreads, hinge_smem, stream>>>(
-              x, lab, off, means.data_ptr<acc_t>(), D, HW, static_cast<acc_t>(delta_v),
-              var_sums.data_ptr<acc_t>(), v_sq.data_ptr<acc_t>());
-        } else {
-          hinge_sums_kernel<scalar_t, acc_t, false><<<grid, kThreads, 0, stream>>>(
-              x, lab, off, means.data_ptr<acc_t>(), D, HW, static_cast<acc_t>(delta_v),
-              var_sums.data_ptr<acc_t>(), v_sq.data_ptr<acc_t>());
-        }
+        means_kernel<acc_t><<<zero_blocks, kThreads, 0, stream>>>(
+            off, B, D, counts.data_ptr<int64_t>(), means.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-
+        hinge_sums_kernel<scalar_t, acc_t><<<grid, kThreads, hinge_smem, stream>>>(
+            x, lab, off, means.data_ptr<acc_t>(), D, HW, hinge_smem, static_cast<acc_t>(delta_v),
+            var_sums.data_ptr<acc_t>(), v_sq.data_ptr<acc_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
         cluster_terms_kernel<acc_t><<<B, kThreads, 0, stream>>>(
             off, means.data_ptr<acc_t>(), counts.data_ptr<int64_t>(), var_sums.data_ptr<acc_t>(),
             v_sq.data_ptr<acc_t>(), D, static_cast<acc_t>(delta_d), static_cast<acc_t>(delta_r),
             mu_grads.data_ptr<acc_t>(), losses.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
+  // The one synchronization, and only when asked for: the flag lives on the device.
+  if (check_inputs && non_finite.item<int>() != 0) fail_non_finite_embedding();
   return {losses, labels, offsets, means, mu_grads, counts};
 }
 
@@ -475,17 +520,20 @@ __device__ inline int64_t image_of(const int64_t* offsets, int64_t B, int64_t k)
   return lo;
 }
 
+// Over the offsets[B] clusters (grid-stride: the count is on the device).
 template <typename acc_t>
 __global__ void cluster_backward_kernel(const acc_t* grad_losses, const int64_t* offsets,
-                                        int64_t B, int64_t K, const int64_t* counts,
-                                        const acc_t* mu_grads, int64_t D, acc_t* scale,
-                                        acc_t* G) {
-  const int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (k >= K) return;
-  const int64_t b = image_of(offsets, B, k);
-  scale[k] = dl::cluster_backward<acc_t>(grad_losses + b * dl::kTerms, offsets[b + 1] - offsets[b],
-                                         static_cast<acc_t>(counts[k]),
-                                         mu_grads + k * dl::kTerms * D, D, G + k * D);
+                                        int64_t B, const int64_t* counts, const acc_t* mu_grads,
+                                        int64_t D, acc_t* scale, acc_t* G) {
+  const int64_t K = offsets[B];
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < K;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = image_of(offsets, B, k);
+    scale[k] = dl::cluster_backward<acc_t>(grad_losses + b * dl::kTerms,
+                                           offsets[b + 1] - offsets[b],
+                                           static_cast<acc_t>(counts[k]),
+                                           mu_grads + k * dl::kTerms * D, D, G + k * D);
+  }
 }
 
 template <typename scalar_t, typename acc_t>
@@ -538,8 +586,8 @@ at::Tensor backward_cuda(const at::Tensor& grad_losses, const at::Tensor& embedd
         at::Tensor scale = at::empty({K}, means.options());
         at::Tensor G = at::empty({K, D}, means.options());
         if (K > 0) {
-          cluster_backward_kernel<acc_t><<<ceil_div(K, kThreads), kThreads, 0, stream>>>(
-              g.data_ptr<acc_t>(), offsets.data_ptr<int64_t>(), B, K, counts.data_ptr<int64_t>(),
+          cluster_backward_kernel<acc_t><<<stride_blocks(K), kThreads, 0, stream>>>(
+              g.data_ptr<acc_t>(), offsets.data_ptr<int64_t>(), B, counts.data_ptr<int64_t>(),
               mu_grads.data_ptr<acc_t>(), D, scale.data_ptr<acc_t>(), G.data_ptr<acc_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }

@@ -29,6 +29,7 @@ def discriminative_loss(
     gamma: float = 0.1,
     ignore_index: int = -1,
     reduction: str = "mean",
+    check_inputs: bool = True,
 ) -> torch.Tensor:
     r"""Discriminative loss of PanoNet (Chen et al., eqs. 2-5), per image.
 
@@ -49,6 +50,12 @@ def discriminative_loss(
         delta_r: margin of the regularizer, eq. (4), >= 0.
         alpha, beta, gamma: weights of L_var, L_dist, L_reg in eq. (5) (``reduction="mean"``).
         ignore_index: id of pixels that belong to no cluster.
+        check_inputs: raise on NaN or Inf in the embedding. On the CPU the check is part of
+            a pass the op makes anyway; on CUDA it costs one host synchronization (the kernel
+            sets a flag on the device, which must be read back). With ``False`` the CUDA op
+            never synchronizes with the host (it can be captured in a CUDA graph), and a NaN
+            or Inf at a pixel of a cluster makes that image's losses non-finite instead of
+            raising (ignored pixels do not count).
         reduction: ``"mean"``: the mean over images with at least one cluster of
             ``alpha L_var + beta L_dist + gamma L_reg``, a scalar (0 with zero gradient when no
             image has a cluster). ``"none"``: the unweighted (B, 3) ``[L_var, L_dist, L_reg]``
@@ -59,7 +66,11 @@ def discriminative_loss(
 
     Raises:
         ValueError / TypeError: bad shapes, dtypes, devices, margins or reduction, and NaN or
-            Inf in the embedding; the message states what was expected and what arrived.
+            Inf in the embedding (with ``check_inputs``); the message states what was expected
+            and what arrived.
+        RuntimeError: on CUDA under ``torch.use_deterministic_algorithms(True)``: the CUDA
+            kernels accumulate cluster sums with float atomics, whose order varies between
+            runs (results agree to rounding, not bit for bit).
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(
@@ -73,7 +84,13 @@ def discriminative_loss(
                 f"got {weight}"
             )
     losses, _, offsets, _, _, _ = torch.ops.panonet.discriminative_loss(
-        embedding, instance_ids, float(delta_v), float(delta_d), float(delta_r), int(ignore_index)
+        embedding,
+        instance_ids,
+        float(delta_v),
+        float(delta_d),
+        float(delta_r),
+        int(ignore_index),
+        bool(check_inputs),
     )
     if reduction == "none":
         return losses
@@ -124,7 +141,9 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 @torch.library.register_fake("panonet::discriminative_loss")
-def _discriminative_loss_fake(embedding, instance_ids, delta_v, delta_d, delta_r, ignore_index):
+def _discriminative_loss_fake(
+    embedding, instance_ids, delta_v, delta_d, delta_r, ignore_index, check_inputs=True
+):
     _check_shapes(embedding, instance_ids)
     B, D, H, W = embedding.shape
     acc = _accumulate_dtype(embedding.dtype)
@@ -147,7 +166,7 @@ def _discriminative_loss_backward_fake(
 
 
 def _setup_context(ctx, inputs, output):
-    embedding, _, delta_v, _, _, _ = inputs
+    embedding, _, delta_v = inputs[:3]
     _, labels, offsets, means, mu_grads, counts = output
     ctx.save_for_backward(embedding, labels, offsets, means, mu_grads, counts)
     ctx.delta_v = delta_v
@@ -161,7 +180,7 @@ def _backward(ctx, grad_losses, *_):
         grad_embedding = torch.ops.panonet.discriminative_loss_backward(
             grad_losses, embedding, labels, offsets, means, mu_grads, counts, ctx.delta_v
         )
-    return grad_embedding, None, None, None, None, None
+    return grad_embedding, None, None, None, None, None, None
 
 
 torch.library.register_autograd(
