@@ -13,9 +13,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
-#include <unordered_set>
 #include <vector>
 
 #include "../discriminative_loss.h"
@@ -33,6 +33,66 @@ constexpr int64_t kMaxPartial = int64_t(1) << 25;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// An open-addressing map from ids to int32 values. `ignore` marks an empty slot, whose value is
+// -1, so that looking up `ignore` yields -1 without a branch of its own. A per-pixel hash lookup:
+// an instance map whose ids are not spatially coherent (few ids, but rarely the same twice in a
+// row) defeats the "same id as the last pixel" shortcut, and a std::unordered_set or a binary
+// search at almost every pixel made such maps 3-4x slower than coherent ones.
+class IdTable {
+ public:
+  explicit IdTable(int64_t ignore) : ignore_(ignore) { reset(16); }
+
+  // The slot holding id, or the empty slot where it would go.
+  size_t find(int64_t id) const {
+    size_t h = (static_cast<uint64_t>(id) * 0x9e3779b97f4a7c15ULL) >> shift_;
+    while (keys_[h] != id && keys_[h] != ignore_) h = (h + 1) & mask_;
+    return h;
+  }
+  int32_t value(size_t slot) const { return values_[slot]; }
+  // Adds id (not `ignore`, not present) with a value.
+  void insert(int64_t id, int32_t value) {
+    if (2 * (size_ + 1) > keys_.size()) {
+      const std::vector<int64_t> keys = std::move(keys_);
+      const std::vector<int32_t> values = std::move(values_);
+      reset(2 * keys.size());
+      for (size_t i = 0; i < keys.size(); ++i) {
+        if (keys[i] != ignore_) place(keys[i], values[i]);
+      }
+    }
+    place(id, value);
+  }
+  // The ids held, in no particular order.
+  std::vector<int64_t> ids() const {
+    std::vector<int64_t> out;
+    for (const int64_t k : keys_) {
+      if (k != ignore_) out.push_back(k);
+    }
+    return out;
+  }
+
+ private:
+  void reset(size_t slots) {
+    keys_.assign(slots, ignore_);
+    values_.assign(slots, -1);
+    mask_ = slots - 1;
+    shift_ = 64 - __builtin_ctzll(slots);
+    size_ = 0;
+  }
+  void place(int64_t id, int32_t value) {
+    const size_t h = find(id);
+    keys_[h] = id;
+    values_[h] = value;
+    ++size_;
+  }
+
+  int64_t ignore_;
+  std::vector<int64_t> keys_;
+  std::vector<int32_t> values_;
+  size_t mask_ = 0;
+  int shift_ = 0;
+  size_t size_ = 0;
+};
+
 // Sorted distinct ids per image become clusters; labels[b, p] = offsets[b] + rank of the id of
 // pixel p among the distinct ids of image b, or -1 where the id is `ignore_index`.
 template <typename id_t>
@@ -45,18 +105,13 @@ std::vector<int64_t> relabel(const id_t* ids, int64_t B, int64_t HW, int64_t ign
     for (int64_t t = t0; t < t1; ++t) {
       const id_t* row = ids + (t / per_image) * HW;
       const int64_t p1 = std::min(HW, (t % per_image + 1) * kChunk);
-      std::unordered_set<int64_t> seen;
-      bool have_last = false;
-      int64_t last = 0;
-      // Neighbouring pixels mostly share an id: the hash set is only touched at boundaries.
+      IdTable seen(ignore_index);
       for (int64_t p = (t % per_image) * kChunk; p < p1; ++p) {
         const int64_t id = row[p];
-        if (id == ignore_index || (have_last && id == last)) continue;
-        have_last = true;
-        last = id;
-        seen.insert(id);
+        // The insertion is rare, so its branch is predictable; ignore_index "finds" -1.
+        if (seen.value(seen.find(id)) < 0 && id != ignore_index) seen.insert(id, 0);
       }
-      found[t].assign(seen.begin(), seen.end());
+      found[t] = seen.ids();
     }
   });
 
@@ -71,30 +126,22 @@ std::vector<int64_t> relabel(const id_t* ids, int64_t B, int64_t HW, int64_t ign
     u.erase(std::unique(u.begin(), u.end()), u.end());
     offsets[b + 1] = offsets[b] + static_cast<int64_t>(u.size());
   }
+  std::vector<IdTable> label_of;
+  for (int64_t b = 0; b < B; ++b) {
+    label_of.emplace_back(ignore_index);
+    for (size_t i = 0; i < distinct[b].size(); ++i) {
+      label_of[b].insert(distinct[b][i], static_cast<int32_t>(offsets[b] + int64_t(i)));
+    }
+  }
 
   at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / per_image;
       const id_t* row = ids + b * HW;
       int32_t* out = labels + b * HW;
-      const auto& u = distinct[b];
       const int64_t p1 = std::min(HW, (t % per_image + 1) * kChunk);
-      bool have_last = false;
-      int64_t last = 0;
-      int32_t last_label = -1;
       for (int64_t p = (t % per_image) * kChunk; p < p1; ++p) {
-        const int64_t id = row[p];
-        if (id == ignore_index) {
-          out[p] = -1;
-          continue;
-        }
-        if (!have_last || id != last) {
-          have_last = true;
-          last = id;
-          last_label = static_cast<int32_t>(
-              offsets[b] + (std::lower_bound(u.begin(), u.end(), id) - u.begin()));
-        }
-        out[p] = last_label;
+        out[p] = label_of[b].value(label_of[b].find(row[p]));  // -1 for ignore_index
       }
     }
   });
@@ -127,6 +174,14 @@ std::vector<double> accumulate_tiles(int64_t B, int64_t HW, int64_t width, const
   return total;
 }
 
+// Whether a tile's runs are too short for run-wise loops (mean length below 4): an instance map
+// that is not spatially coherent. Such tiles are processed pixel by pixel, each pixel reading
+// its own cluster's values (run loops of one pixel made them 3x slower than coherent ones).
+// Ignored pixels are not branched around (in such maps they are as scattered as the rest, and
+// the branch mispredicted): they use row K of the per-cluster arrays, a row of zeros.
+inline bool fragmented(int64_t n_runs, int64_t p0, int64_t p1) { return 4 * n_runs > p1 - p0; }
+inline int64_t row_of(int32_t label, int64_t K) { return label < 0 ? K : label; }
+
 // A maximal run of equal labels inside a tile: the unit of work of every pass, because pixels
 // of one run share their cluster, so the inner loops are plain (vectorizable) loops over memory.
 struct Run {
@@ -134,8 +189,14 @@ struct Run {
   int32_t label;       // global cluster index, -1 for ignored pixels
 };
 
-// Splits tile [p0, p1) of one image's labels into runs; returns their number (<= p1 - p0).
+// Splits tile [p0, p1) of one image's labels into runs; returns their number (<= p1 - p0). The
+// runs are written only if the tile is not fragmented.
 int64_t tile_runs(const int32_t* lab, int64_t p0, int64_t p1, Run* runs) {
+  // Counted first without branches: a fragmented tile is processed pixel by pixel and needs no
+  // runs, and splitting it mispredicted at almost every pixel.
+  int64_t boundaries = 0;
+  for (int64_t p = p0 + 1; p < p1; ++p) boundaries += lab[p] != lab[p - 1];
+  if (fragmented(boundaries + 1, p0, p1)) return boundaries + 1;
   int64_t n = 0;
   for (int64_t p = p0; p < p1;) {
     int64_t q = p + 1;
@@ -174,11 +235,25 @@ void run_backward(const scalar_t* x, const double* f, double mu, double scale, d
   }
 }
 
+
 // Squared distance of each pixel of the tile to its cluster mean (sq[p - p0]; 0 if ignored).
 template <typename scalar_t>
-void tile_sq_dist(const scalar_t* x, const Run* runs, int64_t n_runs, const double* means,
-                  int64_t D, int64_t HW, int64_t p0, int64_t p1, double* sq) {
+void tile_sq_dist(const scalar_t* x, const int32_t* lab, const Run* runs, int64_t n_runs,
+                  const double* means, int64_t K, int64_t D, int64_t HW, int64_t p0, int64_t p1,
+                  double* sq) {
   std::fill(sq, sq + (p1 - p0), 0.0);
+  if (fragmented(n_runs, p0, p1)) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const double* m = means + row_of(lab[p], K) * D;
+      double s = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const double diff = static_cast<double>(x[d * HW + p]) - m[d];
+        s += diff * diff;
+      }
+      sq[p - p0] = s;
+    }
+    return;
+  }
   for (int64_t d = 0; d < D; ++d) {
     const scalar_t* xd = x + d * HW;
     for (int64_t i = 0; i < n_runs; ++i) {
@@ -206,7 +281,7 @@ bool all_finite(const scalar_t* x, int64_t p0, int64_t p1) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_cpu(
     const at::Tensor& embedding_in, const at::Tensor& instance_ids_in, double delta_v,
-    double delta_d, double delta_r, int64_t ignore_index) {
+    double delta_d, double delta_r, int64_t ignore_index, bool check_inputs) {
   check_discriminative_loss_inputs(embedding_in, instance_ids_in, delta_v, delta_d, delta_r);
   const at::Tensor embedding = embedding_in.contiguous();
   const at::Tensor instance_ids = instance_ids_in.contiguous();
@@ -236,28 +311,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         const scalar_t* x_all = embedding.data_ptr<scalar_t>();
         std::atomic<bool> non_finite{false};
         const std::vector<double> sums =
-            accumulate_tiles(B, HW, K * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
+            accumulate_tiles(B, HW, (K + 1) * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
               const scalar_t* x = x_all + b * D * HW;
               Run runs[kTile];
-              const int64_t n_runs = tile_runs(lab_all + b * HW, p0, p1, runs);
+              const int32_t* lab = lab_all + b * HW;
+              const int64_t n_runs = tile_runs(lab, p0, p1, runs);
               bool finite = true;
-              for (int64_t d = 0; d < D; ++d) {
-                const scalar_t* xd = x + d * HW;
-                finite = finite && all_finite(xd, p0, p1);
-                for (int64_t i = 0; i < n_runs; ++i) {
-                  if (runs[i].label >= 0) acc[runs[i].label * W + d] += run_sum(xd, runs[i]);
+              if (fragmented(n_runs, p0, p1)) {  // row K collects the ignored pixels
+                for (int64_t d = 0; d < D; ++d) finite = finite && all_finite(x + d * HW, p0, p1);
+                // Pixel by pixel, its D coordinates inner: D independent additions per pixel
+                // instead of one chain of additions per coordinate.
+                for (int64_t p = p0; p < p1; ++p) {
+                  double* row = acc + row_of(lab[p], K) * W;
+                  for (int64_t d = 0; d < D; ++d) row[d] += static_cast<double>(x[d * HW + p]);
+                  row[D] += 1;
                 }
-              }
-              for (int64_t i = 0; i < n_runs; ++i) {
-                if (runs[i].label >= 0) acc[runs[i].label * W + D] += runs[i].end - runs[i].begin;
+              } else {
+                for (int64_t d = 0; d < D; ++d) {
+                  const scalar_t* xd = x + d * HW;
+                  finite = finite && all_finite(xd, p0, p1);
+                  for (int64_t i = 0; i < n_runs; ++i) {
+                    if (runs[i].label >= 0) acc[runs[i].label * W + d] += run_sum(xd, runs[i]);
+                  }
+                }
+                for (int64_t i = 0; i < n_runs; ++i) {
+                  if (runs[i].label >= 0) {
+                    acc[runs[i].label * W + D] += runs[i].end - runs[i].begin;
+                  }
+                }
               }
               if (!finite) non_finite.store(true, std::memory_order_relaxed);
             });
-        if (non_finite.load()) fail_non_finite_embedding();
+        if (check_inputs && non_finite.load()) fail_non_finite_embedding();
 
         // Means are rounded to their stored dtype first, so that the backward, which reads the
         // stored means, sees the very distances the forward used.
-        std::vector<double> mu(K * D), count(K);
+        std::vector<double> mu((K + 1) * D, 0.0), count(K);  // row K: see row_of
         auto* means_out = means.data_ptr();
         auto* counts_out = counts.data_ptr<int64_t>();
         for (int64_t k = 0; k < K; ++k) {
@@ -276,13 +365,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         }
 
         const std::vector<double> var =
-            accumulate_tiles(B, HW, K * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
+            accumulate_tiles(B, HW, (K + 1) * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
               const scalar_t* x = x_all + b * D * HW;
               Run runs[kTile];
-              const int64_t n_runs = tile_runs(lab_all + b * HW, p0, p1, runs);
+              const int32_t* lab = lab_all + b * HW;
+              const int64_t n_runs = tile_runs(lab, p0, p1, runs);
               double sq[kTile], f_tile[kTile];
               double* f = f_tile - p0;  // f[p] for p in [p0, p1)
-              tile_sq_dist(x, runs, n_runs, mu.data(), D, HW, p0, p1, sq);
+              tile_sq_dist(x, lab, runs, n_runs, mu.data(), K, D, HW, p0, p1, sq);
+              if (fragmented(n_runs, p0, p1)) {  // row K collects the ignored pixels
+                for (int64_t p = p0; p < p1; ++p) {
+                  const int64_t k = row_of(lab[p], K);
+                  double v_sq;
+                  const double fp = dl::var_factor(sq[p - p0], delta_v, &v_sq);
+                  double* row = acc + k * W;
+                  const double* m = mu.data() + k * D;
+                  for (int64_t d = 0; d < D; ++d) {
+                    row[d] += fp * (static_cast<double>(x[d * HW + p]) - m[d]);
+                  }
+                  row[D] += v_sq;
+                }
+                return;
+              }
               for (int64_t i = 0; i < n_runs; ++i) {
                 const Run& r = runs[i];
                 if (r.label < 0) continue;
@@ -353,10 +457,13 @@ at::Tensor backward_cpu(const at::Tensor& grad_losses, const at::Tensor& embeddi
   const at::Tensor mu_grads = as_double(mu_grads_in), counts = as_double(counts_in);
   const at::Tensor offsets = offsets_in.contiguous();
   const int64_t* off = offsets.data_ptr<int64_t>();
-  const double* mu = means.data_ptr<double>();
+  // Row K of mu, s and G is zeros, for the ignored pixels of fragmented tiles (see row_of).
+  std::vector<double> mu_rows((K + 1) * D, 0.0);
+  std::copy_n(means.data_ptr<double>(), K * D, mu_rows.data());
+  const double* mu = mu_rows.data();
 
   // Per cluster: the pixel factor s_c and the through-the-mean vector G_c.
-  std::vector<double> s(K), G(K * D);
+  std::vector<double> s(K + 1, 0.0), G((K + 1) * D, 0.0);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t C = off[b + 1] - off[b];
     for (int64_t k = off[b]; k < off[b + 1]; ++k) {
@@ -381,12 +488,26 @@ at::Tensor backward_cpu(const at::Tensor& grad_losses, const at::Tensor& embeddi
             const int64_t b = t / per_image, p0 = (t % per_image) * kTile;
             const int64_t p1 = std::min(HW, p0 + kTile);
             const scalar_t* x = x_all + b * D * HW;
-            const int64_t n_runs = tile_runs(lab_all + b * HW, p0, p1, runs);
+            const int32_t* lab = lab_all + b * HW;
+            const int64_t n_runs = tile_runs(lab, p0, p1, runs);
             double* f = f_tile - p0;
-            tile_sq_dist(x, runs, n_runs, mu, D, HW, p0, p1, sq);
+            tile_sq_dist(x, lab, runs, n_runs, mu, K, D, HW, p0, p1, sq);
             for (int64_t p = p0; p < p1; ++p) {
               double unused;
               f[p] = dl::var_factor(sq[p - p0], delta_v, &unused);
+            }
+            if (fragmented(n_runs, p0, p1)) {
+              for (int64_t d = 0; d < D; ++d) {
+                const scalar_t* xd = x + d * HW;
+                scalar_t* gd = grad_all + b * D * HW + d * HW;
+                for (int64_t p = p0; p < p1; ++p) {
+                  const int64_t k = row_of(lab[p], K);
+                  const double g = s[k] * f[p] * (static_cast<double>(xd[p]) - mu[k * D + d]) +
+                                   G[k * D + d];
+                  gd[p] = static_cast<scalar_t>(lab[p] < 0 ? 0.0 : g);
+                }
+              }
+              continue;
             }
             for (int64_t d = 0; d < D; ++d) {
               const scalar_t* xd = x + d * HW;
