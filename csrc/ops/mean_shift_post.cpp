@@ -84,4 +84,32 @@ std::vector<double> select_centers(const double* final_mean, const int64_t* fina
   return centers;
 }
 
+ProjectedCenters project_centers(const double* centers, int64_t K, int64_t D) {
+  ProjectedCenters out;
+  double widest = -1;
+  for (int64_t d = 0; d < D && K > 0; ++d) {
+    double lo = centers[d], hi = centers[d];
+    for (int64_t k = 1; k < K; ++k) {
+      lo = std::min(lo, centers[k * D + d]);
+      hi = std::max(hi, centers[k * D + d]);
+    }
+    if (hi - lo > widest) {
+      widest = hi - lo;
+      out.axis = d;
+    }
+  }
+  out.rank.resize(K);
+  for (int64_t k = 0; k < K; ++k) out.rank[k] = k;
+  std::stable_sort(out.rank.begin(), out.rank.end(), [&](int64_t a, int64_t b) {
+    return centers[a * D + out.axis] < centers[b * D + out.axis];
+  });
+  out.rows.resize(K * D);
+  out.keys.resize(K);
+  for (int64_t j = 0; j < K; ++j) {
+    std::copy_n(centers + out.rank[j] * D, D, out.rows.data() + j * D);
+    out.keys[j] = out.rows[j * D + out.axis];
+  }
+  return out;
+}
+
 }  // namespace panonet::ms

@@ -13,4 +13,14 @@ namespace panonet::ms {
 std::vector<double> select_centers(const double* final_mean, const int64_t* final_count,
                                    int64_t S, int64_t D, double bandwidth);
 
+// Centers (K x D, sklearn's order) sorted by their coordinate on the axis of widest spread, for
+// nearest_by_projection (mean_shift_projection.h).
+struct ProjectedCenters {
+  int64_t axis = 0;
+  std::vector<double> rows;   // K x D, ascending on the axis
+  std::vector<double> keys;   // K: rows[j * D + axis]
+  std::vector<int64_t> rank;  // K: row j's index in sklearn's order
+};
+ProjectedCenters project_centers(const double* centers, int64_t K, int64_t D);
+
 }  // namespace panonet::ms

@@ -6,12 +6,15 @@
 //      which is sklearn's seed order, group after group;
 //   2. per bin: sum, count, mean and bounding radius; points copied into bin order;
 //   3. seeds: bins with >= min_bin_freq points, or a group's points where sklearn falls back;
-//   4. climb: one warp per seed. The lanes test the bins of the seed's group against the window
-//      (bounding ball inside: add the bin's sum; outside: skip); a straddling bin is scanned by
-//      all 32 lanes with sklearn's float64 test. Warp sums are reduced in a fixed order and
-//      broadcast from lane 0, so all lanes agree bit for bit and loop together;
+//   4. climb: one warp per seed. The lanes test the bins of the seed's group that are within
+//      reach of the mean on the group's axis of widest spread (the group's bins sorted on it, the
+//      range found by binary search: mean_shift_projection.h) against the window (bounding ball
+//      inside: add the bin's sum; outside: skip); a straddling bin is scanned by all 32 lanes
+//      with sklearn's float64 test. Warp sums are reduced in a fixed order and broadcast from
+//      lane 0, so all lanes agree bit for bit and loop together;
 //   5. ranking and suppression of each group's final means on the host (select_centers, shared
-//      with the CPU), then nearest-center labels, one thread per point.
+//      with the CPU), then nearest-center labels, one thread per point, searching the group's
+//      centers sorted on an axis (nearest_by_projection).
 // The file is compiled with --fmad=false: distances are the same float64 arithmetic as sklearn's
 // KD-tree and the CPU kernel, so the same points fall in the same windows.
 #include <ATen/ATen.h>
@@ -21,6 +24,7 @@
 #include "../cpu/mean_shift_core.h"
 #include "../mean_shift.h"
 #include "../mean_shift_post.h"
+#include "../mean_shift_projection.h"
 #include "mean_shift_core.cuh"
 
 namespace panonet::ms::cuda {
@@ -100,6 +104,51 @@ __global__ void bin_stats_kernel(const double* xb, const int64_t* bin_start, int
   radius[b] = sqrt(r2);
 }
 
+// Per group (one block each): the axis of widest spread of its bin centers and its largest bin
+// radius, for the climb's pruning by projection.
+__global__ void group_axis_kernel(const double* bin_center, const double* bin_radius,
+                                  const int64_t* group_bin_lo, int64_t D, int64_t* axis,
+                                  double* max_radius) {
+  __shared__ double lo_s[kThreads], hi_s[kThreads];
+  const int64_t g = blockIdx.x, b0 = group_bin_lo[g], b1 = group_bin_lo[g + 1];
+  double widest = -1;
+  int64_t best = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) {
+      lo = fmin(lo, bin_center[b * D + d]);
+      hi = fmax(hi, bin_center[b * D + d]);
+    }
+    lo_s[threadIdx.x] = lo;
+    hi_s[threadIdx.x] = hi;
+    __syncthreads();
+    for (int s = kThreads / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) {
+        lo_s[threadIdx.x] = fmin(lo_s[threadIdx.x], lo_s[threadIdx.x + s]);
+        hi_s[threadIdx.x] = fmax(hi_s[threadIdx.x], hi_s[threadIdx.x + s]);
+      }
+      __syncthreads();
+    }
+    if (hi_s[0] - lo_s[0] > widest) {  // every thread reads the same values
+      widest = hi_s[0] - lo_s[0];
+      best = d;
+    }
+    __syncthreads();
+  }
+  double r = 0;
+  for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) r = fmax(r, bin_radius[b]);
+  hi_s[threadIdx.x] = r;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) hi_s[threadIdx.x] = fmax(hi_s[threadIdx.x], hi_s[threadIdx.x + s]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    axis[g] = best;
+    max_radius[g] = hi_s[0];
+  }
+}
+
 // Seed coordinates: code >= 0 is a bin (seed = float32(key) * float32(bandwidth)), code < 0 is
 // point -(code + 1) itself.
 __global__ void seeds_kernel(const int64_t* code, const int32_t* seed_group, const double* group_bw,
@@ -142,6 +191,8 @@ __device__ inline double sq_dist_to(const double* row, const double (&mean)[kMax
 template <int kMaxD>
 __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int64_t S, int64_t D,
                              const int64_t* group_bin_lo, const double* group_bw,
+                             const int64_t* group_axis, const double* group_max_radius,
+                             const int64_t* bin_by_key, const double* sorted_key,
                              const double* bin_center, const double* bin_radius,
                              const double* bin_sum, const int64_t* bin_start, const double* xb,
                              double margin, int64_t max_iter, double* final_mean,
@@ -152,6 +203,8 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
   const int32_t g = seed_group[s];
   const double bw = group_bw[g], bw2 = bw * bw;
   const int64_t lo = group_bin_lo[g], hi = group_bin_lo[g + 1];
+  const int64_t axis = group_axis[g];
+  const double reach = projection_reach(bw, group_max_radius[g], margin);
   double mean[kMaxD], old[kMaxD], acc[kMaxD];
 #pragma unroll
   for (int d = 0; d < kMaxD; ++d) mean[d] = d < D ? seeds[s * D + d] : 0.0;
@@ -161,10 +214,21 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
 #pragma unroll
     for (int d = 0; d < kMaxD; ++d) acc[d] = 0.0;
     long long count = 0;
-    for (int64_t base = lo; base < hi; base += 32) {
-      const int64_t b = base + lane;
+    // Only bins whose center is within reach of the mean on the group's axis can meet the
+    // window (mean_shift_projection.h); they are a range of the group's bins sorted on it.
+    double ma = 0;
+#pragma unroll
+    for (int d = 0; d < kMaxD; ++d) ma = d == axis ? mean[d] : ma;
+    const int64_t range_lo = lower_index(sorted_key, lo, hi, ma - reach);
+    const int64_t range_hi = upper_index(sorted_key, range_lo, hi, ma + reach);
+    // Chunks of 32 aligned to the group's start, so that a bin's lane does not depend on the
+    // range: seeds with the same window sum it in the same order (bit-identical means).
+    for (int64_t base = lo + ((range_lo - lo) & ~int64_t(31)); base < range_hi; base += 32) {
+      const int64_t pos = base + lane;
+      const bool in_range = pos >= range_lo && pos < range_hi;
+      const int64_t b = in_range ? bin_by_key[pos] : -1;
       bool straddle = false;
-      if (b < hi) {
+      if (in_range) {
         const double d2 = sq_dist_to<kMaxD>(bin_center + b * D, mean, D);
         const double far = bw + bin_radius[b] + margin;
         const double near = bw - bin_radius[b] - margin;
@@ -222,23 +286,22 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
 }
 
 // Nearest center of the point's group (lowest index on ties); -1 beyond bandwidth unless
-// cluster_all, and -1 for a group without centers.
+// cluster_all, and -1 for a group without centers. The group's centers are sorted by their
+// coordinate on the group's axis (rows, keys, rank: see project_centers), and the search only
+// computes the distances that can still matter (nearest_by_projection): an untrained embedding
+// has as many centers as points, and a scan of all of them was O(N K).
 __global__ void labels_kernel(const double* x, const int32_t* group_of, int64_t N, int64_t D,
-                              const int64_t* center_lo, const double* centers,
-                              const double* group_bw, bool cluster_all, int64_t* labels) {
+                              const int64_t* center_lo, const double* rows, const double* keys,
+                              const int64_t* rank, const int64_t* axis, const double* group_bw,
+                              bool cluster_all, int64_t* labels) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= N) return;
   const int32_t g = group_of[i];
-  const int64_t lo = center_lo[g], hi = center_lo[g + 1];
-  int64_t arg = -1;
-  double best = INFINITY;
-  for (int64_t k = lo; k < hi; ++k) {
-    const double d2 = sq_dist(x + i * D, centers + k * D, D);
-    if (d2 < best) {
-      best = d2;
-      arg = k - lo;
-    }
-  }
+  const int64_t lo = center_lo[g], K = center_lo[g + 1] - lo;
+  double best;
+  int64_t visited;
+  int64_t arg = nearest_by_projection(x + i * D, rows + lo * D, keys + lo, rank + lo, K, D,
+                                      axis[g], &best, &visited);
   if (arg >= 0 && !cluster_all && sqrt(best) > group_bw[g]) arg = -1;
   labels[i] = arg;
 }
@@ -246,6 +309,8 @@ __global__ void labels_kernel(const double* x, const int32_t* group_of, int64_t 
 template <int kMaxD>
 void launch_climb(int64_t S, const at::Tensor& seeds, const at::Tensor& seed_group, int64_t D,
                   const at::Tensor& group_bin_lo, const at::Tensor& group_bw,
+                  const at::Tensor& group_axis, const at::Tensor& group_max_radius,
+                  const at::Tensor& bin_by_key, const at::Tensor& sorted_key,
                   const at::Tensor& bin_center, const at::Tensor& bin_radius,
                   const at::Tensor& bin_sum, const at::Tensor& bin_start, const at::Tensor& xb,
                   double margin, int64_t max_iter, at::Tensor& final_mean,
@@ -254,6 +319,8 @@ void launch_climb(int64_t S, const at::Tensor& seeds, const at::Tensor& seed_gro
   climb_kernel<kMaxD><<<ceil_div(S * 32, kThreads), kThreads, 0, stream>>>(
       seeds.data_ptr<double>(), seed_group.data_ptr<int32_t>(), S, D,
       group_bin_lo.data_ptr<int64_t>(), group_bw.data_ptr<double>(),
+      group_axis.data_ptr<int64_t>(), group_max_radius.data_ptr<double>(),
+      bin_by_key.data_ptr<int64_t>(), sorted_key.data_ptr<double>(),
       bin_center.data_ptr<double>(), bin_radius.data_ptr<double>(), bin_sum.data_ptr<double>(),
       bin_start.data_ptr<int64_t>(), xb.data_ptr<double>(), margin, max_iter,
       final_mean.data_ptr<double>(), final_count.data_ptr<int64_t>());
@@ -355,6 +422,21 @@ GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor bins_per_group = at::bincount(bin_group, {}, G);
   const at::Tensor group_bin_lo = at::cat({at::zeros({1}, i64), at::cumsum(bins_per_group, 0)});
+  // Bins of each group sorted on the group's axis (stable sorts: by key, then by group), for
+  // the climb's pruning by projection.
+  at::Tensor group_axis = at::empty({G}, i64);
+  at::Tensor group_max_radius = at::empty({G}, f64);
+  group_axis_kernel<<<G, kThreads, 0, stream>>>(
+      bin_center.data_ptr<double>(), bin_radius.data_ptr<double>(),
+      group_bin_lo.data_ptr<int64_t>(), D, group_axis.data_ptr<int64_t>(),
+      group_max_radius.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor bin_key = bin_center.gather(1, group_axis.index_select(0, bin_group).unsqueeze(1))
+                                 .squeeze(1);
+  const at::Tensor by_key = std::get<1>(at::sort(bin_key, /*stable=*/true, 0, false));
+  const at::Tensor bin_by_key = by_key.index_select(
+      0, std::get<1>(at::sort(bin_group.index_select(0, by_key), /*stable=*/true, 0, false)));
+  const at::Tensor sorted_key = bin_key.index_select(0, bin_by_key).contiguous();
 
   // 3. Seeds, group after group, in sklearn's order within a group.
   const at::Tensor eligible = bin_count.ge(params.min_bin_freq);
@@ -398,7 +480,8 @@ GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64
   if (S > 0) {
     auto climb = [&](auto tag) {
       constexpr int kMaxD = decltype(tag)::value;
-      launch_climb<kMaxD>(S, seeds, seed_group, D, group_bin_lo, group_bw, bin_center,
+      launch_climb<kMaxD>(S, seeds, seed_group, D, group_bin_lo, group_bw, group_axis,
+                          group_max_radius, bin_by_key, sorted_key, bin_center,
                           bin_radius, bin_sum, bin_start, xb, margin, params.max_iter,
                           final_mean, final_count);
     };
@@ -412,25 +495,39 @@ GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64
   // 5. Centers per group on the host, then labels on the device.
   const at::Tensor mean_h = final_mean.cpu(), count_h = final_count.cpu();
   GroupsResult out{at::empty({N}, i64), {0}, {}};
-  std::vector<double> all_centers;
+  std::vector<double> all_centers, sorted_rows, sorted_keys;
+  std::vector<int64_t> sorted_rank, axis(G);
   for (int64_t g = 0; g < G; ++g) {
     const int64_t s0 = seed_offsets[g], s1 = seed_offsets[g + 1];
     const std::vector<double> c = select_centers(mean_h.data_ptr<double>() + s0 * D,
                                                  count_h.data_ptr<int64_t>() + s0, s1 - s0, D,
                                                  bandwidths[g]);
+    const int64_t K_g = static_cast<int64_t>(c.size()) / D;
+    const ProjectedCenters pc = project_centers(c.data(), K_g, D);
+    axis[g] = pc.axis;
+    sorted_rows.insert(sorted_rows.end(), pc.rows.begin(), pc.rows.end());
+    sorted_keys.insert(sorted_keys.end(), pc.keys.begin(), pc.keys.end());
+    sorted_rank.insert(sorted_rank.end(), pc.rank.begin(), pc.rank.end());
     all_centers.insert(all_centers.end(), c.begin(), c.end());
-    out.center_offsets.push_back(out.center_offsets.back() + static_cast<int64_t>(c.size()) / D);
+    out.center_offsets.push_back(out.center_offsets.back() + K_g);
   }
   const int64_t K = out.center_offsets.back();
   out.centers = K == 0 ? at::empty({0, D}, f64)
                        : at::from_blob(all_centers.data(), {K, D},
                                        at::TensorOptions().dtype(at::kDouble))
                              .to(points.device());
-  const at::Tensor center_lo =
-      at::tensor(out.center_offsets, at::TensorOptions().dtype(at::kLong)).to(points.device());
+  const auto on_device = [&](const auto& v, at::ScalarType t) {
+    return at::tensor(v, at::TensorOptions().dtype(t)).to(points.device());
+  };
+  const at::Tensor center_lo = on_device(out.center_offsets, at::kLong);
+  const at::Tensor center_rows = on_device(sorted_rows, at::kDouble);
+  const at::Tensor center_keys = on_device(sorted_keys, at::kDouble);
+  const at::Tensor center_rank = on_device(sorted_rank, at::kLong);
+  const at::Tensor axis_d = on_device(axis, at::kLong);
   labels_kernel<<<ceil_div(N, kThreads), kThreads, 0, stream>>>(
       x, group_of.data_ptr<int32_t>(), N, D, center_lo.data_ptr<int64_t>(),
-      out.centers.data_ptr<double>(), group_bw.data_ptr<double>(), params.cluster_all,
+      center_rows.data_ptr<double>(), center_keys.data_ptr<double>(),
+      center_rank.data_ptr<int64_t>(), axis_d.data_ptr<int64_t>(), group_bw.data_ptr<double>(), params.cluster_all,
       out.labels.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

@@ -1,0 +1,199 @@
+// CPU kernel of panonet::_mean_shift_gpu_work: the CUDA mean-shift's algorithm (bins, seeds, the
+// climb pruned by projection, suppression, the labels' search; see ../cuda/mean_shift_core.cu)
+// run sequentially on the host, with the window and label searches written with the same
+// host/device helpers (../mean_shift.h, ../mean_shift_projection.h), counting the work the GPU
+// does. Most development machines have no GPU: this is how a change to the GPU algorithm is
+// measured there. The sums are in another order than on the GPU (a few ulps).
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <vector>
+
+#include "../mean_shift.h"
+#include "../mean_shift_checks.h"
+#include "../mean_shift_post.h"
+#include "../mean_shift_projection.h"
+
+namespace panonet::ops {
+namespace {
+
+using namespace panonet::ms;
+
+// Indices of the returned counts (documented in csrc/panonet.cpp).
+enum Count {
+  kSeeds,
+  kIterations,
+  kBinsFull,
+  kBinsProjection,
+  kStraddling,
+  kPointsTested,
+  kLabelDistancesFull,
+  kLabelDistancesProjection,
+  kCounts
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& points,
+                                                            double bandwidth, bool bin_seeding,
+                                                            int64_t min_bin_freq,
+                                                            int64_t max_iter) {
+  check_mean_shift_inputs(points, bandwidth, min_bin_freq, max_iter);
+  const at::Tensor xt = points.to(at::kDouble).contiguous();
+  check_all_finite(xt, "panonet._mean_shift_gpu_work: ", "points");
+  const double* x = xt.data_ptr<double>();
+  const int64_t n = xt.size(0), D = xt.size(1);
+  const double bw = bandwidth, bw2 = bw * bw;
+  std::vector<int64_t> work(kCounts, 0);
+
+  // 1-2. Bins in order of first appearance; per bin its points, sum, center and radius.
+  std::map<std::vector<double>, int64_t> bin_of_key;
+  std::vector<std::vector<int64_t>> members;
+  std::vector<double> key(D);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t d = 0; d < D; ++d) key[d] = bin_key(x[i * D + d], bw);
+    const auto [it, fresh] = bin_of_key.emplace(key, static_cast<int64_t>(members.size()));
+    if (fresh) members.emplace_back();
+    members[it->second].push_back(i);
+  }
+  const int64_t R = static_cast<int64_t>(members.size());
+  std::vector<std::vector<double>> keys(R);
+  for (const auto& [k, b] : bin_of_key) keys[b] = k;
+  std::vector<double> sum(R * D, 0.0), center(R * D), radius(R, 0.0);
+  double scale = 0;
+  for (int64_t b = 0; b < R; ++b) {
+    for (const int64_t i : members[b]) {
+      for (int64_t d = 0; d < D; ++d) {
+        sum[b * D + d] += x[i * D + d];
+        scale = std::max(scale, std::fabs(x[i * D + d]));
+      }
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      center[b * D + d] = sum[b * D + d] / static_cast<double>(members[b].size());
+    }
+    for (const int64_t i : members[b]) {
+      radius[b] = std::max(radius[b], std::sqrt(sq_dist(x + i * D, &center[b * D], D)));
+    }
+  }
+  const double margin = bound_margin(scale, D);
+
+  // 3. Seeds.
+  std::vector<double> seeds;
+  for (int64_t b = 0; b < R && bin_seeding; ++b) {
+    if (static_cast<int64_t>(members[b].size()) < min_bin_freq) continue;
+    for (int64_t d = 0; d < D; ++d) seeds.push_back(seed_coord(keys[b][d], bw));
+  }
+  if (!bin_seeding || static_cast<int64_t>(seeds.size()) == n * D) seeds.assign(x, x + n * D);
+  const int64_t S = static_cast<int64_t>(seeds.size()) / D;
+  work[kSeeds] = S;
+
+  // The group's axis of widest spread of the bin centers, its largest radius, bins sorted on it.
+  int64_t axis = 0;
+  double widest = -1, max_radius = 0;
+  for (int64_t d = 0; d < D && R > 0; ++d) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t b = 0; b < R; ++b) {
+      lo = std::min(lo, center[b * D + d]);
+      hi = std::max(hi, center[b * D + d]);
+    }
+    if (hi - lo > widest) {
+      widest = hi - lo;
+      axis = d;
+    }
+  }
+  for (int64_t b = 0; b < R; ++b) max_radius = std::max(max_radius, radius[b]);
+  std::vector<int64_t> by_key(R);
+  std::iota(by_key.begin(), by_key.end(), 0);
+  std::stable_sort(by_key.begin(), by_key.end(), [&](int64_t a, int64_t b) {
+    return center[a * D + axis] < center[b * D + axis];
+  });
+  std::vector<double> sorted_key(R);
+  for (int64_t j = 0; j < R; ++j) sorted_key[j] = center[by_key[j] * D + axis];
+  const double reach = projection_reach(bw, max_radius, margin);
+
+  // 4. Climb, as one warp of the CUDA kernel does it, bin after bin.
+  std::vector<double> final_mean(S * D), mean(D), old(D), acc(D);
+  std::vector<int64_t> final_count(S, 0);
+  for (int64_t s = 0; s < S; ++s) {
+    std::copy_n(seeds.data() + s * D, D, mean.data());
+    int64_t last_count = 0;
+    for (int64_t it = 0;; ++it) {
+      ++work[kIterations];
+      work[kBinsFull] += R;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      int64_t count = 0;
+      const int64_t first = lower_index(sorted_key.data(), 0, R, mean[axis] - reach);
+      const int64_t last = upper_index(sorted_key.data(), first, R, mean[axis] + reach);
+      work[kBinsProjection] += last - first;
+      for (int64_t pos = first; pos < last; ++pos) {
+        const int64_t b = by_key[pos];
+        const double d2 = sq_dist(&center[b * D], mean.data(), D);
+        const double far = bw + radius[b] + margin, near = bw - radius[b] - margin;
+        if (d2 > far * far) continue;
+        if (near > 0 && d2 <= near * near) {
+          for (int64_t d = 0; d < D; ++d) acc[d] += sum[b * D + d];
+          count += static_cast<int64_t>(members[b].size());
+          continue;
+        }
+        ++work[kStraddling];
+        for (const int64_t i : members[b]) {
+          ++work[kPointsTested];
+          if (sq_dist(x + i * D, mean.data(), D) <= bw2) {
+            for (int64_t d = 0; d < D; ++d) acc[d] += x[i * D + d];
+            ++count;
+          }
+        }
+      }
+      if (count == 0) {  // dropped
+        last_count = 0;
+        break;
+      }
+      last_count = count;
+      old = mean;
+      for (int64_t d = 0; d < D; ++d) mean[d] = acc[d] / static_cast<double>(count);
+      if (converged(sq_dist(mean.data(), old.data(), D), bw) || it == max_iter) break;
+    }
+    final_count[s] = last_count;
+    std::copy_n(mean.data(), D, final_mean.data() + s * D);
+  }
+
+  // 5. Centers, then the labels' search.
+  const std::vector<double> C = select_centers(final_mean.data(), final_count.data(), S, D, bw);
+  const int64_t K = static_cast<int64_t>(C.size()) / D;
+  const ProjectedCenters pc = project_centers(C.data(), K, D);
+  at::Tensor labels = at::empty({n}, xt.options().dtype(at::kLong));
+  for (int64_t i = 0; i < n; ++i) {
+    double d2;
+    int64_t visited;
+    labels.data_ptr<int64_t>()[i] = nearest_by_projection(
+        x + i * D, pc.rows.data(), pc.keys.data(), pc.rank.data(), K, D, pc.axis, &d2, &visited);
+    work[kLabelDistancesProjection] += visited;
+  }
+  work[kLabelDistancesFull] = n * K;
+  at::Tensor counts = at::tensor(work, xt.options().dtype(at::kLong));
+  at::Tensor centers = at::empty({K, D}, xt.options());
+  std::copy(C.begin(), C.end(), centers.data_ptr<double>());
+  return {counts, labels, centers};
+}
+
+#ifdef PANONET_WITH_CUDA
+// On a CUDA tensor the model runs on the host all the same; results come back on the CPU.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_other(const at::Tensor& points,
+                                                              double bandwidth, bool bin_seeding,
+                                                              int64_t min_bin_freq,
+                                                              int64_t max_iter) {
+  return gpu_work_cpu(points.cpu(), bandwidth, bin_seeding, min_bin_freq, max_iter);
+}
+#endif
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(panonet, CPU, m) { m.impl("_mean_shift_gpu_work", &gpu_work_cpu); }
+#ifdef PANONET_WITH_CUDA
+TORCH_LIBRARY_IMPL(panonet, CUDA, m) { m.impl("_mean_shift_gpu_work", &gpu_work_other); }
+#endif
+
+}  // namespace panonet::ops

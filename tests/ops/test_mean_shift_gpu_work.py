@@ -1,0 +1,70 @@
+"""The host model of the CUDA mean-shift (panonet::_mean_shift_gpu_work): it must be the same
+algorithm (same clustering as the CPU op, which matches sklearn), and its work counts must show
+what the pruning by projection saves."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from panonet.ops import mean_shift
+from tests.ops.test_mean_shift import blobs
+
+OP = torch.ops.panonet._mean_shift_gpu_work
+
+
+def counts_of(counts: torch.Tensor) -> dict:
+    names = (
+        "seeds",
+        "iterations",
+        "bins_full",
+        "bins_projection",
+        "straddling",
+        "points_tested",
+        "labels_full",
+        "labels_projection",
+    )
+    return dict(zip(names, counts.tolist(), strict=True))
+
+
+@hsettings(max_examples=40)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 600),
+    D=st.sampled_from([1, 3, 12]),
+    k=st.integers(1, 6),
+    bw=st.floats(0.2, 2.0),
+    bin_seeding=st.booleans(),
+)
+def test_same_clustering_as_the_cpu_op(seed, n, D, k, bw, bin_seeding):
+    X = torch.tensor(blobs(seed, n, D, k, spread=0.4, scale=3.0))
+    counts, labels, centers = OP(X, bw, bin_seeding, 1, 300)
+    cpu_labels, cpu_centers = mean_shift(X, bw, bin_seeding=bin_seeding)
+    assert len(centers) == len(cpu_centers)
+    torch.testing.assert_close(centers, cpu_centers, rtol=0, atol=1e-9 * bw)
+    np.testing.assert_array_equal(labels.numpy(), cpu_labels.numpy())
+    c = counts_of(counts)
+    assert c["bins_projection"] <= c["bins_full"]
+    assert c["labels_projection"] <= c["labels_full"] == n * len(centers)
+    assert c["seeds"] <= c["iterations"] <= c["seeds"] * 301
+
+
+def test_many_clusters_cost_near_linear_work():
+    # Every point its own cluster: a full scan tests n bins per seed, the projection a few.
+    X = torch.tensor(np.random.default_rng(5).normal(scale=700.0, size=(4000, 12)))
+    counts, labels, centers = OP(X, 0.5, True, 1, 300)
+    c = counts_of(counts)
+    assert len(centers) == 4000 and c["iterations"] == 4000
+    assert c["bins_full"] == 4000 * 4000
+    assert c["bins_projection"] < 20 * 4000
+    assert c["labels_projection"] < 20 * 4000
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_points(bad):
+    X = torch.zeros(5, 2, dtype=torch.float64)
+    X[2, 1] = bad
+    with pytest.raises(ValueError, match="expected a finite points"):
+        OP(X, 1.0, True, 1, 300)
