@@ -34,6 +34,7 @@ enum Count {
   kPointsTested,
   kLabelDistancesFull,
   kLabelDistancesProjection,
+  kPointsUndecided,
   kCounts
 };
 
@@ -62,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   const int64_t R = static_cast<int64_t>(members.size());
   std::vector<std::vector<double>> keys(R);
   for (const auto& [k, b] : bin_of_key) keys[b] = k;
-  std::vector<double> sum(R * D, 0.0), center(R * D), radius(R, 0.0);
+  std::vector<double> sum(R * D, 0.0), center(R * D), radius(R, 0.0), rho(n);
   double scale = 0;
   for (int64_t b = 0; b < R; ++b) {
     for (const int64_t i : members[b]) {
@@ -75,7 +76,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
       center[b * D + d] = sum[b * D + d] / static_cast<double>(members[b].size());
     }
     for (const int64_t i : members[b]) {
-      radius[b] = std::max(radius[b], std::sqrt(sq_dist(x + i * D, &center[b * D], D)));
+      rho[i] = std::sqrt(sq_dist(x + i * D, &center[b * D], D));
+      radius[b] = std::max(radius[b], rho[i]);
     }
   }
   const double margin = bound_margin(scale, D);
@@ -139,7 +141,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
           continue;
         }
         ++work[kStraddling];
+        // Not done by the GPU yet (the CPU op does it): a point within |dist - bw| - margin of
+        // its bin's center is inside or outside the window by the triangle inequality alone.
+        const double decided = std::fabs(std::sqrt(d2) - bw) - margin;
         for (const int64_t i : members[b]) {
+          work[kPointsUndecided] += rho[i] >= decided;
           ++work[kPointsTested];
           if (sq_dist(x + i * D, mean.data(), D) <= bw2) {
             for (int64_t d = 0; d < D; ++d) acc[d] += x[i * D + d];
