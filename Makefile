@@ -14,7 +14,7 @@ PIP := $(VENV)/bin/python -m pip
 # Build requirements are read from pyproject.toml: the extension is built without isolation.
 BUILD_REQS = $(shell $(PYTHON) -c "import tomllib; print(' '.join(repr(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))")
 
-.PHONY: demo test build lint format bench cuda-check clean
+.PHONY: demo test build lint format bench cuda-check gpu-check gpu-wheels clean
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,25 @@ cuda-check:
 		$(CUDA_VENV)/bin/python -m pip install -q --no-build-isolation -e ".[test]" \
 		--config-settings=build-dir=build/cuda
 	PANONET_EXPECT_CUDA=1 HYPOTHESIS_PROFILE=ci $(CUDA_VENV)/bin/python -m pytest -q
+
+# On a machine with an NVIDIA GPU, a CUDA build of torch in $(PYTHON) and no network: builds the
+# CUDA kernels against that torch, runs the CUDA tests and the kernel benchmarks, each step with
+# a timeout (6 minutes in all); logs in build/gpu-check/, JSON in benchmarks/results/. See
+# scripts/gpu_check.sh (GPU_CHECK_ARGS=--dry-run lists the steps).
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHON=$(PYTHON) bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+
+# The pure-Python wheels that the GPU machine lacks (cityscapesscripts and the dependencies it does
+# not find there), downloaded into .whl/ on a networked machine; gpu-check installs them.
+GPU_WHEELS ?= cityscapesscripts==2.3.0 appdirs==1.4.4 pyquaternion==0.9.9 coloredlogs==15.0.1 \
+	humanfriendly==10.0
+GPU_PYTHON_VERSION ?= 3.12
+gpu-wheels:
+	rm -rf .whl
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: \
+		--python-version $(GPU_PYTHON_VERSION) -d .whl $(GPU_WHEELS)
+	ls .whl
 
 clean:
 	rm -rf build $(VENV) $(CUDA_VENV) .pytest_cache .hypothesis

@@ -5,7 +5,13 @@ index_add), (c) a per-cluster Python loop as most public repositories write it. 
 (a) and (c) against (b) is checked first (values and gradients), then each is warmed up and
 timed with device synchronization; the table reports medians.
 
+Beside the timings: the memory floor of each case (the least traffic forward + backward must
+move, over --bandwidth-gbs), the GPU targets of the op (met / not met, CUDA only), and the op on
+the same pixels in a random order per image ("shuffled ids": the ids are no longer spatially
+coherent), with the target ratio shuffled / coherent on the CPU.
+
     python benchmarks/bench_discriminative_loss.py [--device cpu|cuda|auto] [--runs 20]
+        [--bandwidth-gbs 4300]
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ MARGINS = {"delta_v": 0.25, "delta_d": 1.0, "delta_r": 6.0, "ignore_index": -1}
 WEIGHTS = (1.0, 1.0, 0.1)
 # (B, D, H, W, clusters): a 1/4-scale Cityscapes batch, and one full-resolution frame.
 SIZES = [(2, 12, 256, 512, 20), (1, 12, 1024, 2048, 50)]
+# GPU targets of the op, median forward + backward in ms, per case of SIZES.
+CUDA_TARGETS_MS = {(2, 12, 256, 512, 20): 0.15, (1, 12, 1024, 2048, 50): 0.4}
+# Cases also timed with their pixels shuffled, and the CPU target of shuffled / coherent.
+SHUFFLED_SIZES = [(2, 12, 256, 512, 20)]
+CPU_SHUFFLED_TARGET_RATIO = 1.5
+# Default bandwidth of the memory floor on CUDA: an H200's HBM3e, GB/s.
+H200_BANDWIDTH_GBS = 4300.0
 
 
 def make_batch(B, D, H, W, clusters, device, seed=0):
@@ -40,6 +53,33 @@ def make_batch(B, D, H, W, clusters, device, seed=0):
     emb = centers[torch.arange(B)[:, None, None], (ids.clamp(min=25000) - 25000)]
     emb = emb.permute(0, 3, 1, 2) + 0.5 * torch.randn(B, D, H, W, generator=g)
     return emb.contiguous().to(device), ids.to(device)
+
+
+def shuffle_pixels(embedding, ids, seed=1):
+    """The same pixels in a random order per image: a pixel's embedding vector moves with its
+    id, so every cluster keeps its members and the losses are unchanged, but neighbouring pixels
+    no longer share an id."""
+    B, D, H, W = embedding.shape
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.stack([torch.randperm(H * W, generator=g) for _ in range(B)])
+    perm = perm.to(embedding.device)
+    flat = embedding.reshape(B, D, H * W)
+    shuffled = torch.gather(flat, 2, perm[:, None, :].expand(B, D, H * W))
+    shuffled_ids = torch.gather(ids.reshape(B, H * W), 1, perm)
+    return shuffled.reshape(B, D, H, W).contiguous(), shuffled_ids.reshape(B, H, W).contiguous()
+
+
+def memory_floor_bytes(embedding, ids):
+    """The least memory traffic of forward + backward, in bytes. With E the embedding's bytes
+    (B*D*H*W * element size) and I the ids' bytes (B*H*W * element size): the forward reads the
+    embedding twice (cluster sums, then the hinge terms around the means) and the ids once, the
+    backward reads the embedding and the ids once and writes the gradient (E bytes):
+
+        floor = 2E + I + (E + I + E) = 4E + 2I
+    """
+    emb_bytes = embedding.numel() * embedding.element_size()
+    id_bytes = ids.numel() * ids.element_size()
+    return 4 * emb_bytes + 2 * id_bytes
 
 
 def vectorized_losses(embedding, ids, delta_v, delta_d, delta_r, ignore_index):
@@ -157,56 +197,161 @@ def check(embedding, ids):
         torch.testing.assert_close(grad, ref_grad, rtol=1e-3, atol=1e-4 * peak, msg=name)
 
 
+def time_forward_backward(impl, embedding, ids, device, runs, warmup):
+    times = time_call(
+        lambda: forward_backward(impl, embedding, ids),
+        device,
+        warmup=min(warmup, runs),
+        runs=runs,
+    )
+    return summarize(times)
+
+
+def time_interleaved(impl, inputs, device, runs, warmup):
+    """Seconds per forward + backward of impl on each (embedding, ids) of inputs, their timed
+    calls alternating, so that a change of the machine's speed affects each alike."""
+    times = [[] for _ in inputs]
+    for embedding, ids in inputs:
+        time_call(
+            lambda e=embedding, i=ids: forward_backward(impl, e, i), device, warmup=warmup, runs=1
+        )
+    for _ in range(runs):
+        for (embedding, ids), t in zip(inputs, times, strict=True):
+            t += time_call(
+                lambda e=embedding, i=ids: forward_backward(impl, e, i), device, warmup=0, runs=1
+            )
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per case (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     parser.add_argument("--loop-runs", type=int, default=5, help="timed runs of the slow loop")
+    parser.add_argument(
+        "--bandwidth-gbs",
+        type=float,
+        default=None,
+        help=f"memory bandwidth (GB/s) of the floor_ms column; default {H200_BANDWIDTH_GBS:g} "
+        "(an H200) on CUDA, none on the CPU (floor_bytes only)",
+    )
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    bandwidth_gbs = args.bandwidth_gbs
+    if bandwidth_gbs is None and device.type == "cuda":
+        bandwidth_gbs = H200_BANDWIDTH_GBS
 
     rows = []
+    targets = []
     for B, D, H, W, clusters in SIZES:
         embedding, ids = make_batch(B, D, H, W, clusters, device)
         check(embedding, ids)
         size = f"{B}x{D}x{H}x{W}, {clusters} clusters"
+        floor = memory_floor_bytes(embedding, ids)
         medians = {}
+        case_rows = []
         for name, impl in IMPLS.items():
             runs = args.loop_runs if name == "per-cluster loop" else args.runs
-            times = time_call(
-                lambda impl=impl, e=embedding, i=ids: forward_backward(impl, e, i),
-                device,
-                warmup=min(args.warmup, runs),
-                runs=runs,
-            )
-            stats = summarize(times)
+            stats = time_forward_backward(impl, embedding, ids, device, runs, args.warmup)
             medians[name] = stats["median_ms"]
-            rows.append({"size": size, "impl": name, **stats})
-        for row in rows[-len(IMPLS) :]:
+            case_rows.append({"size": size, "ids": "coherent", "impl": name, **stats})
+        for row in case_rows:
             row["speedup_vs_vectorized"] = medians["vectorized torch"] / row["median_ms"]
             row["op_speedup"] = row["median_ms"] / medians["op"]
+        op_row = case_rows[0]
         traffic = B * D * H * W * embedding.element_size() * 4 + B * H * W * (8 + 4 * 4)
-        rows[-len(IMPLS)]["approx_bytes"] = traffic
+        op_row["approx_bytes"] = traffic
+        op_row["floor_bytes"] = floor
+        if bandwidth_gbs:
+            op_row["floor_ms"] = floor / (bandwidth_gbs * 1e9) * 1e3
+        target = CUDA_TARGETS_MS.get((B, D, H, W, clusters)) if device.type == "cuda" else None
+        if target is not None:
+            op_row["target_ms"] = target
+            op_row["met"] = op_row["median_ms"] <= target
+            op_row["target"] = f"<= {target:g} ms"
+            targets.append(
+                {
+                    "case": f"op fwd+bwd {size}",
+                    "median_ms": op_row["median_ms"],
+                    "target_ms": target,
+                    "met": op_row["met"],
+                }
+            )
+        rows += case_rows
+
+        if (B, D, H, W, clusters) in SHUFFLED_SIZES:
+            # The same pixels in a random order: the same losses, no spatial coherence of ids.
+            emb_s, ids_s = shuffle_pixels(embedding, ids)
+            check(emb_s, ids_s)
+            torch.testing.assert_close(
+                forward_backward(op_losses, emb_s, ids_s)[0],
+                forward_backward(op_losses, embedding, ids)[0],
+                rtol=1e-4,
+                atol=1e-6,
+                msg="shuffled pixels changed the losses",
+            )
+            # Timed alternating with the coherent op; the ratio is of these two medians.
+            coherent_times, shuffled_times = time_interleaved(
+                op_losses, [(embedding, ids), (emb_s, ids_s)], device, args.runs, args.warmup
+            )
+            stats = summarize(shuffled_times)
+            coherent_ms = summarize(coherent_times)["median_ms"]
+            ratio = stats["median_ms"] / coherent_ms
+            row = {"size": size, "ids": "shuffled", "impl": "op", **stats}
+            row["coherent_interleaved_median_ms"] = coherent_ms
+            row["shuffled_over_coherent"] = ratio
+            row["floor_bytes"] = floor
+            if bandwidth_gbs:
+                row["floor_ms"] = op_row["floor_ms"]
+            if device.type == "cpu":
+                row["target_ratio"] = CPU_SHUFFLED_TARGET_RATIO
+                row["met"] = ratio <= CPU_SHUFFLED_TARGET_RATIO
+                row["target"] = f"shuffled/coherent <= {CPU_SHUFFLED_TARGET_RATIO:g}"
+                targets.append(
+                    {
+                        "case": f"op fwd+bwd {size}, shuffled / coherent ids",
+                        "ratio": ratio,
+                        "target_ratio": CPU_SHUFFLED_TARGET_RATIO,
+                        "met": row["met"],
+                    }
+                )
+            rows.append(row)
 
     print(f"\ndiscriminative_loss forward+backward on {device} (median of runs, ms)")
+    floor_header = f"floor ms @{bandwidth_gbs:g} GB/s" if bandwidth_gbs else "floor ms"
     table = print_table(
         rows,
         [
             ("size", "size"),
+            ("ids", "ids"),
             ("impl", "implementation"),
             ("median_ms", "median ms"),
             ("p25_ms", "p25"),
             ("p75_ms", "p75"),
             ("runs", "runs"),
             ("op_speedup", "op is x faster"),
+            ("shuffled_over_coherent", "shuffled / coherent"),
+            ("floor_ms", floor_header),
+            ("target", "target"),
+            ("met", "met"),
         ],
     )
+    if targets:
+        met = sum(t["met"] for t in targets)
+        print(f"\ntargets met: {met} of {len(targets)}")
     write_results(
         "discriminative_loss",
         device,
-        {"margins": MARGINS, "weights": WEIGHTS, "rows": rows, "table": table},
+        {
+            "margins": MARGINS,
+            "weights": WEIGHTS,
+            "bandwidth_gbs": bandwidth_gbs,
+            "targets": targets,
+            "rows": rows,
+            "table": table,
+        },
         args.out,
     )
     if any(math.isnan(r["median_ms"]) for r in rows):

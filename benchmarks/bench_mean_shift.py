@@ -29,10 +29,26 @@ from panonet.ops import cluster_instances, mean_shift
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.ops.reference_mean_shift import assert_same_clustering  # noqa: E402
 
-# (points, clusters); bandwidths 0.5 and 0.7 each.
-CPU_CASES = [(10_000, 8), (30_000, 15), (100_000, 30)]
-GPU_ONLY_CASES = [(500_000, 30)]
-BANDWIDTHS = (0.5, 0.7)
+# (points, clusters, bandwidths).
+CPU_CASES = [(10_000, 8, (0.5, 0.7)), (30_000, 15, (0.5, 0.7)), (100_000, 30, (0.5, 0.7))]
+GPU_ONLY_CASES = [(500_000, 30, (0.5, 0.7)), (2_000_000, 60, (0.5,))]
+# "Many clusters": an untrained network's embedding (12-D, std 700) at bandwidth 0.5, where
+# every point is its own bin, seed and cluster. Sizes 4x apart: the cost must grow near-linearly.
+MANY_SIZES = (8_192, 32_768, 131_072, 524_288)
+MANY_SCALING_TARGET = 6.0  # 4x the points may cost at most this many times the time
+# Targets (median ms) per device: issue "GPU kernels that earn their place" (H200 / H100).
+TARGETS_MS = {
+    "cuda": {
+        (100_000, 0.5): 1.5,
+        (100_000, 0.7): 1.5,
+        (500_000, 0.5): 5.0,
+        (500_000, 0.7): 4.0,
+        (2_000_000, 0.5): 25.0,
+        "frame": 1.0,
+        ("many", 131_072): 50.0,
+    },
+    "cpu": {("many", 131_072): 1000.0},
+}
 
 
 def embedding_blobs(n: int, k: int, D: int = 12, seed: int = 0) -> np.ndarray:
@@ -85,17 +101,27 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="only the 10k-point cases")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
+    parser.add_argument(
+        "--work-only",
+        action="store_true",
+        help="only count the CUDA algorithm's work on the bench data (runs on the CPU, no GPU)",
+    )
     args = parser.parse_args()
+    if args.work_only:
+        work = gpu_work(CPU_CASES + GPU_ONLY_CASES, MANY_SIZES[:3])
+        write_results("mean_shift_gpu_work", torch.device("cpu"), {"work": work}, args.out)
+        return
     device = resolve_device(args.device)
     cases = CPU_CASES[:1] if args.quick else CPU_CASES
     if device.type == "cuda" and not args.quick:
         cases = cases + GPU_ONLY_CASES
 
     rows = []
-    for n, k in cases:
+    targets = TARGETS_MS.get(device.type, {})
+    for n, k, bandwidths in cases:
         X = embedding_blobs(n, k)
         points = torch.tensor(X, device=device)
-        for bw in BANDWIDTHS:
+        for bw in bandwidths:
             labels, centers = mean_shift(points, bw)
             row = {
                 "points": n,
@@ -127,6 +153,7 @@ def main() -> None:
                 time_call(lambda p=points, b=bw: mean_shift(p, b), device, warmup=2, runs=args.runs)
             )
             row.update({f"op_{key}": value for key, value in stats.items()})
+            mark_target(row, targets.get((n, bw)), stats["median_ms"])
             if "sklearn_1job_ms" in row:
                 row["speedup_vs_1job"] = row["sklearn_1job_ms"] / stats["median_ms"]
                 row["speedup_vs_alljobs"] = row["sklearn_alljobs_ms"] / stats["median_ms"]
@@ -150,7 +177,12 @@ def main() -> None:
         "thing_pixels": int((sem >= 11).sum()),
         **{f"op_{key}": value for key, value in frame_stats.items()},
     }
+    mark_target(frame_row, targets.get("frame"), frame_stats["median_ms"])
     print(frame_row)
+    # Written now and again at the end: a run stopped during the many-clusters cases keeps these.
+    write_results("mean_shift", device, {"rows": rows, "frame": frame_row}, args.out)
+
+    many = many_clusters(device, MANY_SIZES[:2] if args.quick else MANY_SIZES, targets)
 
     print(f"\nmean_shift on {device} vs sklearn.cluster.MeanShift(bin_seeding=True) (ms)")
     table = print_table(
@@ -166,18 +198,165 @@ def main() -> None:
             ("speedup_vs_1job", "x vs 1 job"),
             ("speedup_vs_alljobs", "x vs all jobs"),
             ("identical_to_sklearn", "same clusters"),
+            ("target_ms", "target ms"),
+            ("met", "met"),
         ],
     )
     print(
         f"\ncluster_instances, 256x512 frame, {instances} instances of 8 thing classes: "
         f"median {frame_stats['median_ms']:.2f} ms ({frame_row['found']} found)"
+        + (
+            f"; target {frame_row['target_ms']} ms: {verdict(frame_row)}"
+            if "met" in frame_row
+            else ""
+        )
+    )
+    print("\nmany clusters: 12-D points of std 700, bandwidth 0.5 (every point its own cluster)")
+    many_table = print_table(
+        many,
+        [
+            ("points", "points"),
+            ("found", "clusters"),
+            ("op_median_ms", "op median ms"),
+            ("growth", "x time vs 1/4 the points"),
+            ("growth_met", f"growth <= {MANY_SCALING_TARGET}"),
+            ("target_ms", "target ms"),
+            ("met", "met"),
+            ("check", "checked against"),
+        ],
     )
     write_results(
         "mean_shift",
         device,
-        {"rows": rows, "frame": frame_row, "table": table},
+        {
+            "rows": rows,
+            "frame": frame_row,
+            "many_clusters": many,
+            "table": table,
+            "many_table": many_table,
+        },
         args.out,
     )
+
+
+WORK_COUNTS = (
+    "seeds",
+    "iterations",
+    "bins_full_scan",
+    "bins_projection",
+    "straddling_bins",
+    "points_tested",
+    "label_distances_full_scan",
+    "label_distances_projection",
+    "points_undecided",
+)
+
+
+def gpu_work(cases, many_sizes) -> list[dict]:
+    """Work of the CUDA mean-shift on the bench data, counted by running its algorithm on the
+    host (torch.ops.panonet._mean_shift_gpu_work): window tests of bins by a full scan of the
+    group (the algorithm before pruning by projection) and within the projection's reach (now),
+    points tested in straddling bins, label distances by a full scan and by the projection
+    search. The model's clustering is checked against the CPU op first."""
+    rows = []
+    data = [(f"blobs {n} x 12, {k} clusters", embedding_blobs(n, k), bws) for n, k, bws in cases]
+    data += [
+        (
+            f"many clusters {n} x 12",
+            np.random.default_rng(1).normal(scale=700.0, size=(n, 12)),
+            (0.5,),
+        )
+        for n in many_sizes
+    ]
+    for name, X, bandwidths in data:
+        points = torch.tensor(X)
+        for bw in bandwidths:
+            counts, labels, centers = torch.ops.panonet._mean_shift_gpu_work(
+                points, bw, True, 1, 300
+            )
+            if len(X) <= 200_000:
+                cpu_labels, cpu_centers = mean_shift(points, bw)
+                assert len(cpu_centers) == len(centers)
+                assert torch.equal(cpu_labels, labels)
+                torch.testing.assert_close(cpu_centers, centers, rtol=0, atol=1e-9 * bw)
+            row = {"case": name, "bandwidth": bw, "clusters": len(centers)}
+            row.update(dict(zip(WORK_COUNTS, counts.tolist(), strict=True)))
+            row["window_work_ratio"] = (row["bins_projection"] + row["points_tested"]) / (
+                row["bins_full_scan"] + row["points_tested"]
+            )
+            rows.append(row)
+            print(row, flush=True)
+    print(
+        "\nwork of the CUDA mean-shift, counted on the host (before: full scans; now: projection)"
+    )
+    print_table(
+        rows,
+        [
+            ("case", "case"),
+            ("bandwidth", "bw"),
+            ("seeds", "seeds"),
+            ("iterations", "iterations"),
+            ("bins_full_scan", "bins tested, full scan"),
+            ("bins_projection", "bins tested, projection"),
+            ("points_tested", "points tested"),
+            ("window_work_ratio", "window work now / before"),
+            ("label_distances_full_scan", "label distances, full scan"),
+            ("label_distances_projection", "label distances, projection"),
+            ("points_undecided", "points undecided by bin center (not used yet)"),
+        ],
+    )
+    return rows
+
+
+def mark_target(row: dict, target_ms: float | None, median_ms: float) -> None:
+    if target_ms is not None:
+        row["target_ms"] = target_ms
+        row["met"] = bool(median_ms <= target_ms)
+
+
+def verdict(row: dict) -> str:
+    return "met" if row["met"] else "NOT met"
+
+
+def many_clusters(device: torch.device, sizes, targets: dict) -> list[dict]:
+    """Times mean_shift where every point is its own cluster; the smallest size is compared
+    with sklearn, the others checked to give one cluster per point with the point as center."""
+    rows: list[dict] = []
+    for n in sizes:
+        X = np.random.default_rng(1).normal(scale=700.0, size=(n, 12))
+        points = torch.tensor(X, device=device)
+        labels, centers = mean_shift(points, 0.5)
+        row: dict = {"points": n, "found": len(centers)}
+        if n == sizes[0]:
+            fitted, _ = sklearn_fit(X, 0.5, n_jobs=1)  # joblib per seed: 25x slower
+            assert_same_clustering(
+                labels.cpu().numpy(),
+                centers.cpu().numpy(),
+                fitted.labels_,
+                fitted.cluster_centers_,
+                X,
+                0.5,
+                True,
+                1e-4 * 0.5,
+            )
+            row["check"] = "sklearn"
+        else:
+            labels_np = labels.cpu().numpy()
+            assert len(centers) == n and np.array_equal(np.sort(labels_np), np.arange(n))
+            assert np.array_equal(centers.cpu().numpy()[labels_np], X)
+            row["check"] = "one cluster per point"
+        runs = 3 if n >= 500_000 else 5
+        stats = summarize(
+            time_call(lambda p=points: mean_shift(p, 0.5), device, warmup=1, runs=runs)
+        )
+        row.update({f"op_{key}": value for key, value in stats.items()})
+        if rows and rows[-1]["points"] * 4 == n:
+            row["growth"] = stats["median_ms"] / rows[-1]["op_median_ms"]
+            row["growth_met"] = bool(row["growth"] <= MANY_SCALING_TARGET)
+        mark_target(row, targets.get(("many", n)), stats["median_ms"])
+        rows.append(row)
+        print(row, flush=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# `make gpu-check`: on a machine with an NVIDIA GPU, a CUDA build of torch in python3 and no
+# network, in one command and under one time budget:
+#   setup        the GPU, torch and nvcc are found (else exit 2 at once, nothing is run), and the
+#                wheels in .whl/ (`make gpu-wheels` on a networked machine) are installed into
+#                /tmp/panonet-site, put first on PYTHONPATH
+#   build        panonet built with its CUDA kernels against that torch and installed (not
+#   import       editable); then the installed build must be the panonet imported
+#   tests        the CUDA tests of tests/ops (pytest -k cuda, PANONET_EXPECT_CUDA=1)
+#   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
+#   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
+# Each step has a timeout; a failed step is reported and the next runs where it can (the benches
+# run after failed tests, nothing runs after a failed build). Logs go to build/gpu-check/, the
+# benchmarks' JSON to benchmarks/results/; both are copied to $OUT when it is set (8 files).
+#
+#   scripts/gpu_check.sh [--dry-run]      (--dry-run: print the steps, run none)
+#
+# Environment: PYTHON (python3), TORCH_CUDA_ARCH_LIST (default: the GPU's compute capability),
+# GPU_CHECK_BUDGET (seconds for everything, 360), GPU_CHECK_LOGS (build/gpu-check),
+# GPU_CHECK_SITE (/tmp/panonet-site), MEAN_SHIFT_ARGS (--sklearn-runs 1: one sklearn fit per
+# case, not 3; sklearn's CPU times are not what this run measures).
+# Exit status: 0 every step passed, 1 a step failed or timed out, 2 no CUDA GPU (nothing run).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+REPO=$(pwd)
+PY=${PYTHON:-python3}
+BUDGET=${GPU_CHECK_BUDGET:-360}
+LOGS=${GPU_CHECK_LOGS:-$REPO/build/gpu-check}
+SITE=${GPU_CHECK_SITE:-/tmp/panonet-site}
+MEAN_SHIFT_ARGS=${MEAN_SHIFT_ARGS---sklearn-runs 1}
+DATE=$(date -u +%F)
+LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
+MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
+DRY_RUN=0
+case "${1:-}" in
+  --dry-run) DRY_RUN=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+esac
+
+export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+  PIP_NO_INPUT=1 HYPOTHESIS_PROFILE=ci
+START=$(date +%s.%N)
+FAILED=0
+SUMMARY=()
+
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+left() {
+  awk -v s="$START" -v n="$(date +%s.%N)" -v b="$BUDGET" 'BEGIN { printf "%d", b - (n - s) }'
+}
+record() { SUMMARY+=("| $1 | $2 | $3 |"); }
+
+# step NAME LOG LIMIT CMD...: runs CMD with its output appended to LOG, for at most LIMIT seconds
+# (less if the budget has less left); records ok / FAILED / TIMEOUT and its seconds.
+step() {
+  local name=$1 log=$LOGS/$2 limit=$3
+  shift 3
+  local budget_left
+  budget_left=$(left)
+  if ((budget_left < 10)); then
+    echo "== $name: skipped, the ${BUDGET}s budget is spent"
+    record "$name" "skipped (budget spent)" 0
+    FAILED=1
+    return 1
+  fi
+  ((limit > budget_left)) && limit=$budget_left
+  local shown=${*//$'\n'/; }
+  ((${#shown} > 200)) && shown="${shown:0:200} ..."
+  echo "== $name (limit ${limit}s, log ${log#"$REPO"/}): $shown"
+  if ((DRY_RUN)); then
+    record "$name" "dry run" 0
+    return 0
+  fi
+  local t0 rc status
+  t0=$(date +%s.%N)
+  echo "\$ $*" >>"$log"
+  timeout -k 10 "$limit" "$@" >>"$log" 2>&1
+  rc=$?
+  case $rc in
+    0) status=ok ;;
+    124 | 137) status="TIMEOUT (${limit}s)" ;;
+    *) status="FAILED (exit $rc)" ;;
+  esac
+  record "$name" "$status" "$(elapsed "$t0")"
+  echo "   $status in $(elapsed "$t0") s"
+  if ((rc != 0)); then
+    FAILED=1
+    echo "   last lines of ${log#"$REPO"/}:"
+    tail -n 30 "$log" | sed 's/^/   | /'
+  fi
+  return "$rc"
+}
+
+skip() {
+  echo "== $1: skipped ($2)"
+  record "$1" "skipped ($2)" 0
+  FAILED=1
+}
+
+mkdir -p "$LOGS" benchmarks/results || exit 2
+rm -f "$LOGS"/*.log "$LOGS"/summary.txt
+touch "$LOGS/.start"  # JSON older than this is not this run's
+SETUP_LOG=$LOGS/1-setup.log
+
+# --- setup: is there a CUDA GPU for this torch? Decided before anything is run. -------------
+t0=$(date +%s.%N)
+{
+  echo "\$ date; uname -a; nvidia-smi; nvcc --version"
+  date -u
+  uname -a
+  command -v nvidia-smi >/dev/null && timeout 30 nvidia-smi
+} >>"$SETUP_LOG" 2>&1
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  export PATH=/usr/local/cuda/bin:$PATH CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+fi
+command -v nvcc >/dev/null && nvcc --version >>"$SETUP_LOG" 2>&1
+
+no_gpu() {
+  echo "gpu-check: no CUDA GPU: $1" | tee -a "$SETUP_LOG" >&2
+  if ((DRY_RUN)); then
+    ARCH=${TORCH_CUDA_ARCH_LIST:-9.0}
+    echo "gpu-check: --dry-run: listing the steps anyway (TORCH_CUDA_ARCH_LIST $ARCH)"
+    return 0
+  fi
+  echo "gpu-check: nothing was run (log: ${SETUP_LOG#"$REPO"/})" >&2
+  exit 2
+}
+
+if ! command -v "$PY" >/dev/null; then
+  no_gpu "$PY not found"
+else
+  # Prints: torch version, its CUDA version, GPU name, and the compute capabilities (9.0;...).
+  PROBE='import torch
+if torch.version.cuda is None:
+    raise SystemExit(f"torch {torch.__version__} is a CPU build")
+if not torch.cuda.is_available():
+    raise SystemExit(f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU")
+n = torch.cuda.device_count()
+caps = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(n)})
+name = torch.cuda.get_device_name(0).replace(" ", "_")
+print(torch.__version__, torch.version.cuda, name, ";".join(caps))'
+  probe=$(timeout 60 "$PY" -c "$PROBE" 2>"$LOGS/probe.err")
+  probe_rc=$?
+  cat "$LOGS/probe.err" >>"$SETUP_LOG"
+  if ((probe_rc == 0)); then
+    read -r TORCH_VERSION TORCH_CUDA GPU_NAME GPU_CAPS <<<"$probe"
+    GPU_NAME=${GPU_NAME//_/ }
+    ARCH=${TORCH_CUDA_ARCH_LIST:-$GPU_CAPS}
+    echo "gpu-check: $GPU_NAME (compute $GPU_CAPS), torch $TORCH_VERSION (CUDA $TORCH_CUDA)," \
+      "nvcc $(command -v nvcc || echo 'not found'), TORCH_CUDA_ARCH_LIST=$ARCH" |
+      tee -a "$SETUP_LOG"
+  else
+    reason=$(grep -v '^\s*$' "$LOGS/probe.err" | tail -n 1)
+    no_gpu "${reason:-$PY -c 'import torch' failed (exit $probe_rc)}"
+  fi
+fi
+record "gpu found" "$([[ -n ${GPU_NAME:-} ]] && echo ok || echo 'no (dry run)')" "$(elapsed "$t0")"
+
+# --- the steps ------------------------------------------------------------------------------
+if compgen -G ".whl/*.whl" >/dev/null; then
+  step wheels 1-setup.log 60 "$PY" -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+  export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+else
+  echo "== wheels: none in .whl/ (make gpu-wheels on a networked machine); not installed"
+  record wheels "skipped (no .whl/)" 0
+fi
+
+# The installed package, not the source tree's python/panonet (which has no built _C), must be
+# the one imported, from the repository root as pytest and the benchmarks run.
+IMPORT_CHECK='import sys, panonet, panonet.ops as ops
+path = panonet.__file__
+print("panonet", path, "CUDA kernels:", ops.built_with_cuda(), "archs:", ops.cuda_arch_list())
+if path.startswith(sys.argv[1] + "/python/"):
+    raise SystemExit("imported the source tree, not the installed package")
+if not ops.built_with_cuda():
+    raise SystemExit("panonet._C was built without CUDA kernels")'
+if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$PY" -m pip install -v --no-build-isolation --no-deps \
+  --no-index --force-reinstall . &&
+  step import 2-build.log 60 "$PY" -c "$IMPORT_CHECK" "$REPO"; then
+  # The tests' own output (pass/fail lines, -ra summary) is in the log; its last line here.
+  step tests 3-tests.log 150 env PANONET_EXPECT_CUDA=1 "$PY" -m pytest -q -p no:cacheprovider \
+    -k cuda tests/ops
+  ((DRY_RUN)) || tail -n 1 "$LOGS/3-tests.log" | sed 's/^/   /'
+  # The loss benchmark first: it is short and carries the GPU targets.
+  if step bench-loss 4-bench-loss.log 120 "$PY" benchmarks/bench_discriminative_loss.py \
+    --device cuda --out "$LOSS_JSON" && ((!DRY_RUN)); then
+    sed -n '/^| size/,$p' "$LOGS/4-bench-loss.log" | sed 's/^/   /'
+  fi
+  # shellcheck disable=SC2086  # MEAN_SHIFT_ARGS is a list of flags
+  if step bench-mean-shift 5-bench-mean-shift.log 300 "$PY" benchmarks/bench_mean_shift.py \
+    --device cuda $MEAN_SHIFT_ARGS --out "$MEAN_SHIFT_JSON" && ((!DRY_RUN)); then
+    sed -n '/^| points/,$p' "$LOGS/5-bench-mean-shift.log" | sed 's/^/   /'
+  fi
+else
+  [[ ${SUMMARY[-1]} == "| build |"* ]] && skip import "build failed"
+  skip tests "no working build"
+  skip bench-loss "no working build"
+  skip bench-mean-shift "no working build"
+fi
+
+# --- summary, and the files for $OUT -----------------------------------------------------------
+{
+  echo
+  echo "gpu-check summary (${GPU_NAME:-no GPU}, torch ${TORCH_VERSION:-?}, archs $ARCH," \
+    "budget ${BUDGET}s, total $(elapsed "$START") s)"
+  echo "| step | status | seconds |"
+  echo "|---|---|---|"
+  printf '%s\n' "${SUMMARY[@]}"
+  targets=$(grep -h '^targets met' "$LOGS/4-bench-loss.log" 2>/dev/null)
+  [[ -n $targets ]] && echo "discriminative_loss GPU $targets (see $LOSS_JSON)"
+  echo "logs: ${LOGS#"$REPO"/}/, results: $LOSS_JSON, $MEAN_SHIFT_JSON"
+} | tee "$LOGS/summary.txt"
+
+if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
+  mkdir -p "$OUT"
+  copied=()
+  for f in "$LOGS"/summary.txt "$LOGS"/[1-5]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON"; do
+    [[ -f $f && ! $f -ot $LOGS/.start ]] && cp "$f" "$OUT"/ && copied+=("${f##*/}")
+  done
+  echo "copied to \$OUT: ${copied[*]}"
+fi
+
+((DRY_RUN)) && exit 0
+exit $((FAILED ? 1 : 0))
