@@ -134,8 +134,10 @@ def test_chains_of_close_centers_suppressed_in_sklearn_order(cluster_all):
     # freezes every seed after one step): the greedy suppression must keep exactly sklearn's
     # centers, in its order, through the index, and label points by the nearest kept center.
     rng = np.random.default_rng(29)
-    lines = [rng.uniform(-20, 20, size=3) + np.outer(np.arange(40) * 0.3, rng.normal(size=3))
-             for _ in range(25)]
+    lines = [
+        rng.uniform(-20, 20, size=3) + np.outer(np.arange(40) * 0.3, rng.normal(size=3))
+        for _ in range(25)
+    ]
     X = np.concatenate(lines) + rng.normal(scale=0.05, size=(1000, 3))
     kwargs = dict(bin_seeding=False, max_iter=0, cluster_all=cluster_all)
     labels, centers = run_op(X, 0.5, **kwargs)
