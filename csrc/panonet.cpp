@@ -40,10 +40,10 @@ TORCH_LIBRARY(panonet, m) {
   // Benchmark and test hook: the CUDA mean-shift's algorithm run sequentially on the host (any
   // device's points; results on the CPU), counting its work. -> counts (9) int64: seeds, climb
   // iterations, bins tested by a full scan of the group per iteration, bins tested within the
-  // projection's reach, straddling bins scanned, points tested, label distances by a full scan,
-  // label distances by the projection search, points of straddling bins that the triangle
-  // inequality with their bin's center leaves undecided; then labels (N) and centers (K, D)
-  // float64.
+  // projection's reach, straddling bins met, points tested (those of straddling bins that the
+  // triangle inequality with their bin's center leaves undecided), label distances by a full
+  // scan, label distances by the projection search, points of the straddling bins (all tested
+  // before that inequality was used); then labels (N) and centers (K, D) float64.
   m.def(
       "_mean_shift_gpu_work(Tensor points, float bandwidth, bool bin_seeding, int min_bin_freq, "
       "int max_iter) -> (Tensor counts, Tensor labels, Tensor centers)");

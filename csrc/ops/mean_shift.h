@@ -59,6 +59,25 @@ PANONET_HD inline double bound_margin(double scale, int64_t D) {
   return 64.0 * static_cast<double>(D + 2) * DBL_EPSILON * (scale + 1.0);
 }
 
+// Within a bin whose points are ordered by decreasing distance rho to the bin's center (at
+// distance dist from a window's center), the first position from which every point is decided
+// by the triangle inequality alone (rho < |dist - bandwidth| - margin): all inside the window
+// if dist < bandwidth, all outside otherwise. Positions before it need sklearn's test.
+PANONET_HD inline int64_t first_decided(const double* rho, int64_t begin, int64_t end,
+                                        double dist, double bandwidth, double margin) {
+  const double t = fabs(dist - bandwidth) - margin;
+  if (!(t > 0)) return end;
+  while (begin < end) {  // rho descending: find the first rho < t
+    const int64_t mid = begin + (end - begin) / 2;
+    if (rho[mid] >= t) {
+      begin = mid + 1;
+    } else {
+      end = mid;
+    }
+  }
+  return begin;
+}
+
 // sklearn's stop test: ||new - old|| <= 1e-3 * bandwidth.
 PANONET_HD inline bool converged(double shift_sq, double bandwidth) {
   return sqrt(shift_sq) <= kStopFraction * bandwidth;

@@ -25,7 +25,7 @@ def counts_of(counts: torch.Tensor) -> dict:
         "points_tested",
         "labels_full",
         "labels_projection",
-        "points_undecided",
+        "points_straddling",
     )
     return dict(zip(names, counts.tolist(), strict=True))
 
@@ -50,7 +50,7 @@ def test_same_clustering_as_the_cpu_op(seed, n, D, k, bw, bin_seeding):
     assert c["bins_projection"] <= c["bins_full"]
     assert c["labels_projection"] <= c["labels_full"] == n * len(centers)
     assert c["seeds"] <= c["iterations"] <= c["seeds"] * 301
-    assert c["points_undecided"] <= c["points_tested"]
+    assert c["points_tested"] <= c["points_straddling"]
 
 
 def test_many_clusters_cost_near_linear_work():

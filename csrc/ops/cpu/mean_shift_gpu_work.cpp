@@ -34,7 +34,7 @@ enum Count {
   kPointsTested,
   kLabelDistancesFull,
   kLabelDistancesProjection,
-  kPointsUndecided,
+  kPointsStraddling,
   kCounts
 };
 
@@ -81,6 +81,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     }
   }
   const double margin = bound_margin(scale, D);
+  // Each bin's points by decreasing rho (ties: index), with the suffix sums of their coordinates
+  // from each position to the bin's end; bin b holds positions [start[b], start[b + 1]).
+  std::vector<int64_t> start(R + 1, 0), at_pos;
+  std::vector<double> rho_pos, suffix;
+  for (int64_t b = 0; b < R; ++b) {
+    std::vector<int64_t> m = members[b];
+    std::stable_sort(m.begin(), m.end(), [&](int64_t i, int64_t j) { return rho[i] > rho[j]; });
+    start[b + 1] = start[b] + static_cast<int64_t>(m.size());
+    for (const int64_t i : m) {
+      at_pos.push_back(i);
+      rho_pos.push_back(rho[i]);
+    }
+  }
+  suffix.assign(n * D, 0.0);
+  for (int64_t b = 0; b < R; ++b) {
+    for (int64_t p = start[b + 1] - 1; p >= start[b]; --p) {
+      for (int64_t d = 0; d < D; ++d) {
+        suffix[p * D + d] =
+            x[at_pos[p] * D + d] + (p + 1 < start[b + 1] ? suffix[(p + 1) * D + d] : 0.0);
+      }
+    }
+  }
 
   // 3. Seeds.
   std::vector<double> seeds;
@@ -141,11 +163,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
           continue;
         }
         ++work[kStraddling];
-        // Not done by the GPU yet (the CPU op does it): a point within |dist - bw| - margin of
-        // its bin's center is inside or outside the window by the triangle inequality alone.
-        const double decided = std::fabs(std::sqrt(d2) - bw) - margin;
-        for (const int64_t i : members[b]) {
-          work[kPointsUndecided] += rho[i] >= decided;
+        work[kPointsStraddling] += start[b + 1] - start[b];
+        // Points decided by the triangle inequality with the bin's center are taken (or not) as
+        // one suffix; the others get sklearn's test.
+        const double dist = std::sqrt(d2);
+        const int64_t split = first_decided(rho_pos.data(), start[b], start[b + 1], dist, bw, margin);
+        if (split < start[b + 1] && dist < bw) {
+          for (int64_t d = 0; d < D; ++d) acc[d] += suffix[split * D + d];
+          count += start[b + 1] - split;
+        }
+        for (int64_t p = start[b]; p < split; ++p) {
+          const int64_t i = at_pos[p];
           ++work[kPointsTested];
           if (sq_dist(x + i * D, mean.data(), D) <= bw2) {
             for (int64_t d = 0; d < D; ++d) acc[d] += x[i * D + d];

@@ -4,13 +4,16 @@
 //      stable sort by hash makes every bin a run (hash collisions between different keys are
 //      detected and sent to the CPU implementation); bins are then ordered by their first point,
 //      which is sklearn's seed order, group after group;
-//   2. per bin: sum, count, mean and bounding radius; points copied into bin order;
+//   2. per bin: sum, count, mean and bounding radius; points copied into bin order, within a bin
+//      by decreasing distance rho to its center, with suffix sums to the bin's end;
 //   3. seeds: bins with >= min_bin_freq points, or a group's points where sklearn falls back;
 //   4. climb: one warp per seed. The lanes test the bins of the seed's group that are within
 //      reach of the mean on the group's axis of widest spread (the group's bins sorted on it, the
 //      range found by binary search: mean_shift_projection.h) against the window (bounding ball
-//      inside: add the bin's sum; outside: skip); a straddling bin is scanned by all 32 lanes
-//      with sklearn's float64 test. Warp sums are reduced in a fixed order and broadcast from
+//      inside: add the bin's sum; outside: skip); in a straddling bin the points that the
+//      triangle inequality with the bin's center decides are a suffix (rho below |dist - bw|
+//      less the margin: mean_shift.h first_decided), added whole or skipped, and the rest are
+//      scanned by all 32 lanes with sklearn's float64 test. Warp sums are reduced in a fixed order and broadcast from
 //      lane 0, so all lanes agree bit for bit and loop together;
 //   5. ranking and suppression of each group's final means on the host (select_centers, shared
 //      with the CPU), then nearest-center labels, one thread per point, searching the group's
@@ -104,6 +107,33 @@ __global__ void bin_stats_kernel(const double* xb, const int64_t* bin_start, int
   radius[b] = sqrt(r2);
 }
 
+// Per point position p (bin order): its bin, and its distance to the bin's center.
+__global__ void rho_kernel(const double* xb, const int64_t* bin_start, const double* bin_center,
+                           int64_t N, int64_t R, int64_t D, int64_t* position_bin, double* rho) {
+  const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (p >= N) return;
+  int64_t lo = 0, hi = R;  // largest b with bin_start[b] <= p
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    if (bin_start[mid] <= p) lo = mid; else hi = mid;
+  }
+  position_bin[p] = lo;
+  rho[p] = sqrt(sq_dist(xb + p * D, bin_center + lo * D, D));
+}
+
+// suffix[p] = sum of xb over positions p .. end of p's bin (one thread per bin).
+__global__ void suffix_kernel(const double* xb, const int64_t* bin_start, int64_t R, int64_t D,
+                              double* suffix) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= R) return;
+  const int64_t s0 = bin_start[b], s1 = bin_start[b + 1];
+  for (int64_t p = s1 - 1; p >= s0; --p) {
+    for (int64_t d = 0; d < D; ++d) {
+      suffix[p * D + d] = xb[p * D + d] + (p + 1 < s1 ? suffix[(p + 1) * D + d] : 0.0);
+    }
+  }
+}
+
 // Per group (one block each): the axis of widest spread of its bin centers and its largest bin
 // radius, for the climb's pruning by projection.
 __global__ void group_axis_kernel(const double* bin_center, const double* bin_radius,
@@ -195,8 +225,8 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
                              const int64_t* bin_by_key, const double* sorted_key,
                              const double* bin_center, const double* bin_radius,
                              const double* bin_sum, const int64_t* bin_start, const double* xb,
-                             double margin, int64_t max_iter, double* final_mean,
-                             int64_t* final_count) {
+                             const double* rho, const double* suffix, double margin,
+                             int64_t max_iter, double* final_mean, int64_t* final_count) {
   const int lane = threadIdx.x & 31;
   const int64_t s = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   if (s >= S) return;  // warp-uniform
@@ -228,8 +258,9 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
       const bool in_range = pos >= range_lo && pos < range_hi;
       const int64_t b = in_range ? bin_by_key[pos] : -1;
       bool straddle = false;
+      double d2 = 0;
       if (in_range) {
-        const double d2 = sq_dist_to<kMaxD>(bin_center + b * D, mean, D);
+        d2 = sq_dist_to<kMaxD>(bin_center + b * D, mean, D);
         const double far = bw + bin_radius[b] + margin;
         const double near = bw - bin_radius[b] - margin;
         if (d2 <= far * far) {
@@ -244,13 +275,25 @@ __global__ void climb_kernel(const double* seeds, const int32_t* seed_group, int
           }
         }
       }
-      // Straddling bins are scanned by the whole warp, one after the other.
+      // Straddling bins are scanned by the whole warp, one after the other. A bin's points are
+      // ordered by decreasing distance to its center: from the first that the triangle
+      // inequality decides, the rest are one suffix, taken whole (by lane 0) or not at all.
       unsigned todo = __ballot_sync(kFull, straddle);
       while (todo) {
         const int src = __ffs(todo) - 1;
         todo &= todo - 1;
         const long long sb = __shfl_sync(kFull, static_cast<long long>(b), src);
-        for (int64_t p = bin_start[sb] + lane; p < bin_start[sb + 1]; p += 32) {
+        const double dist = sqrt(__shfl_sync(kFull, d2, src));
+        const int64_t s0 = bin_start[sb], s1 = bin_start[sb + 1];
+        const int64_t split = first_decided(rho, s0, s1, dist, bw, margin);
+        if (lane == 0 && split < s1 && dist < bw) {
+#pragma unroll
+          for (int d = 0; d < kMaxD; ++d) {
+            if (d < D) acc[d] += suffix[split * D + d];
+          }
+          count += s1 - split;
+        }
+        for (int64_t p = s0 + lane; p < split; p += 32) {
           const double* xp = xb + p * D;
           if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
 #pragma unroll
@@ -313,8 +356,8 @@ void launch_climb(int64_t S, const at::Tensor& seeds, const at::Tensor& seed_gro
                   const at::Tensor& bin_by_key, const at::Tensor& sorted_key,
                   const at::Tensor& bin_center, const at::Tensor& bin_radius,
                   const at::Tensor& bin_sum, const at::Tensor& bin_start, const at::Tensor& xb,
-                  double margin, int64_t max_iter, at::Tensor& final_mean,
-                  at::Tensor& final_count) {
+                  const at::Tensor& rho, const at::Tensor& suffix, double margin,
+                  int64_t max_iter, at::Tensor& final_mean, at::Tensor& final_count) {
   const auto stream = at::cuda::getCurrentCUDAStream();
   climb_kernel<kMaxD><<<ceil_div(S * 32, kThreads), kThreads, 0, stream>>>(
       seeds.data_ptr<double>(), seed_group.data_ptr<int32_t>(), S, D,
@@ -322,8 +365,9 @@ void launch_climb(int64_t S, const at::Tensor& seeds, const at::Tensor& seed_gro
       group_axis.data_ptr<int64_t>(), group_max_radius.data_ptr<double>(),
       bin_by_key.data_ptr<int64_t>(), sorted_key.data_ptr<double>(),
       bin_center.data_ptr<double>(), bin_radius.data_ptr<double>(), bin_sum.data_ptr<double>(),
-      bin_start.data_ptr<int64_t>(), xb.data_ptr<double>(), margin, max_iter,
-      final_mean.data_ptr<double>(), final_count.data_ptr<int64_t>());
+      bin_start.data_ptr<int64_t>(), xb.data_ptr<double>(), rho.data_ptr<double>(),
+      suffix.data_ptr<double>(), margin, max_iter, final_mean.data_ptr<double>(),
+      final_count.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -420,6 +464,22 @@ GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64
       xb.data_ptr<double>(), bin_start.data_ptr<int64_t>(), R, D, bin_sum.data_ptr<double>(),
       bin_center.data_ptr<double>(), bin_radius.data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  // Each bin's points by decreasing distance rho to its center (stable sorts: by rho, then by
+  // bin), and their suffix sums to the bin's end, for the climb's decided suffixes.
+  at::Tensor position_bin = at::empty({N}, i64), rho_unsorted = at::empty({N}, f64);
+  rho_kernel<<<ceil_div(N, kThreads), kThreads, 0, stream>>>(
+      xb.data_ptr<double>(), bin_start.data_ptr<int64_t>(), bin_center.data_ptr<double>(), N, R,
+      D, position_bin.data_ptr<int64_t>(), rho_unsorted.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor by_rho = std::get<1>(at::sort(rho_unsorted, /*stable=*/true, 0, true));
+  const at::Tensor rho_order = by_rho.index_select(
+      0, std::get<1>(at::sort(position_bin.index_select(0, by_rho), /*stable=*/true, 0, false)));
+  xb = xb.index_select(0, rho_order);
+  const at::Tensor rho = rho_unsorted.index_select(0, rho_order);
+  at::Tensor suffix = at::empty({N, D}, f64);
+  suffix_kernel<<<ceil_div(R, kThreads), kThreads, 0, stream>>>(
+      xb.data_ptr<double>(), bin_start.data_ptr<int64_t>(), R, D, suffix.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor bins_per_group = at::bincount(bin_group, {}, G);
   const at::Tensor group_bin_lo = at::cat({at::zeros({1}, i64), at::cumsum(bins_per_group, 0)});
   // Bins of each group sorted on the group's axis (stable sorts: by key, then by group), for
@@ -482,8 +542,8 @@ GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64
       constexpr int kMaxD = decltype(tag)::value;
       launch_climb<kMaxD>(S, seeds, seed_group, D, group_bin_lo, group_bw, group_axis,
                           group_max_radius, bin_by_key, sorted_key, bin_center,
-                          bin_radius, bin_sum, bin_start, xb, margin, params.max_iter,
-                          final_mean, final_count);
+                          bin_radius, bin_sum, bin_start, xb, rho, suffix, margin,
+                          params.max_iter, final_mean, final_count);
     };
     if (D <= 4) climb(std::integral_constant<int, 4>{});
     else if (D <= 8) climb(std::integral_constant<int, 8>{});
