@@ -276,3 +276,49 @@ def test_merge_errors():
         merge(logits, emb.long(), BW, size=(8, 8))
     with pytest.raises(ValueError, match=r"expected size as \(H, W\)"):
         merge(logits, emb, BW, size=8)
+
+
+def test_merge_with_a_given_semantic_map_clusters_on_it():
+    # Ground-truth semantics (the evaluation's AP_GT path): the given map is the output semantic
+    # map, and its nearest-exact resize to the embedding's grid is what is clustered.
+    emb, sem_low = two_cars()
+    sem_full = resize_labels(sem_low, (8, 12))
+    out = merge(None, emb, BW, size=(8, 12), semantic=sem_full)
+    assert torch.equal(out["semantic"], sem_full)
+    expected = instances_from_embedding(emb, sem_low, BW, semantic_fullres=sem_full)
+    assert torch.equal(out["instance"], expected)
+    assert torch.equal(out["panoptic"], panoptic_from_semantic_instance(sem_full, expected))
+    # The logits, when also given, do not change anything.
+    logits = torch.randn(1, 19, 4, 6)
+    again = merge(logits, emb, BW, size=(8, 12), semantic=sem_full)
+    assert all(torch.equal(out[k], again[k]) for k in out)
+
+
+def test_merge_at_the_embedding_resolution_is_the_op():
+    # The bandwidth search's use: semantic map and output at the embedding's own resolution;
+    # the instance map is then the op's own, renumbered by nothing.
+    emb = torch.randn(2, 12, 24, 40, generator=torch.Generator().manual_seed(1))
+    sem = torch.randint(0, 19, (2, 24, 40), generator=torch.Generator().manual_seed(2))
+    table = torch.zeros(19)
+    table[list(THING_TRAIN_IDS)] = 4.0
+    out = merge(None, emb, table, size=(24, 40), semantic=sem)
+    from panonet.ops import cluster_instances
+
+    assert torch.equal(out["instance"], cluster_instances(emb, sem, table))
+
+
+def test_merge_limits_instances_per_class_and_warns():
+    # Every pixel of a person its own cluster (tiny bandwidth on a spread embedding): more
+    # instances than the limit; the largest are kept and a warning says how many were dropped.
+    emb = torch.randn(1, 3, 6, 8, generator=torch.Generator().manual_seed(3)) * 100
+    sem = torch.full((1, 6, 8), PERSON)
+    with pytest.warns(UserWarning, match=r"38 instance\(s\) beyond the 10 per class"):
+        out = merge(None, emb, BW, size=(6, 8), semantic=sem, max_instances_per_class=10)
+    assert out["instance"].max() <= 48 and (out["instance"] > 0).sum() == 10
+
+
+def test_merge_needs_logits_or_semantic():
+    with pytest.raises(ValueError, match="expected semantic_logits_lowres or semantic"):
+        merge(None, torch.zeros(1, 3, 4, 4), BW, size=(8, 8))
+    with pytest.raises(ValueError, match=r"expected semantic of shape \(1, 8, 8\)"):
+        merge(None, torch.zeros(1, 3, 4, 4), BW, size=(8, 8), semantic=torch.zeros(1, 4, 4).long())

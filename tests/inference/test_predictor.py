@@ -8,6 +8,7 @@ import torch
 
 from panonet.data.labels import LABEL_TO_TRAIN, THING_TRAIN_IDS
 from panonet.inference import Predictor
+from panonet.inference.merge import semantic_from_logits
 from panonet.models import PanoNet
 from panonet.models.checkpoint import save_checkpoint
 from tests.models.helpers import native_cpu_convolutions  # noqa: F401  (fixture)
@@ -196,3 +197,17 @@ def test_limit_instances_per_class_keeps_the_largest():
     assert torch.equal(out[inst != 2], inst[inst != 2])
     same, removed = limit_instances_per_class(sem[None], inst[None], max_per_class=3)
     assert removed == 0 and torch.equal(same[0], inst)
+
+
+def test_given_semantic_map_and_logits(predictor):
+    img = image(5)
+    gt = torch.full((H, W), 255, dtype=torch.int64)
+    gt[:, : W // 2] = 13  # left half car, right half ignore
+    out = predictor.predict(img, semantic=gt, return_logits=True)
+    assert torch.equal(out["semantic"], gt)
+    assert (out["instance"][:, W // 2 :] == 0).all() and (out["panoptic"][:, W // 2 :] == 0).all()
+    assert out["logits"].shape == (predictor.num_classes, H // 4, W // 4)
+    assert out["logits"].dtype == torch.float32 and out["logits"].device.type == "cpu"
+    plain = predictor.predict(img)
+    assert "logits" not in plain
+    assert torch.equal(plain["semantic"], semantic_from_logits(out["logits"], (H, W)))

@@ -172,8 +172,6 @@ def run_mirror_test(
         (merged + separated), the share of found twin pairs that became one instance (NaN when
         no pair was found).
     """
-    from panonet.evaluation.run import _predict_with_gt_semantic
-
     if semantic_source not in ("pred", "gt"):
         raise ValueError(
             f"run_mirror_test: semantic_source must be 'pred' or 'gt', got {semantic_source!r}"
@@ -192,10 +190,7 @@ def run_mirror_test(
         if mp is None:
             mp = max(1, round(100 * img.shape[1] * img.shape[2] / (1024 * 2048)))
         hwc = img.permute(1, 2, 0).contiguous()
-        if semantic_source == "gt":
-            maps, _, _ = _predict_with_gt_semantic(predictor, hwc, sem)
-        else:
-            maps = predictor.predict(hwc)
+        maps = predictor.predict(img, semantic=sem if semantic_source == "gt" else None)
         counts = twin_outcomes(maps["instance"], inst, pairs, min_pixels=mp)
         totals["pairs"] += len(pairs)
         for key, value in counts.items():

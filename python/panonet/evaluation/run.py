@@ -7,20 +7,19 @@
 - mIoU from the confusion matrix of the semantic map;
 - instance AP / AP50 per thing class with :class:`InstanceAPStats`. Every instance is scored by
   the mean softmax probability of its class over its pixels (the preferred score of
-  :func:`~panonet.evaluation.instance.instances_from_maps`); the predictor does not return its
-  logits, so they are captured with a forward hook on its network (storing a reference: no
-  cost inside the timed stages);
+  :func:`~panonet.evaluation.instance.instances_from_maps`), from the 1/4-resolution logits
+  the predictor returns with ``return_logits=True``;
 - the median over images of the predictor's per-stage timings (ms).
 
 ``semantic_source="gt"`` gives the paper's AP_GT (Tables II/III): the ground-truth semantic map
-replaces the predicted one for clustering and merging, so the instance metrics measure the
-embedding alone. The network still runs on the image (for the embedding and the scores); the
+replaces the predicted one for clustering and merging (``Predictor.predict(image,
+semantic=...)``, the same post-processing as every other path), so the instance metrics measure
+the embedding alone. The network still runs on the image (for the embedding and the scores); the
 clustering uses the ground truth resized to the embedding's 1/4 resolution by nearest neighbour
 (:func:`panonet.data.transforms.resize_labels`) and masks instances to the full-resolution ground
 truth. Ignore (255) pixels are clustered into no instance and are void in the panoptic map. mIoU
 and PQ of stuff are then trivially perfect (the semantic map *is* the ground truth); only the
-instance numbers are meaningful. Runtimes in this mode are this module's own laps, not the
-predictor's.
+instance numbers are meaningful.
 
 :func:`format_tables` renders a result as Markdown tables in the layout of Tables I and II.
 """
@@ -28,7 +27,6 @@ predictor's.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -38,16 +36,9 @@ import torch
 from tqdm import tqdm
 
 from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
-from panonet.data.transforms import resize_labels
 from panonet.evaluation.instance import InstanceAPStats, scored_instance_map
 from panonet.evaluation.panoptic import PanopticStats, write_panoptic_predictions
 from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
-from panonet.inference.merge import (
-    instances_from_embedding,
-    limit_instances_per_class,
-    panoptic_from_semantic_instance,
-)
-from panonet.models.panonet import preprocess
 from panonet.viz import save_visualization
 
 __all__ = ["SCORE_NAME", "evaluate_model", "format_tables"]
@@ -68,67 +59,6 @@ def _image_id(path: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return Path(path).stem
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.inference_mode()
-def _predict_with_gt_semantic(
-    predictor: Any, image_hwc: torch.Tensor, gt_semantic: torch.Tensor
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, float]]:
-    """Predictor pipeline with the ground-truth semantic map in place of the predicted one.
-
-    Args:
-        predictor: a :class:`~panonet.inference.Predictor` (its model, bandwidths, device,
-            ``min_instance_size`` and ``channels_last`` are used).
-        image_hwc: (H, W, 3) uint8 RGB.
-        gt_semantic: (H, W) int64 trainIds, 255 = ignore.
-
-    Returns:
-        (maps, logits, timings): maps ``semantic`` (= ``gt_semantic``), ``instance``,
-        ``panoptic``, (H, W) int64 CPU tensors; logits (C, h, w) float32 at 1/4 resolution (for
-        the scores); timings in ms of the stages network, clustering, panoptic, total.
-    """
-    device = predictor.device
-    timings: dict[str, float] = {}
-    start = tick = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        _sync(device)
-        now = time.perf_counter()
-        timings[name] = (now - tick) * 1e3
-        tick = now
-
-    x = preprocess(image_hwc, device=device)
-    if getattr(predictor, "channels_last", False):
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.float16, enabled=predictor.half):
-        out = predictor.model(x)
-    logits = out.semantic[0][0].float()
-    embedding = out.embedding[0][0].float().contiguous()
-    lap("network")
-    sem_full = gt_semantic.to(device).long()
-    # Nearest-exact to the embedding's grid: the same geometry the predictor's masking uses.
-    sem_low = resize_labels(sem_full, tuple(embedding.shape[-2:]))
-    instance = instances_from_embedding(
-        embedding,
-        sem_low,
-        predictor.bandwidth,
-        semantic_fullres=sem_full,
-        min_instance_size=predictor.min_instance_size,
-    )
-    lap("clustering")
-    # 255 stays 255 in the semantic map: panoptic_from_semantic_instance makes it void (0).
-    instance, _ = limit_instances_per_class(sem_full, instance)
-    panoptic = panoptic_from_semantic_instance(sem_full, instance)
-    lap("panoptic")
-    timings["total"] = (time.perf_counter() - start) * 1e3
-    maps = {"semantic": sem_full.cpu(), "instance": instance.cpu(), "panoptic": panoptic.cpu()}
-    return maps, logits.cpu(), timings
 
 
 def evaluate_model(
@@ -194,27 +124,19 @@ def evaluate_model(
     image_size: list[int] = []
     vis_dir = Path(save_vis) if save_vis is not None else None
 
-    # The predictor hides its logits; a forward hook keeps a reference to the 1/4-scale ones
-    # for the instance scores (the hook runs inside the "network" stage and costs nothing).
-    captured: dict[str, torch.Tensor] = {}
-    hook = predictor.model.register_forward_hook(
-        lambda _m, _i, out: captured.__setitem__("logits", out.semantic[0])
-    )
-
     def frames() -> Iterator[tuple[str, torch.Tensor]]:
         nonlocal ap
         for k in tqdm(range(n), desc="eval", disable=not progress):
             item = dataset[k]
             gt_sem, gt_inst = item["semantic"].long(), item["instance"].long()
             hwc = item["image"].permute(1, 2, 0)
-            if semantic_source == "gt":
-                maps, logits, t = _predict_with_gt_semantic(predictor, hwc, gt_sem)
-            else:
-                out = predictor.predict(item["image"])
-                maps, t = out, out["timings"]
-                logits = captured["logits"][0].float().cpu()
-            captured.clear()  # no reference to a frame's logits outlives it
-            sem, inst, pan = maps["semantic"], maps["instance"], maps["panoptic"]
+            out = predictor.predict(
+                item["image"],
+                semantic=gt_sem if semantic_source == "gt" else None,
+                return_logits=True,  # the 1/4-resolution logits score the instances
+            )
+            t, logits = out["timings"], out["logits"]
+            sem, inst, pan = out["semantic"], out["instance"], out["panoptic"]
             if ap is None:
                 image_size[:] = list(sem.shape)
                 area = sem.shape[0] * sem.shape[1]
@@ -233,15 +155,12 @@ def evaluate_model(
                 save_visualization(vis_dir / f"{_image_id(item['file'])}.png", hwc, pan)
             yield _image_id(item["file"]), pan
 
-    try:
-        if predictions_dir is not None:
-            out_dir = Path(predictions_dir)
-            write_panoptic_predictions(out_dir / "panoptic.json", out_dir / "panoptic", frames())
-        else:
-            for _ in frames():
-                pass
-    finally:
-        hook.remove()
+    if predictions_dir is not None:
+        out_dir = Path(predictions_dir)
+        write_panoptic_predictions(out_dir / "panoptic.json", out_dir / "panoptic", frames())
+    else:
+        for _ in frames():
+            pass
 
     assert ap is not None  # n >= 1
     per_class_iou, miou = iou_from_confusion(cm)

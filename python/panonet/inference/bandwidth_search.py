@@ -29,9 +29,8 @@ from panonet._atomic import write_atomic
 from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.data.transforms import resize_labels
 from panonet.evaluation.panoptic import PanopticStats, gt_panoptic_from_semantic_instance
-from panonet.inference.merge import limit_instances_per_class, panoptic_from_semantic_instance
+from panonet.inference.merge import merge
 from panonet.models.panonet import PanoNet, preprocess
-from panonet.ops import cluster_instances
 
 __all__ = [
     "BandwidthSearchResult",
@@ -133,11 +132,11 @@ def search_bandwidths_on_embeddings(
         table[things] = bw
         stats = PanopticStats()
         for emb, sem, gt in samples:
-            inst = cluster_instances(emb, sem, table.to(emb.device))
-            # A too small bandwidth on a poor embedding can give > 1000 instances of a class,
-            # more than panoptic ids hold: keep the largest, as the Predictor does.
-            inst, _ = limit_instances_per_class(sem, inst)
-            stats.update(panoptic_from_semantic_instance(sem, inst), gt)
+            # The Predictor's post-processing, at the embedding's resolution and on the given
+            # semantic map (a too small bandwidth on a poor embedding can give > 1000
+            # instances of a class: the largest are kept, as the Predictor does).
+            out = merge(None, emb, table.to(emb.device), size=tuple(sem.shape[-2:]), semantic=sem)
+            stats.update(out["panoptic"], gt)
         pq[i] = _class_pq(stats)
     best: dict[int, float] = {}
     for t in things:

@@ -26,7 +26,8 @@ returns the same layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -318,77 +319,136 @@ def limit_instances_per_class(
 
 
 def merge(
-    semantic_logits_lowres: torch.Tensor,
+    semantic_logits_lowres: torch.Tensor | None,
     embedding_lowres: torch.Tensor,
     bandwidth: torch.Tensor | Sequence[float],
     *,
     size: tuple[int, int],
+    semantic: torch.Tensor | None = None,
     min_instance_size: int = 0,
     min_bin_freq: int = 1,
+    max_instances_per_class: int | None = LABEL_DIVISOR,
     train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
     thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
+    stage: Callable[[str], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Full post-processing: low-resolution network outputs to semantic, instance and panoptic.
+
+    The one post-processing path: the :class:`~panonet.inference.Predictor`, evaluation (with
+    predicted or ground-truth semantics), the mirror test and the bandwidth search all call it.
 
     Clustering uses the argmax of the *low-resolution* logits (the embedding's resolution); the
     output semantic map is the argmax of the bilinearly upsampled logits, and instances are
     masked to pixels where the two agree on the class (see :func:`instances_from_embedding`).
+    With ``semantic`` given (e.g. ground truth), that map is the output semantic map and,
+    resized to the embedding's grid by nearest-exact, the map clustering uses.
 
     Args:
-        semantic_logits_lowres: (B, C, h, w) or (C, h, w) floating class logits.
+        semantic_logits_lowres: (B, C, h, w) or (C, h, w) floating class logits; may be None
+            when ``semantic`` is given.
         embedding_lowres: (B, D, h, w) or (D, h, w) floating embedding, same B, h, w.
         bandwidth: (C,) per-class bandwidths (<= 0: not clustered), see
             :func:`panonet.inference.bandwidth_table`.
         size: output (H, W), usually the input image's size.
+        semantic: optional (B, H, W) or (H, W) integer trainIds at the output size (255 =
+            ignore: never clustered, void in the panoptic map) used instead of the logits'.
         min_instance_size: minimum instance area in output pixels; smaller ones become void.
         min_bin_freq: mean-shift bin-seeding threshold.
+        max_instances_per_class: keep at most this many instances per (image, class), the
+            largest (:func:`limit_instances_per_class`; Cityscapes panoptic ids hold 1000); the
+            rest become void and a warning says how many. None: no limit.
         train_to_label, thing_train_ids: class table for the panoptic ids (default Cityscapes).
+        stage: called with "semantic", "clustering" and "panoptic" as each stage ends (the
+            Predictor times its stages with it).
 
     Returns:
         ``{"semantic": trainIds, "instance": ids 0..K, "panoptic": Cityscapes ids}``, each an
-        int64 (B, H, W) or (H, W) tensor on the inputs' device.
+        int64 (B, H, W) or (H, W) tensor on the embedding's device.
     """
     fn = "merge"
-    _check_float(semantic_logits_lowres, fn, "semantic_logits_lowres")
     _check_float(embedding_lowres, fn, "embedding_lowres")
-    if semantic_logits_lowres.dim() not in (3, 4):
+    if embedding_lowres.dim() not in (3, 4):
         raise ValueError(
-            f"{fn}: expected semantic_logits_lowres of shape (B, C, h, w) or (C, h, w), got "
-            f"{tuple(semantic_logits_lowres.shape)}"
+            f"{fn}: expected embedding_lowres of shape (B, D, h, w) or (D, h, w), got "
+            f"{tuple(embedding_lowres.shape)}"
         )
-    if embedding_lowres.dim() != semantic_logits_lowres.dim():
-        raise ValueError(
-            f"{fn}: expected embedding_lowres with {semantic_logits_lowres.dim()} dims like the "
-            f"logits {tuple(semantic_logits_lowres.shape)}, got {tuple(embedding_lowres.shape)}"
-        )
-    batch_dims = semantic_logits_lowres.dim() - 3
-    lead = semantic_logits_lowres.shape[:batch_dims]
-    spatial = semantic_logits_lowres.shape[-2:]
-    if embedding_lowres.shape[:batch_dims] != lead or embedding_lowres.shape[-2:] != spatial:
-        raise ValueError(
-            f"{fn}: expected embedding_lowres with batch and spatial dims matching the logits "
-            f"{tuple(semantic_logits_lowres.shape)}, got {tuple(embedding_lowres.shape)}"
-        )
-    C = semantic_logits_lowres.shape[batch_dims]
+    if semantic_logits_lowres is None and semantic is None:
+        raise ValueError(f"{fn}: expected semantic_logits_lowres or semantic, got neither")
+    unbatched = embedding_lowres.dim() == 3
     bw = _check_bandwidth(bandwidth, fn)
-    if bw.numel() != C:
-        raise ValueError(f"{fn}: expected {C} bandwidths (one per logit channel), got {bw.numel()}")
+    if semantic_logits_lowres is not None:
+        _check_float(semantic_logits_lowres, fn, "semantic_logits_lowres")
+        if semantic_logits_lowres.dim() not in (3, 4):
+            raise ValueError(
+                f"{fn}: expected semantic_logits_lowres of shape (B, C, h, w) or (C, h, w), got "
+                f"{tuple(semantic_logits_lowres.shape)}"
+            )
+        if embedding_lowres.dim() != semantic_logits_lowres.dim():
+            raise ValueError(
+                f"{fn}: expected embedding_lowres with {semantic_logits_lowres.dim()} dims like "
+                f"the logits {tuple(semantic_logits_lowres.shape)}, got "
+                f"{tuple(embedding_lowres.shape)}"
+            )
+        batch_dims = semantic_logits_lowres.dim() - 3
+        lead = semantic_logits_lowres.shape[:batch_dims]
+        spatial = semantic_logits_lowres.shape[-2:]
+        if embedding_lowres.shape[:batch_dims] != lead or embedding_lowres.shape[-2:] != spatial:
+            raise ValueError(
+                f"{fn}: expected embedding_lowres with batch and spatial dims matching the "
+                f"logits {tuple(semantic_logits_lowres.shape)}, got "
+                f"{tuple(embedding_lowres.shape)}"
+            )
+        C = semantic_logits_lowres.shape[batch_dims]
+        if bw.numel() != C:
+            raise ValueError(
+                f"{fn}: expected {C} bandwidths (one per logit channel), got {bw.numel()}"
+            )
     size = _check_size(size, fn)
+    done = stage if stage is not None else (lambda _name: None)
 
-    semantic_lowres = semantic_from_logits(semantic_logits_lowres)
-    semantic = semantic_from_logits(semantic_logits_lowres, size)
+    if semantic is None:
+        semantic_lowres = semantic_from_logits(semantic_logits_lowres)
+        semantic_out = semantic_from_logits(semantic_logits_lowres, size)
+    else:
+        B = 1 if unbatched else embedding_lowres.shape[0]
+        sem = _as_batched_labels(semantic, unbatched, fn, "semantic")
+        if tuple(sem.shape) != (B, *size):
+            raise ValueError(
+                f"{fn}: expected semantic of shape {_shape(B, *size, unbatched)} (the output "
+                f"size), got {tuple(semantic.shape)}"
+            )
+        sem = sem.to(embedding_lowres.device).long()
+        # Nearest-exact to the embedding's grid: the geometry the instance masking uses.
+        semantic_lowres = resize_labels(sem, tuple(embedding_lowres.shape[-2:]))
+        semantic_out = sem
+        if unbatched:
+            semantic_lowres, semantic_out = semantic_lowres[0], semantic_out[0]
+    done("semantic")
     instance = instances_from_embedding(
         embedding_lowres,
         semantic_lowres,
         bw,
-        semantic_fullres=semantic,
+        semantic_fullres=semantic_out,
         min_instance_size=min_instance_size,
         min_bin_freq=min_bin_freq,
     )
+    done("clustering")
+    if max_instances_per_class is not None:
+        instance, removed = limit_instances_per_class(
+            semantic_out, instance, max_instances_per_class
+        )
+        if removed:
+            warnings.warn(
+                f"{removed} instance(s) beyond the {max_instances_per_class} per class that "
+                "Cityscapes panoptic ids can hold were set to void (the smallest ones); is the "
+                "model trained and the bandwidth right?",
+                stacklevel=2,
+            )
     panoptic = panoptic_from_semantic_instance(
-        semantic, instance, train_to_label=train_to_label, thing_train_ids=thing_train_ids
+        semantic_out, instance, train_to_label=train_to_label, thing_train_ids=thing_train_ids
     )
-    return {"semantic": semantic, "instance": instance, "panoptic": panoptic}
+    done("panoptic")
+    return {"semantic": semantic_out, "instance": instance, "panoptic": panoptic}
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """End-to-end panoptic prediction: image(s) in, semantic / instance / panoptic maps out.
 
 The predictor holds the state of inference (the model on its device, the per-class bandwidths);
-every step after the network is one of the pure functions of :mod:`panonet.inference.merge`.
+every step after the network is :func:`panonet.inference.merge.merge`, the one post-processing
+path.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,7 @@ import torch
 from torch import nn
 
 from panonet.inference.bandwidth import bandwidth_table
-from panonet.inference.merge import (
-    LABEL_DIVISOR,
-    instances_from_embedding,
-    limit_instances_per_class,
-    panoptic_from_semantic_instance,
-    semantic_from_logits,
-)
+from panonet.inference.merge import merge
 from panonet.models.checkpoint import load_model
 from panonet.models.panonet import PanoNet, preprocess
 
@@ -107,16 +101,27 @@ class Predictor:
             raise ValueError(f"Predictor: min_instance_size must be >= 0, got {min_instance_size}")
         self.min_instance_size = int(min_instance_size)
 
-    def __call__(self, image: ImageInput) -> dict[str, Any]:
-        return self.predict(image)
+    def __call__(self, image: ImageInput, **kwargs: Any) -> dict[str, Any]:
+        return self.predict(image, **kwargs)
 
     @torch.inference_mode()
-    def predict(self, image: ImageInput) -> dict[str, Any]:
+    def predict(
+        self,
+        image: ImageInput,
+        *,
+        semantic: torch.Tensor | None = None,
+        return_logits: bool = False,
+    ) -> dict[str, Any]:
         """Panoptic maps of one image or a batch.
 
         Args:
             image: uint8 RGB: a NumPy array (H, W, 3) or (N, H, W, 3); a tensor (3, H, W) or
                 (N, 3, H, W); or a list of same-sized images of either kind.
+            semantic: optional integer trainIds, (H, W) or (N, H, W) like the output (255 =
+                ignore), used instead of the predicted semantic map for clustering and merging
+                (e.g. ground truth: the paper's AP_GT).
+            return_logits: also return ``logits``, the network's 1/4-resolution semantic logits
+                ((C, h, w) or (N, C, h, w) float32 CPU), e.g. for instance scores.
 
         Returns:
             dict with ``semantic``, ``instance``, ``panoptic`` ((H, W) or (N, H, W) int64 CPU
@@ -144,29 +149,21 @@ class Predictor:
         logits = out.semantic[0].float()
         embedding = out.embedding[0].float().contiguous()
         lap("network")
-        semantic = semantic_from_logits(logits, size=(H, W))
-        lap("semantic")
-        instance = instances_from_embedding(
+        if semantic is not None:
+            semantic = semantic if batched else semantic.unsqueeze(0)
+        maps = merge(
+            logits,
             embedding,
-            logits.max(dim=1).indices,
             self.bandwidth,
-            semantic_fullres=semantic,
+            size=(H, W),
+            semantic=semantic,
             min_instance_size=self.min_instance_size,
+            stage=lap,
         )
-        lap("clustering")
-        instance, removed = limit_instances_per_class(semantic, instance)
-        if removed:
-            warnings.warn(
-                f"Predictor: {removed} instance(s) beyond the {LABEL_DIVISOR} per class that "
-                "Cityscapes panoptic ids can hold were set to void (the smallest ones); is the "
-                "model trained and the bandwidth right?",
-                stacklevel=2,
-            )
-        panoptic = panoptic_from_semantic_instance(semantic, instance)
-        lap("panoptic")
         timings["total"] = (time.perf_counter() - start) * 1e3
 
-        maps = {"semantic": semantic, "instance": instance, "panoptic": panoptic}
+        if return_logits:
+            maps["logits"] = logits
         maps = {k: (v if batched else v[0]).cpu() for k, v in maps.items()}
         return {**maps, "timings": timings}
 
