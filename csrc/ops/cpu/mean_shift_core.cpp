@@ -34,6 +34,7 @@
 #endif
 
 #include "../center_index.h"
+#include "../hash.h"
 #include "../mean_shift.h"
 #include "../mean_shift_post.h"
 #include "mean_shift_core.h"
@@ -52,14 +53,6 @@ constexpr int64_t kMaxGroup = 128;   // seeds packed into batches together (see 
 constexpr double kFloatGuard = 1e-5;
 using Mask = uint32_t;
 
-uint64_t mix(uint64_t h) {  // splitmix64 finaliser
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebULL;
-  return h ^ (h >> 31);
-}
-
 uint64_t hash_doubles(const double* v, int64_t D) {
   uint64_t h = 0;
   for (int64_t d = 0; d < D; ++d) {
@@ -68,7 +61,7 @@ uint64_t hash_doubles(const double* v, int64_t D) {
     std::memcpy(&bits, &x, sizeof(bits));
     h += bits * (0x9e3779b97f4a7c15ULL + 2 * static_cast<uint64_t>(d));
   }
-  return mix(h);
+  return mix64(h);
 }
 
 // Open-addressing map from D-double keys to dense ids in order of first insertion.

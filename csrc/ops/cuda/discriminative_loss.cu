@@ -28,6 +28,7 @@
 
 #include "../discriminative_loss.h"
 #include "../discriminative_loss_checks.h"
+#include "../hash.h"
 
 namespace panonet::ops {
 namespace {
@@ -71,14 +72,6 @@ __device__ inline BlockRange block_range(int64_t HW) {
 // pixel that is the first of its id is flagged, an inclusive scan of the flags over the batch
 // gives every first pixel its global cluster index, and the images' offsets are the scan at the
 // image boundaries.
-
-__device__ inline uint64_t mix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  return h ^ (h >> 33);
-}
 
 // Slot of id in one image's table (mask = slots - 1), inserting it if absent.
 __device__ inline int64_t table_insert(unsigned long long* keys, int64_t mask,

@@ -25,6 +25,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "../cpu/mean_shift_core.h"
+#include "../hash.h"
 #include "../mean_shift.h"
 #include "../mean_shift_post.h"
 #include "../mean_shift_projection.h"
@@ -38,14 +39,6 @@ constexpr unsigned kFull = 0xffffffffu;
 constexpr int64_t kMaxCudaD = 64;  // wider embeddings use the CPU implementation
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-__device__ inline uint64_t mix64(uint64_t h) {
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebULL;
-  return h ^ (h >> 31);
-}
 
 // Per point: its bin key (D doubles) and a hash of (group, key).
 __global__ void bin_keys_kernel(const double* x, int64_t N, int64_t D, const int32_t* group_of,
