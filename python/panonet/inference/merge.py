@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from panonet.data.labels import LABEL_DIVISOR, THING_TRAIN_IDS, TRAIN_TO_LABEL
+from panonet.data.labels import CLASSES, LABEL_DIVISOR, THING_TRAIN_IDS, TRAIN_TO_LABEL
 from panonet.data.transforms import _check_size, resize_labels  # shared with training
 from panonet.ops import cluster_instances
 
@@ -434,16 +434,12 @@ def merge(
     )
     done("clustering")
     if max_instances_per_class is not None:
+        worst = _most_instances_per_class(semantic_out, instance)
         instance, removed = limit_instances_per_class(
             semantic_out, instance, max_instances_per_class
         )
         if removed:
-            warnings.warn(
-                f"{removed} instance(s) beyond the {max_instances_per_class} per class that "
-                "Cityscapes panoptic ids can hold were set to void (the smallest ones); is the "
-                "model trained and the bandwidth right?",
-                stacklevel=2,
-            )
+            _warn_once_per_class(worst, max_instances_per_class, removed)
     panoptic = panoptic_from_semantic_instance(
         semantic_out, instance, train_to_label=train_to_label, thing_train_ids=thing_train_ids
     )
@@ -452,6 +448,42 @@ def merge(
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+# Classes already reported by _warn_once_per_class in this process: an untrained network
+# overflows on every frame, and one clear message is worth more than one per frame.
+_REPORTED_CLASSES: set[int] = set()
+
+
+def _most_instances_per_class(semantic: torch.Tensor, instance: torch.Tensor) -> dict[int, int]:
+    """{class: the most instances it has in one image}, for (B, H, W) or (H, W) maps."""
+    sem = semantic.reshape(-1, *semantic.shape[-2:]).long()
+    inst = instance.reshape(-1, *instance.shape[-2:]).long()
+    most: dict[int, int] = {}
+    for b in range(inst.shape[0]):
+        keep = inst[b] > 0
+        pairs = torch.unique(torch.stack([sem[b][keep], inst[b][keep]]), dim=1)
+        classes, counts = torch.unique(pairs[0], return_counts=True)
+        for c, n in zip(classes.tolist(), counts.tolist(), strict=True):
+            most[c] = max(most.get(c, 0), n)
+    return most
+
+
+def _warn_once_per_class(most: dict[int, int], limit: int, removed: int) -> None:
+    """Says, once per class and process, that a class had more clusters than panoptic ids hold:
+    the sign of an untrained embedding (every pixel its own cluster) or a too small bandwidth."""
+    over = {c: n for c, n in most.items() if n > limit and c not in _REPORTED_CLASSES}
+    if not over:
+        return
+    _REPORTED_CLASSES.update(over)
+    names = {c.train_id: c.name for c in CLASSES}
+    listed = ", ".join(f"{names.get(c, f'class {c}')} {n}" for c, n in sorted(over.items()))
+    warnings.warn(
+        f"the embedding looks untrained (or the bandwidth is too small): clusters in one image "
+        f"by class: {listed}, more than the {limit} instances per class that panoptic ids hold; "
+        f"the smallest beyond {limit} ({removed} in this call) were set to void. Said once per "
+        "class.",
+        stacklevel=3,
+    )
 
 
 def _filter_and_renumber(inst: torch.Tensor, kmax: int, min_size: int) -> torch.Tensor:
