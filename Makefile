@@ -48,6 +48,7 @@ bench: build
 	$(PY) benchmarks/bench_mean_shift.py
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_evaluation.py
+	$(PY) benchmarks/bench_train.py
 
 # Compiles the CUDA kernels against a CUDA build of torch (no GPU needed) and checks that every
 # op has its CUDA kernel registered; then runs the test suite on the CPU against that build.

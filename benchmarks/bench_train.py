@@ -1,0 +1,198 @@
+"""Benchmark of PanoNet training steps: forward, the 3-scale loss, backward and the optimizer.
+
+A step is what the Trainer does (channels_last, AdamW, PanoNetLoss at the three scales), timed on
+synthetic street scenes (panonet.data.synthetic) rendered into a temporary Cityscapes-layout
+folder. Two data sources: "memory" repeats one collated batch already on the device (the step
+alone), "loader" draws every batch from a DataLoader with the Trainer's transforms (workers,
+pinned memory, persistent workers), so the two rows show whether loading is the bottleneck.
+Cases: the demo's setting (batch 4 of 128x256 crops) and the paper's (batch 16 of 512x1024).
+On CUDA each case runs in float32 and with bf16 autocast (and fp16 with a GradScaler with
+--fp16). Each row is the median of --steps timed steps after --warmup, the device synchronized
+after each step; images/s = batch / median.
+
+    python benchmarks/bench_train.py [--device cpu|cuda|auto] [--quick] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from _common import print_table, resolve_device, summarize, synchronize, write_results
+from torch.utils.data import DataLoader, Sampler
+
+from panonet.data import CityscapesPanoptic
+from panonet.data.synthetic import generate
+from panonet.data.transforms import collate, train_transforms
+from panonet.models import PanoNet
+from panonet.models.panonet import preprocess
+from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
+from panonet.train.trainer import SeededItems
+
+# (name, batch, crop (h, w)); the paper's crop is 512x1024 at batch 16 per GPU.
+CASES = [("demo", 4, (128, 256)), ("paper", 16, (512, 1024))]
+# Targets on one H200 (issue "Real time on one GPU"): ms per step, or images per second.
+CUDA_TARGETS = {"demo": ("ms_per_step", 8.0), "paper": ("images_per_s", 600.0)}
+
+
+class RandomKeys(Sampler[list[tuple[int, int]]]):
+    """Endless batches of (index, epoch) keys for SeededItems, reshuffled every epoch."""
+
+    def __init__(self, n: int, batch: int, seed: int = 0) -> None:
+        self.n, self.batch, self.seed = n, batch, seed
+
+    def __iter__(self):
+        for epoch in itertools.count():
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch))
+            keys = [(int(i), epoch) for i in order]
+            keys += keys[: (-len(keys)) % self.batch]  # whole batches only
+            for k in range(0, len(keys), self.batch):
+                yield keys[k : k + self.batch]
+
+
+def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
+    """One training step on a collated batch, as Trainer._train_step does it."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+
+    def step(batch) -> torch.Tensor:
+        images = preprocess(batch["image"].permute(0, 2, 3, 1), device=device)
+        images = images.contiguous(memory_format=torch.channels_last)
+        semantic = batch["semantic"].to(device, non_blocking=True)
+        instance = batch["instance"].to(device, non_blocking=True)
+        offset = batch["offset"].to(device, non_blocking=True)
+        full_size = batch["full_size"].to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            output = model(images, offset, full_size)
+        total, _ = loss_fn(output, semantic, instance)
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return total.detach()
+
+    return step
+
+
+def time_steps(step, batches, device: torch.device, warmup: int, steps: int) -> list[float]:
+    for _ in range(warmup):
+        step(next(batches))
+    synchronize(device)
+    times = []
+    for _ in range(steps):
+        batch = next(batches)  # the loader's time counts: it is part of a step's wall time
+        start = time.perf_counter()
+        loss = step(batch)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if not torch.isfinite(loss):
+            raise SystemExit(f"non-finite loss {float(loss)}: the benchmark's steps diverged")
+    return times
+
+
+def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
+    torch.manual_seed(0)
+    model = PanoNet().to(device).train().to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, OptimConfig(name="adamw"))
+    step = make_step(model, PanoNetLoss().to(device), optimizer, device, amp)
+    items = SeededItems(dataset, train_transforms(crop, scale=(0.75, 1.5)), seed=0)
+    loader = DataLoader(
+        items,
+        batch_sampler=RandomKeys(len(dataset), batch),
+        num_workers=args.workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None,
+    )
+    batches = iter(loader)
+    if source == "memory":
+        fixed = {
+            k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+            for k, v in next(batches).items()
+        }
+        batches = itertools.repeat(fixed)
+    steps = args.steps if name == "demo" or device.type == "cuda" else args.cpu_paper_steps
+    times = time_steps(step, batches, device, args.warmup, steps)
+    stats = summarize(times)
+    row = {
+        "case": name,
+        "batch": batch,
+        "crop": f"{crop[0]}x{crop[1]}",
+        "amp": amp,
+        "data": source,
+        "workers": args.workers if source == "loader" else 0,
+        "ms_per_step": stats["median_ms"],
+        "images_per_s": batch / stats["median_ms"] * 1e3,
+        **{f"step_{k}": v for k, v in stats.items()},
+    }
+    if device.type == "cuda":
+        metric, target = CUDA_TARGETS[name]
+        row["target"] = f"{metric.replace('_', ' ')} {'<=' if metric == 'ms_per_step' else '>='}"
+        row["target"] += f" {target:g}"
+        value = row[metric]
+        row["met"] = bool(value <= target if metric == "ms_per_step" else value >= target)
+    if device.type == "cuda":
+        row["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument(
+        "--cpu-paper-steps",
+        type=int,
+        default=3,
+        help="timed steps of the paper's case on the CPU (tens of seconds each)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--fp16", action="store_true", help="also fp16 autocast + GradScaler")
+    parser.add_argument("--quick", action="store_true", help="only the demo case, 3 steps")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    cases = CASES[:1] if args.quick else CASES
+    if args.quick:
+        args.steps, args.warmup = 3, 1
+    amps = ["none"] + (["bf16"] + (["fp16"] if args.fp16 else []) if device.type == "cuda" else [])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        size = (256, 512) if args.quick else (512, 1024)
+        start = time.perf_counter()
+        generate(tmp, train=16, val=1, size=size, progress=False)
+        print(f"rendered 16 scenes of {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s")
+        dataset = CityscapesPanoptic(Path(tmp), "train")
+        rows = []
+        for (name, batch, crop), amp in itertools.product(cases, amps):
+            for source in ("memory", "loader"):
+                rows.append(run_case(name, batch, crop, dataset, device, amp, source, args))
+
+    print(f"\nPanoNet training steps on {device} (median of timed steps)")
+    table = print_table(
+        rows,
+        [
+            ("case", "case"),
+            ("batch", "batch"),
+            ("crop", "crop"),
+            ("amp", "autocast"),
+            ("data", "data"),
+            ("ms_per_step", "ms / step"),
+            ("images_per_s", "images / s"),
+            ("target", "target"),
+            ("met", "met"),
+        ],
+    )
+    write_results("train", device, {"rows": rows, "table": table}, args.out)
+
+
+if __name__ == "__main__":
+    main()
