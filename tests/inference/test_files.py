@@ -104,3 +104,58 @@ def test_expand_inputs_and_bad_batch(tmp_path, predictor):
     assert files == [] and "no image or video" in problems[0][1]
     with pytest.raises(ValueError, match="batch >= 1"):
         predict_files(predictor, [], tmp_path, batch=0)
+
+
+def write_video(path, frames: int = 5) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (W, H))
+    for k in range(frames):
+        writer.write(np.full((H, W, 3), 40 * k, dtype=np.uint8))
+    writer.release()
+
+
+def test_video_reports_throughput_and_the_limiting_stage(tmp_path, predictor):
+    write_video(tmp_path / "drive.mp4", frames=5)
+    summary = predict_files(
+        predictor, [tmp_path / "drive.mp4"], tmp_path / "out", batch=2, progress=False
+    )
+    (run,) = summary.videos
+    assert run.name == "drive.mp4" and run.frames == 5 and run.fps > 0
+    assert set(run.busy) == {"decode", "model", "encode"} and run.busy["model"] > 0
+    assert run.limited_by in run.busy
+    assert "frames/s" in summary.report() and f"limited by {run.limited_by}" in summary.report()
+
+
+class _FailingPredictor:
+    """Predicts the first batch, then raises: a failure inside the model stage."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.calls = predictor, 0
+
+    def predict(self, image):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("model stage failed")
+        return self.predictor.predict(image)
+
+
+def test_video_stage_failures_propagate_and_leave_no_video(tmp_path, predictor, monkeypatch):
+    write_video(tmp_path / "drive.mp4", frames=6)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="model stage failed"):
+        predict_files(
+            _FailingPredictor(predictor), [tmp_path / "drive.mp4"], out, batch=2, progress=False
+        )
+    assert not (out / "drive_overlay.mp4").exists()
+    assert not list(out.glob(".drive_overlay.*"))  # the temporary video is removed too
+
+    import panonet.inference.files as files_module
+
+    def broken_save(path, panoptic):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files_module, "_save_panoptic", broken_save)
+    with pytest.raises(OSError, match="disk full"):  # a failure in the encoding stage
+        predict_files(
+            predictor, [tmp_path / "drive.mp4"], out, batch=2, overwrite=True, progress=False
+        )
+    assert not (out / "drive_overlay.mp4").exists()

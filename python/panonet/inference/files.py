@@ -4,7 +4,9 @@ Used by ``panonet predict``. For an image ``street.png`` it writes, under the ou
 ``street_panoptic.png`` (16-bit PNG of Cityscapes panoptic ids, the format of
 ``gtFine_instanceIds.png``) and ``street_overlay.png`` (the overlay next to the panoptic colours).
 For a video ``drive.mp4`` it writes ``drive_overlay.mp4`` (overlaid frames) and the per-frame
-panoptic PNGs in ``drive_panoptic/``.
+panoptic PNGs in ``drive_panoptic/``. A video runs as three overlapping stages: a thread
+decodes frames, the calling thread runs the predictor, a thread writes the PNGs and encodes the
+overlay video; the summary reports frames per second and which stage limited it.
 
 An input that cannot be read is reported by name and skipped; the rest still run. An output
 that already exists is not overwritten unless ``overwrite=True`` (the input is skipped and
@@ -14,8 +16,11 @@ reported instead).
 from __future__ import annotations
 
 import os
+import queue
 import statistics
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "PredictionSummary",
+    "VideoRun",
     "expand_inputs",
     "predict_files",
 ]
@@ -50,12 +56,14 @@ class PredictionSummary:
         written: output files written.
         skipped: (input, reason) for every input not (fully) processed.
         timings: per stage, the per-frame milliseconds.
+        videos: per video predicted, its throughput and busiest stage.
     """
 
     frames: int = 0
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    videos: list[VideoRun] = field(default_factory=list)
 
     def medians(self) -> dict[str, float]:
         """Median milliseconds per frame of each stage (empty if no frame ran)."""
@@ -70,7 +78,41 @@ class PredictionSummary:
             lines.append(
                 "median ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items())
             )
+        lines += [video.report() for video in self.videos]
         return "\n".join(lines)
+
+
+@dataclass
+class VideoRun:
+    """Throughput of one video: its three overlapping stages and the one that limited it.
+
+    Attributes:
+        name: the video's file name.
+        frames: frames predicted.
+        seconds: wall time from the first decoded frame to the last encoded one.
+        busy: seconds each stage ("decode", "model", "encode") spent working; the stages run
+            concurrently, so the largest bounds the throughput.
+    """
+
+    name: str
+    frames: int
+    seconds: float
+    busy: dict[str, float]
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def limited_by(self) -> str:
+        return max(self.busy, key=self.busy.__getitem__)
+
+    def report(self) -> str:
+        busy = ", ".join(f"{k} {v:.1f} s" for k, v in self.busy.items())
+        return (
+            f"{self.name}: {self.frames} frames in {self.seconds:.1f} s, {self.fps:.1f} frames/s; "
+            f"busy: {busy}; limited by {self.limited_by}"
+        )
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -145,20 +187,54 @@ def _predict_image(
     _record(summary, result["timings"])
 
 
-def _video_frames(capture, batch: int) -> Iterator[list[np.ndarray]]:
+def _video_frames(capture, batch: int, busy: dict[str, float]) -> Iterator[list[np.ndarray]]:
     import cv2
 
     frames: list[np.ndarray] = []
     while True:
+        start = time.perf_counter()
         ok, bgr = capture.read()
+        if ok:
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        busy["decode"] += time.perf_counter() - start
         if not ok:
             break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         if len(frames) == batch:
             yield frames
             frames = []
     if frames:
         yield frames
+
+
+# Marks the end of a stage's stream in the queues between the video stages.
+_END = object()
+
+
+class _StageFailed(Exception):
+    """Another stage of the video pipeline failed; its exception is the one to raise."""
+
+
+def _put(q: queue.Queue, item, failed: threading.Event) -> None:
+    """q.put that gives up (raises _StageFailed) once another stage has failed, so that no
+    stage waits forever on a full queue nobody empties."""
+    while True:
+        if failed.is_set():
+            raise _StageFailed
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue, failed: threading.Event):
+    while True:
+        if failed.is_set():
+            raise _StageFailed
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
 
 
 def _predict_video(
@@ -192,27 +268,79 @@ def _predict_video(
     os.close(fd)
     publish_mode(tmp)
     writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * w, h))
-    index = 0
-    try:
-        bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
-        for frames in _video_frames(capture, batch):
-            result = predictor.predict(np.stack(frames))
-            per_frame = {k: v / len(frames) for k, v in result["timings"].items()}
-            for k, image in enumerate(frames):
-                panoptic = result["panoptic"][k].numpy()
+    busy = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+    decoded: queue.Queue = queue.Queue(maxsize=4)  # batches of RGB frames
+    predicted: queue.Queue = queue.Queue(maxsize=4)  # (frames, panoptic maps, per-frame ms)
+    failed = threading.Event()
+    errors: list[BaseException] = []
+
+    def stage(body):
+        def run() -> None:
+            try:
+                body()
+            except _StageFailed:
+                pass
+            except BaseException as err:  # handed to the calling thread, which raises it
+                errors.append(err)
+                failed.set()
+
+        return threading.Thread(target=run, daemon=True)
+
+    def decode() -> None:
+        for frames in _video_frames(capture, batch, busy):
+            _put(decoded, frames, failed)
+        _put(decoded, _END, failed)
+
+    bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress)
+
+    def encode() -> None:
+        index = 0
+        while (item := _get(predicted, failed)) is not _END:
+            frames, panoptics, per_frame = item
+            start = time.perf_counter()
+            for image, panoptic in zip(frames, panoptics, strict=True):
                 target = frame_dir / f"frame_{index:06d}_panoptic.png"
                 _save_panoptic(target, panoptic)
                 summary.written.append(target)
-                picture = side_by_side(image, panoptic)
-                writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                writer.write(cv2.cvtColor(side_by_side(image, panoptic), cv2.COLOR_RGB2BGR))
                 _record(summary, per_frame)
                 index += 1
+            busy["encode"] += time.perf_counter() - start
             bar.update(len(frames))
+
+    threads = [stage(decode), stage(encode)]
+    start = time.perf_counter()
+    frames_done = 0
+    try:
+        for thread in threads:
+            thread.start()
+        try:
+            while (frames := _get(decoded, failed)) is not _END:
+                tick = time.perf_counter()
+                result = predictor.predict(np.stack(frames))
+                panoptics = result["panoptic"].numpy()
+                busy["model"] += time.perf_counter() - tick
+                per_frame = {k: v / len(frames) for k, v in result["timings"].items()}
+                _put(predicted, (frames, panoptics, per_frame), failed)
+                frames_done += len(frames)
+            _put(predicted, _END, failed)
+        except _StageFailed:
+            pass
+        except BaseException:
+            failed.set()  # stops the other stages (Ctrl-C too)
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
         bar.close()
         writer.release()
         os.replace(tmp, video_out)
         summary.written.append(video_out)
+        summary.videos.append(VideoRun(path.name, frames_done, time.perf_counter() - start, busy))
     except BaseException:
+        bar.close()
         writer.release()
         Path(tmp).unlink(missing_ok=True)
         raise
