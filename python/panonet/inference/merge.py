@@ -434,12 +434,13 @@ def merge(
     )
     done("clustering")
     if max_instances_per_class is not None:
-        worst = _most_instances_per_class(semantic_out, instance)
-        instance, removed = limit_instances_per_class(
+        limited, removed = limit_instances_per_class(
             semantic_out, instance, max_instances_per_class
         )
-        if removed:
-            _warn_once_per_class(worst, max_instances_per_class, removed)
+        if removed:  # counted only then: torch.unique over the frame is not free
+            most = _most_instances_per_class(semantic_out, instance)
+            _warn_once_per_class(most, max_instances_per_class, removed)
+        instance = limited
     panoptic = panoptic_from_semantic_instance(
         semantic_out, instance, train_to_label=train_to_label, thing_train_ids=thing_train_ids
     )
