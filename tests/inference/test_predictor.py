@@ -211,3 +211,24 @@ def test_given_semantic_map_and_logits(predictor):
     plain = predictor.predict(img)
     assert "logits" not in plain
     assert torch.equal(plain["semantic"], semantic_from_logits(out["logits"], (H, W)))
+
+
+def test_outputs_left_on_the_device_and_untimed_stages(model):
+    img = image(6)
+    timed = Predictor(model)
+    lean = Predictor(model, output_device=None, stage_timings=False)
+    a, b = timed.predict(img), lean.predict(img)
+    for key in ("semantic", "instance", "panoptic"):
+        assert torch.equal(a[key], b[key].cpu())
+        assert b[key].device == lean.device
+    assert set(a["timings"]) == {
+        "preprocess",
+        "network",
+        "semantic",
+        "clustering",
+        "panoptic",
+        "total",
+    }
+    assert set(b["timings"]) == {"total"} and b["timings"]["total"] > 0
+    with pytest.raises(RuntimeError, match="device"):
+        Predictor(model, output_device="no-such-device")
