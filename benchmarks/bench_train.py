@@ -29,9 +29,8 @@ from panonet.data import CityscapesPanoptic
 from panonet.data.synthetic import generate
 from panonet.data.transforms import collate, train_transforms
 from panonet.models import PanoNet
-from panonet.models.panonet import preprocess
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
-from panonet.train.trainer import SeededItems
+from panonet.train.trainer import SeededItems, batch_to_device
 
 # (name, batch, crop (h, w)); the paper's crop is 512x1024 at batch 16 per GPU.
 CASES = [("demo", 4, (128, 256)), ("paper", 16, (512, 1024))]
@@ -60,12 +59,7 @@ def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     def step(batch) -> torch.Tensor:
-        images = preprocess(batch["image"].permute(0, 2, 3, 1), device=device)
-        images = images.contiguous(memory_format=torch.channels_last)
-        semantic = batch["semantic"].to(device, non_blocking=True)
-        instance = batch["instance"].to(device, non_blocking=True)
-        offset = batch["offset"].to(device, non_blocking=True)
-        full_size = batch["full_size"].to(device, non_blocking=True)
+        images, semantic, instance, offset, full_size = batch_to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = model(images, offset, full_size)

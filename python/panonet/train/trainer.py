@@ -77,6 +77,7 @@ __all__ = [
     "SeededItems",
     "StepBatchSampler",
     "Trainer",
+    "batch_to_device",
     "find_checkpoint",
     "get_rng_state",
     "item_seed",
@@ -300,6 +301,25 @@ def _json_float(x: float) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def batch_to_device(
+    batch: Mapping[str, Any], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A collated training batch as the network and the loss take it, on ``device``.
+
+    Returns:
+        images (B, 3, H, W) float, normalised, channels_last; semantic and instance (B, H, W)
+        int64; offset and full_size (B, 2) int64 (the crop's place in the full image, for the
+        coordinate channels).
+    """
+    images = preprocess(batch["image"].permute(0, 2, 3, 1), device=device)
+    images = images.contiguous(memory_format=torch.channels_last)
+    semantic = batch["semantic"].to(device, non_blocking=True)
+    instance = batch["instance"].to(device, non_blocking=True)
+    offset = batch["offset"].to(device, non_blocking=True)
+    full_size = batch["full_size"].to(device, non_blocking=True)
+    return images, semantic, instance, offset, full_size
 
 
 class Trainer:
@@ -674,13 +694,7 @@ class Trainer:
 
     def _train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         """One optimisation step on a collated batch; returns the logged loss terms."""
-        dev = self.device
-        images = preprocess(batch["image"].permute(0, 2, 3, 1), device=dev)
-        images = images.contiguous(memory_format=torch.channels_last)
-        semantic = batch["semantic"].to(dev, non_blocking=True)
-        instance = batch["instance"].to(dev, non_blocking=True)
-        offset = batch["offset"].to(dev, non_blocking=True)
-        full_size = batch["full_size"].to(dev, non_blocking=True)
+        images, semantic, instance, offset, full_size = batch_to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
             output = self.net(images, offset, full_size)
