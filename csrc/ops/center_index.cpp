@@ -1,5 +1,7 @@
 #include "center_index.h"
 
+#include "mean_shift.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -13,7 +15,7 @@ constexpr int64_t kLeafCenters = 32;
 }  // namespace
 
 CenterIndex::CenterIndex(const double* centers, int64_t K, int64_t D)
-    : K_(K), D_(D), index_(K) {
+    : D_(D), index_(K) {
   std::iota(index_.begin(), index_.end(), 0);
   if (K == 0) return;
   src_ = centers;
@@ -83,7 +85,7 @@ double CenterIndex::box_sq_dist(int64_t node, const double* q) const {
   const double* hi = hi_.data() + node * D_;
   double s = 0;
   for (int64_t d = 0; d < D_; ++d) {
-    const double gap = q[d] < lo[d] ? lo[d] - q[d] : (q[d] > hi[d] ? q[d] - hi[d] : 0.0);
+    const double gap = interval_gap(q[d], lo[d], hi[d]);
     s += gap * gap;
   }
   return s;

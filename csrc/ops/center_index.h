@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "mean_shift.h"
+
 namespace panonet::ms {
 
 class CenterIndex {
@@ -42,19 +44,12 @@ class CenterIndex {
   int64_t build(int64_t begin, int64_t end);
   double box_sq_dist(int64_t node, const double* q) const;
   int64_t search(const double* q, double* d2, double* second_d2, bool two) const;
-  // sq_dist of ../mean_shift.h from q to the center at tree position j (query minus center,
-  // d = 0..D-1).
+  // sq_dist (mean_shift.h) from q to the center at tree position j.
   double sq_dist_to(const double* q, int64_t j) const {
-    const double* c = rows_.data() + j * D_;
-    double s = 0;
-    for (int64_t d = 0; d < D_; ++d) {
-      const double diff = q[d] - c[d];
-      s += diff * diff;
-    }
-    return s;
+    return sq_dist(q, rows_.data() + j * D_, D_);
   }
 
-  int64_t K_, D_;
+  int64_t D_;
   std::vector<int64_t> index_;  // tree position -> center index
   std::vector<double> rows_;    // K x D: the centers in tree order
   std::vector<Node> nodes_;

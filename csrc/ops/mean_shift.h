@@ -39,6 +39,13 @@ PANONET_HD inline T sq_dist(const T* a, const T* b, int64_t D) {
   return s;
 }
 
+// Distance from q to the interval [lo, hi] (0 inside). For x in [lo, hi], the rounded gap is
+// <= the rounded |x - q| (rounding is monotone), so a sum of squared gaps taken in sq_dist's
+// order is a lower bound of sq_dist to every point of a box, exact without slack.
+PANONET_HD inline double interval_gap(double q, double lo, double hi) {
+  return q < lo ? lo - q : (q > hi ? q - hi : 0.0);
+}
+
 // Bin key of one coordinate: round half to even, with -0 folded into +0 (Python's tuple keys
 // compare -0.0 == 0.0).
 PANONET_HD inline double bin_key(double x, double bandwidth) {

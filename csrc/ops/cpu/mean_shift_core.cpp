@@ -659,10 +659,8 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
       dist[k] = d2;
       straddle |= Mask(1) << k;
     }
-    // Lanes the ball leaves undecided: skip the node if its box lies outside the window. The
-    // bound is sklearn's sum over d of (x_d - q_d)^2 with each difference replaced by the gap
-    // to the box, which is no larger, in the same order: rounding is monotone, so it is <= the
-    // float64 distance of every point in the box, and "> bw^2" is exact without slack.
+    // Lanes the ball leaves undecided: skip the node if its box lies outside the window
+    // (interval_gap: "> bw^2" is exact without slack).
     if (straddle) {
       const double* lo = ix.box_lo.data() + id * D;
       const double* hi = ix.box_hi.data() + id * D;
@@ -670,8 +668,7 @@ void window_batch(const Index& ix, const double* means, Mask mask, double bw, do
         if (!(straddle >> k & 1)) continue;
         double g2 = 0;
         for (int64_t d = 0; d < D; ++d) {
-          const double q = means_t[d][k];
-          const double gap = q < lo[d] ? lo[d] - q : (q > hi[d] ? q - hi[d] : 0.0);
+          const double gap = interval_gap(means_t[d][k], lo[d], hi[d]);
           g2 += gap * gap;
         }
         if (g2 > bw2) straddle &= ~(Mask(1) << k);

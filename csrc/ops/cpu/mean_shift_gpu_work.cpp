@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <numeric>
 #include <vector>
 
 #include "../mean_shift.h"
@@ -114,28 +113,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   const int64_t S = static_cast<int64_t>(seeds.size()) / D;
   work[kSeeds] = S;
 
-  // The group's axis of widest spread of the bin centers, its largest radius, bins sorted on it.
-  int64_t axis = 0;
-  double widest = -1, max_radius = 0;
-  for (int64_t d = 0; d < D && R > 0; ++d) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (int64_t b = 0; b < R; ++b) {
-      lo = std::min(lo, center[b * D + d]);
-      hi = std::max(hi, center[b * D + d]);
-    }
-    if (hi - lo > widest) {
-      widest = hi - lo;
-      axis = d;
-    }
-  }
-  for (int64_t b = 0; b < R; ++b) max_radius = std::max(max_radius, radius[b]);
-  std::vector<int64_t> by_key(R);
-  std::iota(by_key.begin(), by_key.end(), 0);
-  std::stable_sort(by_key.begin(), by_key.end(), [&](int64_t a, int64_t b) {
-    return center[a * D + axis] < center[b * D + axis];
-  });
-  std::vector<double> sorted_key(R);
-  for (int64_t j = 0; j < R; ++j) sorted_key[j] = center[by_key[j] * D + axis];
+  // The bins sorted on the axis of widest spread of their centers (as the CUDA kernels sort a
+  // group's bins), and the largest bin radius.
+  const ProjectedCenters by_axis = project_centers(center.data(), R, D);
+  const int64_t axis = by_axis.axis;
+  const std::vector<int64_t>& by_key = by_axis.rank;
+  const std::vector<double>& sorted_key = by_axis.keys;
+  const double max_radius = R > 0 ? *std::max_element(radius.begin(), radius.end()) : 0.0;
   const double reach = projection_reach(bw, max_radius, margin);
 
   // 4. Climb, as one warp of the CUDA kernel does it, bin after bin.

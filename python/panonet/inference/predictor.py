@@ -132,7 +132,8 @@ class Predictor:
                 ignore), used instead of the predicted semantic map for clustering and merging
                 (e.g. ground truth: the paper's AP_GT).
             return_logits: also return ``logits``, the network's 1/4-resolution semantic logits
-                ((C, h, w) or (N, C, h, w) float32 CPU), e.g. for instance scores.
+                ((C, h, w) or (N, C, h, w) float32, on ``output_device`` like the maps), e.g.
+                for instance scores.
 
         Returns:
             dict with ``semantic``, ``instance``, ``panoptic`` ((H, W) or (N, H, W) int64 CPU
