@@ -249,6 +249,8 @@ WORK_COUNTS = (
     "label_distances_full_scan",
     "label_distances_projection",
     "points_of_straddling_bins",
+    "suppression_rounds",
+    "suppression_distances",
 )
 
 

@@ -38,15 +38,17 @@ TORCH_LIBRARY(panonet, m) {
   // on ties; -1 if K == 0) and the number of centers whose distance it computed, both (N) int64.
   m.def("_nearest_by_projection(Tensor points, Tensor centers) -> (Tensor labels, Tensor visited)");
   // Benchmark and test hook: the CUDA mean-shift's algorithm run sequentially on the host (any
-  // device's points; results on the CPU), counting its work. -> counts (9) int64: seeds, climb
+  // device's points; results on the CPU), counting its work; the bins' hash keeps its lowest
+  // hash_bits bits (fewer than 64: collisions, for the tests). -> counts (11) int64: seeds, climb
   // iterations, bins tested by a full scan of the group per iteration, bins tested within the
   // projection's reach, straddling bins met, points tested (those of straddling bins that the
   // triangle inequality with their bin's center leaves undecided), label distances by a full
   // scan, label distances by the projection search, points of the straddling bins (all tested
-  // before that inequality was used); then labels (N) and centers (K, D) float64.
+  // before that inequality was used), suppression rounds, suppression distances; then labels (N)
+  // and centers (K, D) float64.
   m.def(
       "_mean_shift_gpu_work(Tensor points, float bandwidth, bool bin_seeding, int min_bin_freq, "
-      "int max_iter) -> (Tensor counts, Tensor labels, Tensor centers)");
+      "int max_iter, int hash_bits=64) -> (Tensor counts, Tensor labels, Tensor centers)");
 }
 
 PYBIND11_MODULE(_C, m) {

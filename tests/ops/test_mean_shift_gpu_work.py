@@ -26,6 +26,8 @@ def counts_of(counts: torch.Tensor) -> dict:
         "labels_full",
         "labels_projection",
         "points_straddling",
+        "suppression_rounds",
+        "suppression_distances",
     )
     return dict(zip(names, counts.tolist(), strict=True))
 
@@ -51,6 +53,39 @@ def test_same_clustering_as_the_cpu_op(seed, n, D, k, bw, bin_seeding):
     assert c["labels_projection"] <= c["labels_full"] == n * len(centers)
     assert c["seeds"] <= c["iterations"] <= c["seeds"] * 301
     assert c["points_tested"] <= c["points_straddling"]
+    assert (c["suppression_rounds"] >= 1) == (len(centers) > 0)
+
+
+@hsettings(max_examples=30)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 300),
+    D=st.sampled_from([1, 2, 12]),
+    bw=st.floats(0.2, 2.0),
+    hash_bits=st.integers(1, 3),
+)
+def test_hash_collisions_keep_bins_apart(seed, n, D, bw, hash_bits):
+    # With 1-3 bits of hash nearly every bin shares its hash with others: the GPU's bins (runs of
+    # one hash split by exact key comparison) must still be sklearn's.
+    X = torch.tensor(blobs(seed, n, D, 4, spread=0.4, scale=3.0))
+    counts, labels, centers = OP(X, bw, True, 1, 300, hash_bits)
+    cpu_labels, cpu_centers = mean_shift(X, bw)
+    assert len(centers) == len(cpu_centers)
+    torch.testing.assert_close(centers, cpu_centers, rtol=0, atol=1e-9 * bw)
+    np.testing.assert_array_equal(labels.numpy(), cpu_labels.numpy())
+
+
+def test_suppression_chain_takes_rounds_and_matches_greedy():
+    # Points on a line 0.9 bandwidth apart, every point a seed: the means end in a chain of near
+    # centers that the greedy thins from its strongest end, which the parallel form can only
+    # settle a link per round (8 rounds here).
+    X = torch.zeros(9, 3, dtype=torch.float64)
+    X[:, 0] = torch.arange(9, dtype=torch.float64) * 0.9
+    counts, labels, centers = OP(X, 1.0, False, 1, 300)
+    cpu_labels, cpu_centers = mean_shift(X, 1.0, bin_seeding=False)
+    torch.testing.assert_close(centers, cpu_centers, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(labels.numpy(), cpu_labels.numpy())
+    assert counts_of(counts)["suppression_rounds"] >= 2
 
 
 def test_many_clusters_cost_near_linear_work():
@@ -62,6 +97,7 @@ def test_many_clusters_cost_near_linear_work():
     assert c["bins_full"] == 4000 * 4000
     assert c["bins_projection"] < 20 * 4000
     assert c["labels_projection"] < 20 * 4000
+    assert c["suppression_rounds"] <= 3 and c["suppression_distances"] < 20 * 4000
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -70,3 +106,9 @@ def test_non_finite_points(bad):
     X[2, 1] = bad
     with pytest.raises(ValueError, match="expected a finite points"):
         OP(X, 1.0, True, 1, 300)
+
+
+@pytest.mark.parametrize("bits", [0, 65])
+def test_hash_bits_out_of_range(bits):
+    with pytest.raises(ValueError, match=r"expected hash_bits in \[1, 64\]"):
+        OP(torch.zeros(3, 2, dtype=torch.float64), 1.0, True, 1, 300, bits)

@@ -1,8 +1,9 @@
 // CPU kernel of panonet::_mean_shift_gpu_work: the CUDA mean-shift's algorithm (bins, seeds, the
-// climb pruned by projection, suppression, the labels' search; see ../cuda/mean_shift_core.cu)
-// run sequentially on the host, with the window and label searches written with the same
-// host/device helpers (../mean_shift.h, ../mean_shift_projection.h), counting the work the GPU
-// does. Most development machines have no GPU: this is how a change to the GPU algorithm is
+// climb pruned by projection, center selection, the labels' search; see
+// ../cuda/mean_shift_core.cu) run sequentially on the host, with the bins, the window, the
+// suppression and the label searches written with the same host/device helpers
+// (../mean_shift_bins.h, ../mean_shift.h, ../mean_shift_select.h, ../mean_shift_projection.h),
+// counting the work the GPU does. Most development machines have no GPU: this is how a change to the GPU algorithm is
 // measured there. The sums are in another order than on the GPU (a few ulps).
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -10,13 +11,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <vector>
 
 #include "../mean_shift.h"
+#include "../mean_shift_bins.h"
 #include "../mean_shift_checks.h"
 #include "../mean_shift_post.h"
 #include "../mean_shift_projection.h"
+#include "../mean_shift_select.h"
 
 namespace panonet::ops {
 namespace {
@@ -34,14 +36,19 @@ enum Count {
   kLabelDistancesFull,
   kLabelDistancesProjection,
   kPointsStraddling,
+  kSuppressionRounds,
+  kSuppressionDistances,
   kCounts
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& points,
                                                             double bandwidth, bool bin_seeding,
                                                             int64_t min_bin_freq,
-                                                            int64_t max_iter) {
+                                                            int64_t max_iter,
+                                                            int64_t hash_bits) {
   check_mean_shift_inputs(points, bandwidth, min_bin_freq, max_iter);
+  TORCH_CHECK_VALUE(hash_bits >= 1 && hash_bits <= 64,
+                    "panonet._mean_shift_gpu_work: expected hash_bits in [1, 64], got ", hash_bits);
   const at::Tensor xt = points.to(at::kDouble).contiguous();
   check_all_finite(xt, "panonet._mean_shift_gpu_work: ", "points");
   const double* x = xt.data_ptr<double>();
@@ -49,19 +56,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   const double bw = bandwidth, bw2 = bw * bw;
   std::vector<int64_t> work(kCounts, 0);
 
-  // 1-2. Bins in order of first appearance; per bin its points, sum, center and radius.
-  std::map<std::vector<double>, int64_t> bin_of_key;
-  std::vector<std::vector<int64_t>> members;
-  std::vector<double> key(D);
+  // 1-2. Bins as the GPU finds them: points sorted by a hash of their key (stable), each given
+  // the first position of its run with the same key (collisions stay apart), bins in order of
+  // first appearance; per bin its points, sum, center and radius.
+  const std::vector<int32_t> group_of(n, 0);
+  std::vector<double> point_keys(n * D);
+  std::vector<uint64_t> hash(n);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t d = 0; d < D; ++d) key[d] = bin_key(x[i * D + d], bw);
-    const auto [it, fresh] = bin_of_key.emplace(key, static_cast<int64_t>(members.size()));
-    if (fresh) members.emplace_back();
-    members[it->second].push_back(i);
+    for (int64_t d = 0; d < D; ++d) point_keys[i * D + d] = bin_key(x[i * D + d], bw);
+    hash[i] = bin_hash(0, &point_keys[i * D], D, static_cast<int>(hash_bits));
+  }
+  std::vector<int64_t> perm(n);
+  for (int64_t i = 0; i < n; ++i) perm[i] = i;
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return hash[a] < hash[b]; });
+  std::vector<int64_t> bin_at(n, -1), first_of_bin;  // bin_at: by the position of a bin's start
+  std::vector<std::vector<int64_t>> members_by_start;
+  for (int64_t p = 0, run_lo = 0; p < n; ++p) {
+    if (p > 0 && hash[perm[p]] != hash[perm[p - 1]]) run_lo = p;
+    const int64_t q = first_same_bin(perm.data(), group_of.data(), point_keys.data(), D, run_lo, p);
+    if (q == p) {
+      bin_at[p] = static_cast<int64_t>(members_by_start.size());
+      members_by_start.emplace_back();
+      first_of_bin.push_back(perm[p]);
+    }
+    members_by_start[bin_at[q]].push_back(perm[p]);
+  }
+  std::vector<int64_t> bin_order(members_by_start.size());
+  for (size_t b = 0; b < bin_order.size(); ++b) bin_order[b] = static_cast<int64_t>(b);
+  std::sort(bin_order.begin(), bin_order.end(),
+            [&](int64_t a, int64_t b) { return first_of_bin[a] < first_of_bin[b]; });
+  std::vector<std::vector<int64_t>> members;
+  std::vector<std::vector<double>> keys;
+  for (const int64_t b : bin_order) {
+    members.push_back(std::move(members_by_start[b]));
+    const double* k = &point_keys[first_of_bin[b] * D];
+    keys.emplace_back(k, k + D);
   }
   const int64_t R = static_cast<int64_t>(members.size());
-  std::vector<std::vector<double>> keys(R);
-  for (const auto& [k, b] : bin_of_key) keys[b] = k;
   std::vector<double> sum(R * D, 0.0), center(R * D), radius(R, 0.0), rho(n);
   double scale = 0;
   for (int64_t b = 0; b < R; ++b) {
@@ -178,8 +209,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     std::copy_n(mean.data(), D, final_mean.data() + s * D);
   }
 
-  // 5. Centers, then the labels' search.
-  const std::vector<double> C = select_centers(final_mean.data(), final_count.data(), S, D, bw);
+  // 5. Centers as the GPU selects them (mean_shift_select.h): the surviving seeds sorted by
+  // mean (ties: seed order), the last of each run of equal means giving its window size; the
+  // distinct means ranked; rounds of suppression; then the labels' search.
+  std::vector<int64_t> alive;
+  for (int64_t s = 0; s < S; ++s) {
+    if (final_count[s] > 0) alive.push_back(s);
+  }
+  const auto mean_at = [&](int64_t s) { return final_mean.data() + s * D; };
+  std::stable_sort(alive.begin(), alive.end(), [&](int64_t a, int64_t b) {
+    return compare_means(mean_at(a), mean_at(b), D) < 0;
+  });
+  std::vector<int64_t> ranked;  // the last seed of each run
+  for (size_t p = 0; p < alive.size(); ++p) {
+    if (p + 1 == alive.size() || compare_means(mean_at(alive[p]), mean_at(alive[p + 1]), D) != 0) {
+      ranked.push_back(alive[p]);
+    }
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [&](int64_t a, int64_t b) {
+    return ranks_before(final_count[a], mean_at(a), final_count[b], mean_at(b), D);
+  });
+  const int64_t K0 = static_cast<int64_t>(ranked.size());
+  std::vector<double> rows(K0 * D), row_keys(K0);
+  std::vector<int64_t> rank_at(K0);
+  for (int64_t a = 0; a < K0; ++a) {
+    std::copy_n(mean_at(ranked[a]), D, rows.data() + a * D);
+    rank_at[a] = a;
+  }
+  std::stable_sort(rank_at.begin(), rank_at.end(),
+                   [&](int64_t a, int64_t b) { return rows[a * D + axis] < rows[b * D + axis]; });
+  for (int64_t j = 0; j < K0; ++j) row_keys[j] = rows[rank_at[j] * D + axis];
+  const double suppress_reach = projection_reach(bw, 0.0, margin);
+  std::vector<int8_t> status(K0, kUndecided), next;
+  for (bool open = K0 > 0; open;) {
+    ++work[kSuppressionRounds];
+    next = status;  // decisions of a round read the states before it (the GPU's may be newer)
+    open = false;
+    for (int64_t a = 0; a < K0; ++a) {
+      if (status[a] != kUndecided) continue;
+      next[a] = suppression_decision(a, rows.data(), row_keys.data(), rank_at.data(), K0, D, axis,
+                                     bw, suppress_reach, status.data(),
+                                     &work[kSuppressionDistances]);
+      open |= next[a] == kUndecided;
+    }
+    status.swap(next);
+  }
+  std::vector<double> C;
+  for (int64_t a = 0; a < K0; ++a) {
+    if (status[a] == kKept) C.insert(C.end(), rows.begin() + a * D, rows.begin() + (a + 1) * D);
+  }
   const int64_t K = static_cast<int64_t>(C.size()) / D;
   const ProjectedCenters pc = project_centers(C.data(), K, D);
   at::Tensor labels = at::empty({n}, xt.options().dtype(at::kLong));
@@ -202,8 +280,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_other(const at::Tensor& points,
                                                               double bandwidth, bool bin_seeding,
                                                               int64_t min_bin_freq,
-                                                              int64_t max_iter) {
-  return gpu_work_cpu(points.cpu(), bandwidth, bin_seeding, min_bin_freq, max_iter);
+                                                              int64_t max_iter,
+                                                              int64_t hash_bits) {
+  return gpu_work_cpu(points.cpu(), bandwidth, bin_seeding, min_bin_freq, max_iter, hash_bits);
 }
 #endif
 
