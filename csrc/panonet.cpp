@@ -30,9 +30,10 @@ TORCH_LIBRARY(panonet, m) {
   // Mean-shift of each image's pixels of each class with bandwidth[class] > 0, over the
   // embedding. embedding (B, D, H, W) or (D, H, W), semantic (B, H, W) or (H, W) -> instance
   // ids of the semantic's shape, int64: 0 where not clustered, 1..K unique within an image.
+  // check_inputs=False skips the checks that wait for a GPU (see the Python wrapper).
   m.def(
       "cluster_instances(Tensor embedding, Tensor semantic, Tensor bandwidth, int min_bin_freq, "
-      "int max_iter) -> Tensor");
+      "int max_iter, bool check_inputs=True) -> Tensor");
   // Test and benchmark hook, CPU only: the nearest-center search of the CUDA labelling kernel
   // run on the host. points (N, D), centers (K, D) -> index of the nearest center (lowest index
   // on ties; -1 if K == 0) and the number of centers whose distance it computed, both (N) int64.

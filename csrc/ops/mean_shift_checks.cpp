@@ -39,11 +39,9 @@ void check_mean_shift_inputs(const at::Tensor& points, double bandwidth, int64_t
   check_iterations(kMeanShift, min_bin_freq, max_iter);
 }
 
-std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(const at::Tensor& embedding,
-                                                                 const at::Tensor& semantic,
-                                                                 const at::Tensor& bandwidth,
-                                                                 int64_t min_bin_freq,
-                                                                 int64_t max_iter) {
+std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(
+    const at::Tensor& embedding, const at::Tensor& semantic, const at::Tensor& bandwidth,
+    int64_t min_bin_freq, int64_t max_iter, bool check_device_values) {
   TORCH_CHECK_VALUE(embedding.dim() == 3 || embedding.dim() == 4, kCluster,
                     "expected embedding of shape (B, D, H, W) or (D, H, W), got a ",
                     embedding.dim(), "-D tensor of shape ", embedding.sizes());
@@ -77,9 +75,12 @@ std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(const at::Tenso
   TORCH_CHECK_VALUE(embedding.device() == semantic.device(), kCluster,
                     "expected embedding and semantic on the same device, got ",
                     embedding.device(), " and ", semantic.device());
+  TORCH_CHECK_VALUE(bandwidth.is_cpu() || bandwidth.device() == embedding.device(), kCluster,
+                    "expected bandwidth on the CPU or on the embedding's device (",
+                    embedding.device(), "), got ", bandwidth.device());
   check_iterations(kCluster, min_bin_freq, max_iter);
-  check_all_finite(bandwidth, kCluster, "bandwidth");
-  if (sem.numel() > 0) {
+  if (check_device_values || bandwidth.is_cpu()) check_all_finite(bandwidth, kCluster, "bandwidth");
+  if ((check_device_values || sem.is_cpu()) && sem.numel() > 0) {
     const int64_t num_classes = bandwidth.size(0);
     // Values in [num_classes, 255) are classes the bandwidth table does not cover: a mistake.
     const int64_t limit = std::max(num_classes, kIgnoreFrom);

@@ -12,12 +12,12 @@ constexpr int64_t kIgnoreFrom = 255;
 void check_mean_shift_inputs(const at::Tensor& points, double bandwidth, int64_t min_bin_freq,
                              int64_t max_iter);
 
-// Returns the embedding and semantic map with a batch dimension: (B, D, H, W), (B, H, W).
-std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(const at::Tensor& embedding,
-                                                                 const at::Tensor& semantic,
-                                                                 const at::Tensor& bandwidth,
-                                                                 int64_t min_bin_freq,
-                                                                 int64_t max_iter);
+// Returns the embedding and semantic map with a batch dimension: (B, D, H, W), (B, H, W). The
+// checks of values held on a GPU (a finite bandwidth, class ids the bandwidth table covers) wait
+// for it; they run only with check_device_values (values on the CPU are always checked).
+std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(
+    const at::Tensor& embedding, const at::Tensor& semantic, const at::Tensor& bandwidth,
+    int64_t min_bin_freq, int64_t max_iter, bool check_device_values);
 
 // Throws unless every value of the (floating) tensor is finite; `what` names it in the message.
 void check_all_finite(const at::Tensor& values, const char* op, const char* what);

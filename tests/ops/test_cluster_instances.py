@@ -205,3 +205,54 @@ def test_cuda_matches_cpu_frame():
     cpu = cluster_instances(embedding, semantic, bandwidths())
     gpu = cluster_instances(embedding.cuda(), semantic.cuda(), bandwidths().cuda()).cpu()
     torch.testing.assert_close(gpu, cpu)
+
+
+@requires_cuda
+def test_cuda_check_inputs_false_matches_checked():
+    # Unchecked is the same computation; an id the table does not cover is simply not clustered.
+    embedding, semantic = make_frame(10, B=2, D=12, H=64, W=96, instances=8, spread=0.1)
+    table = bandwidths().cuda()
+    checked = cluster_instances(embedding.cuda(), semantic.cuda(), table)
+    unchecked = cluster_instances(embedding.cuda(), semantic.cuda(), table, check_inputs=False)
+    torch.testing.assert_close(unchecked, checked)
+    semantic[0, :4, :4] = 30  # beyond the 19-entry table
+    short = cluster_instances(embedding.cuda(), semantic.cuda(), table, check_inputs=False).cpu()
+    assert (short[0, :4, :4] == 0).all()
+
+
+@requires_cuda
+def test_cuda_never_waits_for_the_gpu():
+    # Issue 12: no host synchronization in the clustering of a frame.
+    embedding, semantic = make_frame(11, B=2, D=12, H=128, W=256, instances=12, spread=0.1)
+    expected = cluster_instances(embedding, semantic, bandwidths())
+    emb, sem, table = embedding.cuda(), semantic.cuda(), bandwidths().cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        ids = cluster_instances(emb, sem, table, check_inputs=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(ids.cpu(), expected)
+
+
+@requires_cuda
+def test_cuda_graph_capture_and_replay_on_new_inputs():
+    # Captured once, replayed on other frames of the same shape: the same ids as eager calls.
+    frames = [make_frame(s, B=2, D=12, H=64, W=128, instances=10, spread=0.1) for s in (12, 13)]
+    emb = frames[0][0].cuda().clone()
+    sem = frames[0][1].cuda().clone()
+    table = bandwidths().cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as torch's docs advise
+        cluster_instances(emb, sem, table, check_inputs=False)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        ids = cluster_instances(emb, sem, table, check_inputs=False)
+    for embedding, semantic in reversed(frames):
+        emb.copy_(embedding)
+        sem.copy_(semantic)
+        graph.replay()
+        eager = cluster_instances(embedding, semantic, bandwidths())
+        torch.testing.assert_close(ids.cpu(), eager)

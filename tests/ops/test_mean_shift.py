@@ -276,3 +276,28 @@ def test_cuda_matches_cpu(dtype, n, D, k, bw):
     cpu_labels, cpu_centers = run_op(X, bw, "cpu", torch.float64)
     tol = 1e-4 * bw if dtype == torch.float64 else 1e-4 * bw + 4e-7 * (1 + np.abs(X).max())
     assert_same_clustering(gpu_labels, gpu_centers, cpu_labels, cpu_centers, X, bw, True, tol)
+
+
+def _hard_case(name: str) -> tuple[np.ndarray, float, bool]:
+    if name == "chain":  # near centers that the suppression settles one link per round
+        X = np.zeros((9, 3))
+        X[:, 0] = np.arange(9) * 0.9
+        return X, 1.0, False
+    if name == "many clusters":  # every point its own bin, seed and center
+        return np.random.default_rng(3).normal(scale=700.0, size=(3000, 12)), 0.5, True
+    if name == "duplicates":  # bitwise-equal points and means from different seeds
+        base = np.random.default_rng(4).normal(size=(40, 5))
+        return np.repeat(base, 7, axis=0), 0.8, False
+    assert name == "wide"  # wider than the GPU kernels take: computed on the CPU
+    return np.random.default_rng(5).normal(size=(200, 70)), 6.0, True
+
+
+@requires_cuda
+@pytest.mark.parametrize("case", ["chain", "many clusters", "duplicates", "wide"])
+def test_cuda_matches_cpu_hard_cases(case):
+    X, bw, bin_seeding = _hard_case(case)
+    points = torch.tensor(X)
+    cpu_labels, cpu_centers = mean_shift(points, bw, bin_seeding=bin_seeding)
+    gpu_labels, gpu_centers = mean_shift(points.cuda(), bw, bin_seeding=bin_seeding)
+    np.testing.assert_array_equal(gpu_labels.cpu().numpy(), cpu_labels.numpy())
+    torch.testing.assert_close(gpu_centers.cpu(), cpu_centers, rtol=0, atol=1e-9 * bw)

@@ -13,9 +13,9 @@ namespace {
 
 at::Tensor cluster_instances_cpu(const at::Tensor& embedding, const at::Tensor& semantic,
                                  const at::Tensor& bandwidth, int64_t min_bin_freq,
-                                 int64_t max_iter) {
-  const auto [emb_b, sem_b] =
-      check_cluster_instances_inputs(embedding, semantic, bandwidth, min_bin_freq, max_iter);
+                                 int64_t max_iter, bool /*check_inputs: always on the CPU*/) {
+  const auto [emb_b, sem_b] = check_cluster_instances_inputs(embedding, semantic, bandwidth,
+                                                             min_bin_freq, max_iter, true);
   const at::Tensor emb = emb_b.to(at::kDouble).contiguous();
   const at::Tensor sem = sem_b.to(at::kLong).contiguous();
   const at::Tensor bw = bandwidth.to(at::kDouble).to(at::kCPU).contiguous();

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../ceil_div.h"
 #include "../discriminative_loss.h"
 #include "../discriminative_loss_checks.h"
 
@@ -31,7 +32,6 @@ constexpr int64_t kChunk = 1 << 16;
 // Cap on the thread-private accumulators (doubles); beyond it fewer threads share the work.
 constexpr int64_t kMaxPartial = int64_t(1) << 25;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // An open-addressing map from ids to int32 values. `ignore` marks an empty slot, whose value is
 // -1, so that looking up `ignore` yields -1 without a branch of its own. A per-pixel hash lookup:

@@ -26,6 +26,7 @@
 #include <limits>
 #include <vector>
 
+#include "../ceil_div.h"
 #include "../discriminative_loss.h"
 #include "../discriminative_loss_checks.h"
 #include "../hash.h"
@@ -38,7 +39,6 @@ constexpr unsigned kFullMask = 0xffffffffu;
 // Shared memory a block may use for accumulators without opting in to more.
 constexpr int64_t kMaxShared = 48 * 1024;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 template <typename T>
 __device__ inline T warp_sum(T v) {

@@ -1,4 +1,5 @@
 // CUDA kernel of panonet::mean_shift: one group of the batched GPU mean-shift (mean_shift_core).
+// It waits for the GPU once, to size the centers.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -16,9 +17,16 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_cuda(const at::Tensor& points, dou
   const c10::cuda::CUDAGuard guard(points.device());
   const at::Tensor x = points.to(at::kDouble).contiguous();
   check_all_finite(x, "panonet.ops.mean_shift: ", "points");
-  const auto r = ms::cuda::mean_shift_groups(x, {0, x.size(0)}, {bandwidth},
+  const int64_t N = x.size(0);
+  ms::cuda::Groups groups;
+  groups.points = x;
+  groups.group_of = at::zeros({N}, x.options().dtype(at::kInt));
+  groups.lo = at::arange(2, x.options().dtype(at::kLong)) * N;  // {0, N}, made on the device
+  groups.bandwidth = at::full({1}, bandwidth, x.options());
+  const auto r = ms::cuda::mean_shift_groups(groups, 1,
                                              {bin_seeding, min_bin_freq, max_iter, cluster_all});
-  return {r.labels, r.centers.to(points.scalar_type())};
+  const int64_t K = r.center_lo[1].item<int64_t>();
+  return {r.labels, r.centers.narrow(0, 0, K).to(points.scalar_type(), false, /*copy=*/true)};
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 // Batched exact mean-shift on the GPU (sklearn semantics, see ../mean_shift.h), shared by the
 // mean_shift and cluster_instances CUDA kernels: many independent problems ("groups", e.g. one
-// per image and class) run in the same kernel launches.
+// per image and class) run in the same kernel launches. Every size that depends on the data
+// (bins, seeds, centers) stays on the device: buffers are sized from the number of points, so
+// the whole call waits for the GPU nowhere and can be captured in a CUDA graph.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
-#include <vector>
+#include <cstdint>
 
 namespace panonet::ms::cuda {
 
@@ -16,15 +18,36 @@ struct GroupParams {
   bool cluster_all;
 };
 
-struct GroupsResult {
-  at::Tensor labels;                    // (N) int64 on the GPU: index into the group's centers, or -1
-  std::vector<int64_t> center_offsets;  // (G + 1): group g owns centers [off[g], off[g + 1])
-  at::Tensor centers;                   // (K, D) float64 on the GPU
+// The problems, all on the GPU. Group g (of G) owns rows [lo[g], lo[g + 1]) of points; rows from
+// lo[G] on belong to no group and are left out.
+struct Groups {
+  at::Tensor points;     // (N, D) float64, contiguous, finite
+  at::Tensor group_of;   // (N) int32, non-decreasing: the group of each row, G for none
+  at::Tensor lo;         // (G + 1) int64
+  at::Tensor bandwidth;  // (G) float64, > 0 for every group that owns rows
 };
 
-// points: (N, D) float64, contiguous, on the GPU; group g owns rows [offsets[g], offsets[g+1])
-// and is clustered with bandwidths[g] > 0. All values finite.
-GroupsResult mean_shift_groups(const at::Tensor& points, const std::vector<int64_t>& offsets,
-                               const std::vector<double>& bandwidths, const GroupParams& params);
+struct GroupsResult {
+  at::Tensor labels;     // (N) int64: index into the row's group's centers, or -1
+  at::Tensor center_lo;  // (G + 1) int64: group g owns centers [center_lo[g], center_lo[g + 1])
+  at::Tensor centers;    // (>= center_lo[G], D) float64: each group's centers in sklearn's order
+};
+
+// Waits for the GPU only for embeddings wider than 64 (computed on the CPU).
+GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParams& params);
+
+// Centers of every group from its seeds' final means, as sklearn selects them
+// (../mean_shift_select.h), without waiting for the GPU: final_mean (S, D) and final_count (S)
+// of the seeds, seed_group (S) int32 (G for an unused slot; a count of 0 drops the seed), the
+// groups' bandwidths (G) and projection axes (G, int64), and the bound margin (0-dim float64).
+// -> center_lo, centers (S, D) as in GroupsResult, and the centers sorted on their group's axis
+// for nearest_by_projection: rows (S, D), keys (S), rank (S, index within the group).
+struct SelectedCenters {
+  at::Tensor center_lo, centers, rows, keys, rank;
+};
+SelectedCenters select_centers(const at::Tensor& final_mean, const at::Tensor& final_count,
+                               const at::Tensor& seed_group, int64_t G,
+                               const at::Tensor& group_bw, const at::Tensor& group_axis,
+                               const at::Tensor& margin);
 
 }  // namespace panonet::ms::cuda

@@ -16,6 +16,7 @@ def cluster_instances(
     *,
     min_bin_freq: int = 1,
     max_iter: int = 300,
+    check_inputs: bool = True,
 ) -> torch.Tensor:
     """Instance ids from mean-shift of each clustered class's pixel embeddings, per image.
 
@@ -31,6 +32,13 @@ def cluster_instances(
         bandwidth: (num_classes,) float tensor, sequence, or ``{class: bandwidth}`` mapping
             (missing classes: not clustered); a value <= 0 marks a class not to cluster (stuff).
         min_bin_freq, max_iter: as in :func:`panonet.ops.mean_shift`.
+        check_inputs: on CUDA, ``False`` skips the checks that read values back from the GPU
+            (a finite embedding and bandwidth; class ids that the table covers), each of which
+            waits for it: the call then never synchronizes with the host and can be captured in
+            a CUDA graph (give ``bandwidth`` as a tensor on the GPU for that). Unchecked, class
+            ids in ``[len(bandwidth), 255)`` are not clustered and pixels of a class whose
+            embedding holds NaN or Inf get unspecified ids. On the CPU the checks always run
+            (they do not wait for anything).
 
     Returns:
         int64 instance ids of ``semantic``'s shape: 0 where not clustered, 1..K unique within
@@ -45,12 +53,14 @@ def cluster_instances(
     elif not isinstance(bandwidth, torch.Tensor):
         bandwidth = torch.tensor(list(bandwidth), dtype=torch.float64)
     return torch.ops.panonet.cluster_instances(
-        embedding.detach(), semantic, bandwidth, int(min_bin_freq), int(max_iter)
+        embedding.detach(), semantic, bandwidth, int(min_bin_freq), int(max_iter), bool(check_inputs)
     )
 
 
 @torch.library.register_fake("panonet::cluster_instances")
-def _cluster_instances_fake(embedding, semantic, bandwidth, min_bin_freq, max_iter):
+def _cluster_instances_fake(
+    embedding, semantic, bandwidth, min_bin_freq, max_iter, check_inputs=True
+):
     if embedding.device != semantic.device:
         raise ValueError(
             "panonet.ops.cluster_instances: expected embedding and semantic on the same device, "

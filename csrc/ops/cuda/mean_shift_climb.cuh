@@ -1,0 +1,184 @@
+// The climb of the GPU mean-shift (included by mean_shift_core.cu only).
+#pragma once
+
+#include "../mean_shift.h"
+#include "../mean_shift_projection.h"
+
+namespace panonet::ms::cuda {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// Sum over the warp in a fixed order, the result broadcast from lane 0 (all lanes bit-equal).
+template <typename T>
+__device__ inline T warp_total(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(kFull, v, o);
+  return __shfl_sync(kFull, v, 0);
+}
+
+// sq_dist of a row against a mean held in registers (the first D of kMaxD entries).
+template <int kMaxD>
+__device__ inline double sq_dist_to(const double* row, const double (&mean)[kMaxD], int64_t D) {
+  double d2 = 0;
+#pragma unroll
+  for (int d = 0; d < kMaxD; ++d) {
+    if (d < D) {
+      const double diff = row[d] - mean[d];
+      d2 += diff * diff;
+    }
+  }
+  return d2;
+}
+
+// The inputs of the climb, all on the GPU (see mean_shift_core.cu for how they are built).
+struct ClimbInputs {
+  const int64_t* seed_code;      // (S) a bin b >= 0 (seed at its key), or -(point + 1)
+  const int32_t* seed_group;     // (S)
+  const int64_t* num_seeds;      // (1) seeds in use
+  int64_t D;
+  const double* x;               // (N, D) the points
+  const double* point_keys;      // (N, D) their bin keys
+  const int64_t* bin_first_point;
+  const int64_t* group_bin_lo;   // (G + 1)
+  const double* group_bw;        // (G)
+  const int64_t* group_axis;     // (G)
+  const double* group_max_radius;
+  const int64_t* bin_by_key;     // bins of each group sorted on its axis, and their keys
+  const double* sorted_key;
+  const double* bin_center;
+  const double* bin_radius;
+  const double* bin_sum;
+  const int64_t* bin_start;      // points of bin b: positions [bin_start[b], bin_start[b + 1])
+  const double* xb;              // points by position: bin after bin, by decreasing rho
+  const double* rho;
+  const double* suffix;
+  const double* margin;          // (1) bound_margin of the points
+  int64_t max_iter;
+};
+
+// Climbs seed s with the 32 lanes of a warp: the window tests of the file comment of
+// mean_shift_core.cu, sums reduced in a fixed order so that all lanes agree bit for bit.
+template <int kMaxD>
+__device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* final_mean,
+                          int64_t* final_count) {
+  const int64_t D = in.D;
+  const int32_t g = in.seed_group[s];
+  const double bw = in.group_bw[g], bw2 = bw * bw;
+  const int64_t lo = in.group_bin_lo[g], hi = in.group_bin_lo[g + 1];
+  const int64_t axis = in.group_axis[g];
+  const double margin = *in.margin;
+  const double reach = projection_reach(bw, in.group_max_radius[g], margin);
+  const int64_t code = in.seed_code[s];
+  double mean[kMaxD], old[kMaxD], acc[kMaxD];
+#pragma unroll
+  for (int d = 0; d < kMaxD; ++d) {
+    if (d >= D) {
+      mean[d] = 0.0;
+    } else if (code >= 0) {
+      mean[d] = seed_coord(in.point_keys[in.bin_first_point[code] * D + d], bw);
+    } else {
+      mean[d] = in.x[(-code - 1) * D + d];
+    }
+  }
+  long long last = 0;
+  bool dropped = false;
+  for (int64_t it = 0;; ++it) {
+#pragma unroll
+    for (int d = 0; d < kMaxD; ++d) acc[d] = 0.0;
+    long long count = 0;
+    // Only bins whose center is within reach of the mean on the group's axis can meet the
+    // window (mean_shift_projection.h); they are a range of the group's bins sorted on it.
+    double ma = 0;
+#pragma unroll
+    for (int d = 0; d < kMaxD; ++d) ma = d == axis ? mean[d] : ma;
+    const int64_t range_lo = lower_index(in.sorted_key, lo, hi, ma - reach);
+    const int64_t range_hi = upper_index(in.sorted_key, range_lo, hi, ma + reach);
+    // Chunks of 32 aligned to the group's start, so that a bin's lane does not depend on the
+    // range: seeds with the same window sum it in the same order (bit-identical means).
+    for (int64_t base = lo + ((range_lo - lo) & ~int64_t(31)); base < range_hi; base += 32) {
+      const int64_t pos = base + lane;
+      const bool in_range = pos >= range_lo && pos < range_hi;
+      const int64_t b = in_range ? in.bin_by_key[pos] : -1;
+      bool straddle = false;
+      double d2 = 0;
+      if (in_range) {
+        d2 = sq_dist_to<kMaxD>(in.bin_center + b * D, mean, D);
+        const double far = bw + in.bin_radius[b] + margin;
+        const double near = bw - in.bin_radius[b] - margin;
+        if (d2 <= far * far) {
+          if (near > 0 && d2 <= near * near) {
+#pragma unroll
+            for (int d = 0; d < kMaxD; ++d) {
+              if (d < D) acc[d] += in.bin_sum[b * D + d];
+            }
+            count += in.bin_start[b + 1] - in.bin_start[b];
+          } else {
+            straddle = true;
+          }
+        }
+      }
+      // Straddling bins are scanned by the whole warp, one after the other. A bin's points are
+      // ordered by decreasing distance to its center: from the first that the triangle
+      // inequality decides, the rest are one suffix, taken whole (by lane 0) or not at all.
+      unsigned todo = __ballot_sync(kFull, straddle);
+      while (todo) {
+        const int src = __ffs(todo) - 1;
+        todo &= todo - 1;
+        const long long sb = __shfl_sync(kFull, static_cast<long long>(b), src);
+        const double dist = sqrt(__shfl_sync(kFull, d2, src));
+        const int64_t s0 = in.bin_start[sb], s1 = in.bin_start[sb + 1];
+        const int64_t split = first_decided(in.rho, s0, s1, dist, bw, margin);
+        if (lane == 0 && split < s1 && dist < bw) {
+#pragma unroll
+          for (int d = 0; d < kMaxD; ++d) {
+            if (d < D) acc[d] += in.suffix[split * D + d];
+          }
+          count += s1 - split;
+        }
+        for (int64_t p = s0 + lane; p < split; p += 32) {
+          const double* xp = in.xb + p * D;
+          if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
+#pragma unroll
+            for (int d = 0; d < kMaxD; ++d) {
+              if (d < D) acc[d] += xp[d];
+            }
+            ++count;
+          }
+        }
+      }
+    }
+    count = warp_total(count);
+    if (count == 0) {  // an empty window drops the seed
+      dropped = true;
+      break;
+    }
+    last = count;
+    double shift = 0;
+#pragma unroll
+    for (int d = 0; d < kMaxD; ++d) {
+      const double total = warp_total(acc[d]);
+      old[d] = mean[d];
+      mean[d] = d < D ? total / static_cast<double>(count) : 0.0;
+      const double diff = mean[d] - old[d];
+      shift += d < D ? diff * diff : 0.0;
+    }
+    if (converged(shift, bw) || it == in.max_iter) break;
+  }
+  if (lane == 0) {
+    final_count[s] = dropped ? 0 : last;
+    for (int64_t d = 0; d < D; ++d) final_mean[s * D + d] = mean[d];
+  }
+}
+
+// Warps stride over the seeds; each climbs one seed at a time. See mean_shift_core.cu.
+template <int kMaxD>
+__global__ void climb_kernel(ClimbInputs in, double* final_mean, int64_t* final_count) {
+  const int lane = threadIdx.x & 31;
+  const int64_t first = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
+  const int64_t stride = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int64_t S = *in.num_seeds;
+  for (int64_t s = first; s < S; s += stride) {  // warp-uniform
+    climb_one<kMaxD>(in, s, lane, final_mean, final_count);
+  }
+}
+
+}  // namespace panonet::ms::cuda

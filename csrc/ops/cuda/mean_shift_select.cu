@@ -1,0 +1,250 @@
+// sklearn's center selection on the GPU, for every group at once and without waiting for the
+// GPU (../mean_shift_select.h; the host model in ../cpu/mean_shift_gpu_work.cpp runs the same
+// steps):
+//   1. the seeds sorted by (group, mean, seed index): a run of equal means is one center, whose
+//      window size is that of the run's last seed (sklearn's dict keeps the last value);
+//   2. the runs' last seeds sorted by (group, window size and mean descending): the rank order;
+//   3. each group's ranked centers sorted on its projection axis, and the rounds of
+//      suppression decisions, one block per group;
+//   4. the kept centers compacted, in rank order and in axis order (for the labels).
+// Buffers have one slot per seed; the counts (per group) stay on the device. The file is
+// compiled with --fmad=false, as the climb: suppression compares the same float64 distances as
+// sklearn.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cub/device/device_merge_sort.cuh>
+
+#include "../ceil_div.h"
+#include "../mean_shift.h"
+#include "../mean_shift_projection.h"
+#include "../mean_shift_select.h"
+#include "mean_shift_core.cuh"
+
+namespace panonet::ms::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// A seed (or -1, no seed) takes part when its slot is used and its window was not empty.
+struct SeedView {
+  const double* mean;
+  const int64_t* count;
+  const int32_t* group;
+  int32_t G;
+  int64_t D;
+
+  __device__ bool alive(int64_t s) const { return s >= 0 && group[s] < G && count[s] > 0; }
+};
+
+// Step 1's order: live seeds first, by group, by mean (lexicographic, -0 == +0), by index.
+struct ByMean {
+  SeedView v;
+  __device__ bool operator()(const int64_t& a, const int64_t& b) const {
+    const bool la = v.alive(a), lb = v.alive(b);
+    if (la != lb) return la;
+    if (!la) return a < b;
+    if (v.group[a] != v.group[b]) return v.group[a] < v.group[b];
+    const int c = compare_means(v.mean + a * v.D, v.mean + b * v.D, v.D);
+    return c != 0 ? c < 0 : a < b;
+  }
+};
+
+// Step 2's order: live seeds first, by group, then sklearn's rank (ranks_before).
+struct ByRank {
+  SeedView v;
+  __device__ bool operator()(const int64_t& a, const int64_t& b) const {
+    const bool la = v.alive(a), lb = v.alive(b);
+    if (la != lb) return la;
+    if (!la) return a < b;
+    if (v.group[a] != v.group[b]) return v.group[a] < v.group[b];
+    if (ranks_before(v.count[a], v.mean + a * v.D, v.count[b], v.mean + b * v.D, v.D)) return true;
+    if (ranks_before(v.count[b], v.mean + b * v.D, v.count[a], v.mean + a * v.D, v.D)) return false;
+    return a < b;
+  }
+};
+
+// Sorts keys (int64, on the GPU) in place by `less`, stably, on the current stream; the
+// temporary storage comes from PyTorch's caching allocator (capturable in a CUDA graph).
+template <typename Less>
+void merge_sort(at::Tensor& keys, Less less) {
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  size_t bytes = 0;
+  int64_t* data = keys.data_ptr<int64_t>();
+  C10_CUDA_CHECK(cub::DeviceMergeSort::StableSortKeys(nullptr, bytes, data, keys.numel(), less,
+                                                       stream));
+  at::Tensor temp = at::empty({static_cast<int64_t>(bytes)}, keys.options().dtype(at::kByte));
+  C10_CUDA_CHECK(cub::DeviceMergeSort::StableSortKeys(temp.data_ptr(), bytes, data, keys.numel(),
+                                                       less, stream));
+}
+
+// The last seed of each run of equal means (in step 1's order) is kept, the others become -1.
+__global__ void run_ends_kernel(const int64_t* by_mean, int64_t S, SeedView v, int64_t* last) {
+  const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (p >= S) return;
+  const int64_t s = by_mean[p];
+  bool end = v.alive(s);
+  if (end && p + 1 < S) {
+    const int64_t t = by_mean[p + 1];
+    end = !v.alive(t) || v.group[t] != v.group[s] ||
+          compare_means(v.mean + s * v.D, v.mean + t * v.D, v.D) != 0;
+  }
+  last[p] = end ? s : -1;
+}
+
+// Per rank slot u: the center's group (G past the last center), its row and its key on the
+// group's axis.
+__global__ void ranked_rows_kernel(const int64_t* ranked, int64_t S, SeedView v,
+                                   const int64_t* group_axis, int32_t* ranked_group, double* rows,
+                                   double* keys) {
+  const int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (u >= S) return;
+  const int64_t s = ranked[u];
+  const bool live = v.alive(s);
+  const int32_t g = live ? v.group[s] : v.G;
+  ranked_group[u] = g;
+  for (int64_t d = 0; d < v.D; ++d) rows[u * v.D + d] = live ? v.mean[s * v.D + d] : 0.0;
+  keys[u] = live ? v.mean[s * v.D + group_axis[g]] : 0.0;
+}
+
+// Axis position j -> the rank (within its group) of the center there, and its key.
+__global__ void axis_order_kernel(const int64_t* at_axis, const int32_t* ranked_group,
+                                  const int64_t* u_lo, const double* keys, int64_t S, int32_t G,
+                                  int64_t* rank_at, double* sorted_keys) {
+  const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (j >= S) return;
+  const int64_t u = at_axis[j];
+  const int32_t g = ranked_group[u];
+  rank_at[j] = g < G ? u - u_lo[g] : 0;
+  sorted_keys[j] = keys[u];
+}
+
+// One block per group: rounds of suppression decisions until every center is decided. The
+// decisions of a round may read states written in the same round; either value is a valid
+// input (see ../mean_shift_select.h).
+__global__ void suppress_kernel(const int64_t* u_lo, const double* rows, const double* keys,
+                                const int64_t* rank_at, int64_t D, const int64_t* group_axis,
+                                const double* group_bw, const double* margin, int8_t* status) {
+  const int64_t g = blockIdx.x, lo = u_lo[g], K = u_lo[g + 1] - lo;
+  if (K == 0) return;  // block-uniform
+  const double bw = group_bw[g];
+  const double reach = projection_reach(bw, 0.0, *margin);
+  int8_t* st = status + lo;
+  int64_t distances = 0;
+  for (;;) {
+    int waits = 0;
+    for (int64_t a = threadIdx.x; a < K; a += blockDim.x) {
+      if (st[a] != kUndecided) continue;
+      const int8_t s = suppression_decision(a, rows + lo * D, keys + lo, rank_at + lo, K, D,
+                                            group_axis[g], bw, reach, st, &distances);
+      if (s != kUndecided) {
+        st[a] = s;
+      } else {
+        waits = 1;
+      }
+    }
+    if (!__syncthreads_or(waits)) break;
+  }
+}
+
+// Kept centers compacted in rank order (centers) and in axis order (sorted rows, keys, and the
+// rank within the group of each).
+__global__ void compact_kernel(const int8_t* status, const int64_t* kept_before,
+                               const int64_t* at_axis, const int64_t* kept_before_axis,
+                               const int32_t* ranked_group, const double* rows,
+                               const double* sorted_keys, const int64_t* center_lo, int64_t S,
+                               int64_t D, int32_t G, double* centers, double* out_rows,
+                               double* out_keys, int64_t* out_rank) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= S) return;
+  if (ranked_group[i] < G && status[i] == kKept) {  // i as a rank slot
+    for (int64_t d = 0; d < D; ++d) centers[kept_before[i] * D + d] = rows[i * D + d];
+  }
+  const int64_t u = at_axis[i];  // i as an axis position
+  const int32_t g = ranked_group[u];
+  if (g < G && status[u] == kKept) {
+    const int64_t pos = kept_before_axis[i];
+    for (int64_t d = 0; d < D; ++d) out_rows[pos * D + d] = rows[u * D + d];
+    out_keys[pos] = sorted_keys[i];
+    out_rank[pos] = kept_before[u] - center_lo[g];
+  }
+}
+
+// Exclusive prefix sums of a 0/1 mask, with the total appended: (n + 1) int64.
+at::Tensor exclusive_counts(const at::Tensor& mask) {
+  return at::cat({at::zeros({1}, mask.options().dtype(at::kLong)), at::cumsum(mask, 0, at::kLong)});
+}
+
+}  // namespace
+
+SelectedCenters select_centers(const at::Tensor& final_mean, const at::Tensor& final_count,
+                               const at::Tensor& seed_group, int64_t G,
+                               const at::Tensor& group_bw, const at::Tensor& group_axis,
+                               const at::Tensor& margin) {
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t S = final_mean.size(0), D = final_mean.size(1);
+  const auto i64 = final_count.options();
+  const auto f64 = final_mean.options();
+  const SeedView view{final_mean.data_ptr<double>(), final_count.data_ptr<int64_t>(),
+                      seed_group.data_ptr<int32_t>(), static_cast<int32_t>(G), D};
+  TORCH_INTERNAL_ASSERT(S > 0, "select_centers: expected at least one seed slot");
+  const int blocks = static_cast<int>(ceil_div(S, kThreads));
+
+  // 1-2. Distinct means, ranked.
+  at::Tensor order = at::arange(S, i64);
+  merge_sort(order, ByMean{view});
+  at::Tensor ranked = at::empty({S}, i64);
+  run_ends_kernel<<<blocks, kThreads, 0, stream>>>(order.data_ptr<int64_t>(), S, view,
+                                                   ranked.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  merge_sort(ranked, ByRank{view});
+  at::Tensor ranked_group = at::empty({S}, seed_group.options());
+  at::Tensor rows = at::empty({S, D}, f64), keys = at::empty({S}, f64);
+  ranked_rows_kernel<<<blocks, kThreads, 0, stream>>>(
+      ranked.data_ptr<int64_t>(), S, view, group_axis.data_ptr<int64_t>(),
+      ranked_group.data_ptr<int32_t>(), rows.data_ptr<double>(), keys.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor u_lo =
+      at::searchsorted(ranked_group, at::arange(G + 1, seed_group.options()));
+
+  // 3. Each group's centers on its axis (stable sorts: by key, then by group), and suppression.
+  const at::Tensor by_key = std::get<1>(at::sort(keys, /*stable=*/true, 0, false));
+  const at::Tensor at_axis = by_key.index_select(
+      0, std::get<1>(at::sort(ranked_group.index_select(0, by_key), /*stable=*/true, 0, false)));
+  at::Tensor rank_at = at::empty({S}, i64), sorted_keys = at::empty({S}, f64);
+  axis_order_kernel<<<blocks, kThreads, 0, stream>>>(
+      at_axis.data_ptr<int64_t>(), ranked_group.data_ptr<int32_t>(), u_lo.data_ptr<int64_t>(),
+      keys.data_ptr<double>(), S, static_cast<int32_t>(G), rank_at.data_ptr<int64_t>(),
+      sorted_keys.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  at::Tensor status = at::zeros({S}, i64.dtype(at::kChar));
+  if (G > 0) {
+    suppress_kernel<<<G, kThreads, 0, stream>>>(
+        u_lo.data_ptr<int64_t>(), rows.data_ptr<double>(), sorted_keys.data_ptr<double>(),
+        rank_at.data_ptr<int64_t>(), D, group_axis.data_ptr<int64_t>(),
+        group_bw.data_ptr<double>(), margin.data_ptr<double>(), status.data_ptr<int8_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // 4. Kept centers.
+  const at::Tensor kept = status.eq(static_cast<int64_t>(kKept)).logical_and(ranked_group.lt(G));
+  const at::Tensor kept_before = exclusive_counts(kept);
+  const at::Tensor kept_before_axis = exclusive_counts(kept.index_select(0, at_axis));
+  SelectedCenters out;
+  out.center_lo = kept_before.index_select(0, u_lo);
+  out.centers = at::empty({S, D}, f64);
+  out.rows = at::empty({S, D}, f64);
+  out.keys = at::empty({S}, f64);
+  out.rank = at::empty({S}, i64);
+  compact_kernel<<<blocks, kThreads, 0, stream>>>(
+      status.data_ptr<int8_t>(), kept_before.data_ptr<int64_t>(), at_axis.data_ptr<int64_t>(),
+      kept_before_axis.data_ptr<int64_t>(), ranked_group.data_ptr<int32_t>(),
+      rows.data_ptr<double>(), sorted_keys.data_ptr<double>(), out.center_lo.data_ptr<int64_t>(),
+      S, D, static_cast<int32_t>(G), out.centers.data_ptr<double>(), out.rows.data_ptr<double>(),
+      out.keys.data_ptr<double>(), out.rank.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace panonet::ms::cuda
