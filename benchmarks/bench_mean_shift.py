@@ -260,7 +260,8 @@ def gpu_work(cases, many_sizes) -> list[dict]:
     group (the algorithm before pruning by projection) and within the projection's reach (now),
     points tested in straddling bins (before: all of them; now: those that the triangle
     inequality with their bin's center leaves undecided), label distances by a full scan and by
-    the projection search. The model's clustering is checked against the CPU op first."""
+    the projection search; rounds and distances of the device-side suppression. The model's
+    clustering is checked against the CPU op first."""
     rows = []
     data = [(f"blobs {n} x 12, {k} clusters", embedding_blobs(n, k), bws) for n, k, bws in cases]
     data += [
@@ -306,6 +307,8 @@ def gpu_work(cases, many_sizes) -> list[dict]:
             ("window_work_ratio", "window work now / before"),
             ("label_distances_full_scan", "label distances, full scan"),
             ("label_distances_projection", "label distances, projection"),
+            ("suppression_rounds", "suppression rounds"),
+            ("suppression_distances", "suppression distances"),
         ],
     )
     return rows
