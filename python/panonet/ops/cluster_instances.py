@@ -53,7 +53,12 @@ def cluster_instances(
     elif not isinstance(bandwidth, torch.Tensor):
         bandwidth = torch.tensor(list(bandwidth), dtype=torch.float64)
     return torch.ops.panonet.cluster_instances(
-        embedding.detach(), semantic, bandwidth, int(min_bin_freq), int(max_iter), bool(check_inputs)
+        embedding.detach(),
+        semantic,
+        bandwidth,
+        int(min_bin_freq),
+        int(max_iter),
+        bool(check_inputs),
     )
 
 
