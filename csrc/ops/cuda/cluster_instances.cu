@@ -26,7 +26,9 @@ at::Tensor cluster_instances_cuda(const at::Tensor& embedding, const at::Tensor&
   const auto i64 = sem.options();
   at::Tensor out = at::zeros({N}, i64);
   if (N == 0 || C == 0) return out.reshape(semantic.sizes());
-  // A table on the CPU is copied without waiting (a pageable copy is staged before it returns).
+  // A table on the CPU is copied asynchronously as far as CUDA allows from pageable memory; give
+  // it on the GPU to be sure of no wait, and for graph capture (a pageable copy is not
+  // capturable).
   const at::Tensor table = bandwidth.to(sem.device(), at::kDouble, /*non_blocking=*/true);
 
   // Group b * C + class of every clustered pixel, G for the others; pixels sorted by group keep

@@ -51,7 +51,7 @@ struct ClimbInputs {
   const double* xb;              // points by position: bin after bin, by decreasing rho
   const double* rho;
   const double* suffix;
-  const double* margin;          // (1) bound_margin of the points
+  const double* margin;          // (G) bound_margin of each group's points
   int64_t max_iter;
 };
 
@@ -65,7 +65,7 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
   const double bw = in.group_bw[g], bw2 = bw * bw;
   const int64_t lo = in.group_bin_lo[g], hi = in.group_bin_lo[g + 1];
   const int64_t axis = in.group_axis[g];
-  const double margin = *in.margin;
+  const double margin = in.margin[g];
   const double reach = projection_reach(bw, in.group_max_radius[g], margin);
   const int64_t code = in.seed_code[s];
   double mean[kMaxD], old[kMaxD], acc[kMaxD];
@@ -163,8 +163,13 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
     }
     if (converged(shift, bw) || it == in.max_iter) break;
   }
+  // A mean that is not finite (from points left unchecked) drops its seed: the selection's
+  // sorts need an order of the means, which NaN does not give.
+  bool finite = true;
+#pragma unroll
+  for (int d = 0; d < kMaxD; ++d) finite = finite && (d >= D || isfinite(mean[d]));
   if (lane == 0) {
-    final_count[s] = dropped ? 0 : last;
+    final_count[s] = dropped || !finite ? 0 : last;
     for (int64_t d = 0; d < D; ++d) final_mean[s * D + d] = mean[d];
   }
 }

@@ -312,7 +312,14 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
   const int32_t G32 = static_cast<int32_t>(G);
   const int32_t* group_of = groups.group_of.data_ptr<int32_t>();
   const at::Tensor& group_bw = groups.bandwidth;
-  const at::Tensor margin = (x.abs().amax() + 1.0) * (64.0 * static_cast<double>(D + 2) * DBL_EPSILON);
+  // The bound margin (mean_shift.h bound_margin) of each group, from its own rows: the rows of
+  // no group (stuff pixels, say) do not widen it, and a non-finite value left unchecked spoils
+  // its group only.
+  const at::Tensor group_scale =
+      at::zeros({G + 1}, f64).scatter_reduce_(0, groups.group_of.to(at::kLong),
+                                              x.abs().amax(1), "amax", /*include_self=*/true);
+  const at::Tensor margin = (group_scale.narrow(0, 0, G) + 1.0) *
+                            (64.0 * static_cast<double>(D + 2) * DBL_EPSILON);
   const int blocks = grid(N);
 
   // 1. Bins: runs of one hash, split by key, then ordered by first point.

@@ -39,7 +39,7 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
 // Centers of every group from its seeds' final means, as sklearn selects them
 // (../mean_shift_select.h), without waiting for the GPU: final_mean (S, D) and final_count (S)
 // of the seeds, seed_group (S) int32 (G for an unused slot; a count of 0 drops the seed), the
-// groups' bandwidths (G) and projection axes (G, int64), and the bound margin (0-dim float64).
+// groups' bandwidths (G) and projection axes (G, int64), and their bound margins (G, float64).
 // -> center_lo, centers (S, D) as in GroupsResult, and the centers sorted on their group's axis
 // for nearest_by_projection: rows (S, D), keys (S), rank (S, index within the group).
 struct SelectedCenters {

@@ -129,7 +129,7 @@ __global__ void suppress_kernel(const int64_t* u_lo, const double* rows, const d
   const int64_t g = blockIdx.x, lo = u_lo[g], K = u_lo[g + 1] - lo;
   if (K == 0) return;  // block-uniform
   const double bw = group_bw[g];
-  const double reach = projection_reach(bw, 0.0, *margin);
+  const double reach = projection_reach(bw, 0.0, margin[g]);
   int8_t* st = status + lo;
   int64_t distances = 0;
   for (;;) {
