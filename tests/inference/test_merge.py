@@ -314,8 +314,8 @@ def test_merge_limits_instances_per_class_and_says_so_once(monkeypatch):
     # Every pixel of a person its own cluster (a spread embedding, as an untrained network's):
     # more instances than the limit; the largest are kept, and a warning names the class and
     # its cluster count, once.
-    merge_module = importlib.import_module("panonet.inference.merge")  # not the function
-    monkeypatch.setattr(merge_module, "_REPORTED_CLASSES", set())
+    ids_module = importlib.import_module("panonet.inference.panoptic_ids")
+    monkeypatch.setattr(ids_module, "_REPORTED_CLASSES", set())
     emb = torch.randn(1, 3, 6, 8, generator=torch.Generator().manual_seed(3)) * 100
     sem = torch.full((1, 6, 8), PERSON)
     with pytest.warns(UserWarning, match=r"looks untrained .* person 48, more than the 10 "):

@@ -26,15 +26,25 @@ returns the same layout.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from panonet.data.labels import CLASSES, LABEL_DIVISOR, THING_TRAIN_IDS, TRAIN_TO_LABEL
+from panonet.data.labels import LABEL_DIVISOR, THING_TRAIN_IDS
 from panonet.data.transforms import _check_size, resize_labels  # shared with training
+from panonet.inference.panoptic_ids import (
+    instances_per_class,
+    limit_instances_per_class,
+    panoptic_from_semantic_instance,
+    warn_instances_over_limit,
+)
+from panonet.inference.validate import (
+    as_batched_labels,
+    check_float,
+    check_nonneg_int,
+)
 from panonet.ops import cluster_instances
 
 __all__ = [
@@ -59,7 +69,7 @@ def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = No
     Returns:
         int64 class ids (trainIds), (B, H, W) or (H, W); ties go to the lowest class id.
     """
-    _check_float(logits, "semantic_from_logits", "logits")
+    check_float(logits, "semantic_from_logits", "logits")
     if logits.dim() not in (3, 4):
         raise ValueError(
             "semantic_from_logits: expected logits of shape (B, C, h, w) or (C, h, w), got "
@@ -86,6 +96,7 @@ def instances_from_embedding(
     semantic_fullres: torch.Tensor | None = None,
     min_instance_size: int = 0,
     min_bin_freq: int = 1,
+    check_inputs: bool = True,
 ) -> torch.Tensor:
     """Instance ids from class-wise mean-shift of the embedding, at the output resolution.
 
@@ -107,13 +118,16 @@ def instances_from_embedding(
         min_instance_size: instances with fewer pixels than this at the output resolution (after
             the class masking) are removed (set to 0).
         min_bin_freq: mean-shift bin-seeding threshold, see :func:`panonet.ops.mean_shift`.
+        check_inputs: as in :func:`panonet.ops.cluster_instances` (False: on a GPU, nothing
+            waits for it).
 
     Returns:
         int64 instance ids, (B, H, W) or (H, W): 0 where not clustered / removed, else 1..K
-        consecutive within each image, in the op's order (by class, then cluster rank).
+        consecutive within each image, in the op's order (by class, then cluster rank);
+        K <= h * w.
     """
     fn = "instances_from_embedding"
-    _check_float(embedding, fn, "embedding")
+    check_float(embedding, fn, "embedding")
     if embedding.dim() not in (3, 4):
         raise ValueError(
             f"{fn}: expected embedding of shape (B, D, h, w) or (D, h, w), got "
@@ -122,18 +136,18 @@ def instances_from_embedding(
     unbatched = embedding.dim() == 3
     emb = embedding.unsqueeze(0) if unbatched else embedding
     B, _, h, w = emb.shape
-    sem = _as_batched_labels(semantic_lowres, unbatched, fn, "semantic_lowres")
+    sem = as_batched_labels(semantic_lowres, unbatched, fn, "semantic_lowres")
     if tuple(sem.shape) != (B, h, w):
         raise ValueError(
             f"{fn}: expected semantic_lowres of shape {_shape(B, h, w, unbatched)} to match the "
             f"embedding {tuple(embedding.shape)}, got {tuple(semantic_lowres.shape)}"
         )
     bw = _check_bandwidth(bandwidth, fn)
-    min_instance_size = _check_nonneg_int(min_instance_size, fn, "min_instance_size")
+    min_instance_size = check_nonneg_int(min_instance_size, fn, "min_instance_size")
 
     full = None
     if semantic_fullres is not None:
-        full = _as_batched_labels(semantic_fullres, unbatched, fn, "semantic_fullres")
+        full = as_batched_labels(semantic_fullres, unbatched, fn, "semantic_fullres")
         if full.shape[0] != B:
             raise ValueError(
                 f"{fn}: expected semantic_fullres with batch size {B}, got shape "
@@ -148,8 +162,9 @@ def instances_from_embedding(
         size = full_size
     out_size = (h, w) if size is None else _check_size(size, fn)
 
-    inst = cluster_instances(emb, sem, bw, min_bin_freq=min_bin_freq)
-    kmax = int(inst.max()) if inst.numel() else 0
+    inst = cluster_instances(emb, sem, bw, min_bin_freq=min_bin_freq, check_inputs=check_inputs)
+    # Ids never exceed the pixels clustered: tables sized by that need no value read back.
+    kmax = h * w
 
     if full is not None:
         # Class of each instance id, looked up per image (-1 for id 0 so it never matches).
@@ -166,158 +181,6 @@ def instances_from_embedding(
     return inst.squeeze(0) if unbatched else inst
 
 
-def panoptic_from_semantic_instance(
-    semantic: torch.Tensor,
-    instance: torch.Tensor,
-    *,
-    train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
-    thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
-) -> torch.Tensor:
-    """Cityscapes panoptic ids from a semantic (trainId) map and an instance map.
-
-    Per pixel, with ``C = len(train_to_label)`` classes:
-
-    - stuff class (trainId in [0, C), not a thing): its labelId (the instance id is ignored);
-    - thing class with instance k > 0: ``labelId * 1000 + j``, where j = 0, 1, 2, ... numbers
-      the distinct instance ids of that class in the image in increasing order, as in
-      Cityscapes' ``gtFine_instanceIds`` (so each (class, instance) pair gets its own id);
-    - thing class with instance 0 (not clustered or removed): 0, void (Cityscapes
-      ``unlabeled``);
-    - any other id (255 ignore, negative, >= C): 0, void.
-
-    Args:
-        semantic: (B, H, W) or (H, W) integer trainIds.
-        instance: integer instance ids >= 0 of the same shape (ids need only be unique per
-            image, not consecutive).
-        train_to_label: (C,) labelId of each trainId; default the Cityscapes table.
-        thing_train_ids: trainIds that have instances; default Cityscapes' 8 thing classes.
-
-    Returns:
-        int64 panoptic ids of ``semantic``'s shape, on its device.
-
-    Raises:
-        ValueError: shape / dtype mismatch, negative instance ids, thing ids outside [0, C), or
-            more than 1000 instances of one class in one image (ids would collide).
-    """
-    fn = "panoptic_from_semantic_instance"
-    _check_int(semantic, fn, "semantic")
-    _check_int(instance, fn, "instance")
-    if semantic.dim() not in (2, 3):
-        raise ValueError(
-            f"{fn}: expected semantic of shape (B, H, W) or (H, W), got {tuple(semantic.shape)}"
-        )
-    if instance.shape != semantic.shape:
-        raise ValueError(
-            f"{fn}: expected instance of the semantic map's shape {tuple(semantic.shape)}, got "
-            f"{tuple(instance.shape)}"
-        )
-    if instance.device != semantic.device:
-        raise ValueError(
-            f"{fn}: expected semantic and instance on one device, got {semantic.device} and "
-            f"{instance.device}"
-        )
-    device = semantic.device
-    table = TRAIN_TO_LABEL if train_to_label is None else train_to_label
-    if isinstance(table, np.ndarray):
-        table = table.copy()  # torch warns on (and could alias) a read-only numpy table
-    t2l = torch.as_tensor(table, device=device)
-    if t2l.dim() != 1 or t2l.numel() == 0 or t2l.is_floating_point():
-        raise ValueError(
-            f"{fn}: expected train_to_label as a non-empty 1-D integer table, got shape "
-            f"{tuple(t2l.shape)} dtype {t2l.dtype}"
-        )
-    t2l = t2l.long()
-    C = t2l.numel()
-    things = sorted({int(t) for t in thing_train_ids})
-    if any(not 0 <= t < C for t in things):
-        raise ValueError(f"{fn}: thing_train_ids must lie in [0, {C}), got {things}")
-    is_thing = torch.zeros(C, dtype=torch.bool, device=device)
-    is_thing[things] = True
-
-    unbatched = semantic.dim() == 2
-    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
-    inst = (instance.unsqueeze(0) if unbatched else instance).long()
-    if inst.numel() and int(inst.min()) < 0:
-        raise ValueError(f"{fn}: instance ids must be >= 0, got {int(inst.min())}")
-
-    valid = (sem >= 0) & (sem < C)
-    cls = sem.clamp(0, C - 1)
-    label = t2l[cls]
-    thing = valid & is_thing[cls]
-    pan = torch.where(valid & ~thing, label, 0)
-
-    segment = thing & (inst > 0)
-    if bool(segment.any()):
-        # One sortable key per (image, class, instance): sorted unique keys list each image's
-        # classes in order and, within a class, its instance ids in increasing order, so j is
-        # the key's rank minus the rank of its (image, class) group's first key.
-        K = int(inst.max()) + 1
-        b = torch.arange(sem.shape[0], device=device).view(-1, 1, 1).expand_as(sem)
-        keys = ((b * C + cls) * K + inst)[segment]
-        unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-        group_start = torch.searchsorted(unique, unique // K * K)
-        j = torch.arange(unique.numel(), device=device) - group_start
-        if int(j.max()) >= LABEL_DIVISOR:
-            raise ValueError(
-                f"{fn}: more than {LABEL_DIVISOR} instances of one class in one image; "
-                f"panoptic ids labelId * {LABEL_DIVISOR} + j would collide"
-            )
-        pan[segment] = label[segment] * LABEL_DIVISOR + j[inverse]
-    return pan.squeeze(0) if unbatched else pan
-
-
-def limit_instances_per_class(
-    semantic: torch.Tensor, instance: torch.Tensor, max_per_class: int = LABEL_DIVISOR
-) -> tuple[torch.Tensor, int]:
-    """Keeps at most ``max_per_class`` instances of each class per image: the largest ones.
-
-    The Cityscapes panoptic convention (labelId * 1000 + j) has room for 1000 instances of a
-    class; a badly trained or untrained network can produce more, and a predictor must still
-    return a map. The removed (smallest) instances become 0, i.e. void in the panoptic map.
-
-    Args:
-        semantic: (B, H, W) or (H, W) integer class ids.
-        instance: integer instance ids >= 0 of the same shape; every instance lies in one class
-            (as :func:`instances_from_embedding` returns them).
-        max_per_class: instances kept per (image, class).
-
-    Returns:
-        (instance map with the surplus set to 0, number of instances removed).
-    """
-    fn = "limit_instances_per_class"
-    _check_int(semantic, fn, "semantic")
-    _check_int(instance, fn, "instance")
-    if instance.shape != semantic.shape or semantic.dim() not in (2, 3):
-        raise ValueError(
-            f"{fn}: expected semantic and instance of one shape (B, H, W) or (H, W), got "
-            f"{tuple(semantic.shape)} and {tuple(instance.shape)}"
-        )
-    unbatched = semantic.dim() == 2
-    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
-    inst = (instance.unsqueeze(0) if unbatched else instance).long()
-    out, removed = inst.clone(), 0
-    for b in range(inst.shape[0]):
-        K = int(inst[b].max()) + 1 if inst[b].numel() else 1
-        if K - 1 <= max_per_class:
-            continue  # fewer instances in the image than the limit
-        flat, cls_flat = inst[b].flatten(), sem[b].flatten()
-        size = torch.bincount(flat, minlength=K)
-        cls = torch.full((K,), -1, dtype=torch.int64, device=inst.device)
-        cls.scatter_(0, flat, cls_flat)
-        ids = torch.nonzero(size[1:] > 0).flatten() + 1
-        # Rank instances within their class by decreasing size (ties: lower id first).
-        order = ids[torch.argsort(size[ids] * K - ids, descending=True, stable=True)]
-        order = order[torch.argsort(cls[order], stable=True)]
-        c = cls[order]
-        first = torch.searchsorted(c, c)
-        rank = torch.arange(order.numel(), device=inst.device) - first
-        drop = order[rank >= max_per_class]
-        if drop.numel():
-            out[b][torch.isin(out[b], drop)] = 0
-            removed += drop.numel()
-    return (out.squeeze(0) if unbatched else out), removed
-
-
 def merge(
     semantic_logits_lowres: torch.Tensor | None,
     embedding_lowres: torch.Tensor,
@@ -331,6 +194,7 @@ def merge(
     train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
     thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
     stage: Callable[[str], None] | None = None,
+    check_inputs: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Full post-processing: low-resolution network outputs to semantic, instance and panoptic.
 
@@ -360,13 +224,20 @@ def merge(
         train_to_label, thing_train_ids: class table for the panoptic ids (default Cityscapes).
         stage: called with "semantic", "clustering" and "panoptic" as each stage ends (the
             Predictor times its stages with it).
+        check_inputs: False reads no value back from the device, so that on a GPU the whole
+            post-processing runs without waiting for it (and can be captured in a CUDA graph):
+            the embedding is not checked for NaN / Inf, class ids beyond the bandwidth table are
+            not clustered instead of raising, and the over-limit warning is left to the caller,
+            who gets ``instances_per_class`` to read when it synchronizes anyway
+            (:func:`~panonet.inference.panoptic_ids.warn_instances_over_limit`).
 
     Returns:
         ``{"semantic": trainIds, "instance": ids 0..K, "panoptic": Cityscapes ids}``, each an
-        int64 (B, H, W) or (H, W) tensor on the embedding's device.
+        int64 (B, H, W) or (H, W) tensor on the embedding's device; with ``check_inputs=False``
+        and a limit, also ``instances_per_class``: int64 (B, C) or (C,) counts before it.
     """
     fn = "merge"
-    _check_float(embedding_lowres, fn, "embedding_lowres")
+    check_float(embedding_lowres, fn, "embedding_lowres")
     if embedding_lowres.dim() not in (3, 4):
         raise ValueError(
             f"{fn}: expected embedding_lowres of shape (B, D, h, w) or (D, h, w), got "
@@ -377,7 +248,7 @@ def merge(
     unbatched = embedding_lowres.dim() == 3
     bw = _check_bandwidth(bandwidth, fn)
     if semantic_logits_lowres is not None:
-        _check_float(semantic_logits_lowres, fn, "semantic_logits_lowres")
+        check_float(semantic_logits_lowres, fn, "semantic_logits_lowres")
         if semantic_logits_lowres.dim() not in (3, 4):
             raise ValueError(
                 f"{fn}: expected semantic_logits_lowres of shape (B, C, h, w) or (C, h, w), got "
@@ -411,7 +282,7 @@ def merge(
         semantic_out = semantic_from_logits(semantic_logits_lowres, size)
     else:
         B = 1 if unbatched else embedding_lowres.shape[0]
-        sem = _as_batched_labels(semantic, unbatched, fn, "semantic")
+        sem = as_batched_labels(semantic, unbatched, fn, "semantic")
         if tuple(sem.shape) != (B, *size):
             raise ValueError(
                 f"{fn}: expected semantic of shape {_shape(B, *size, unbatched)} (the output "
@@ -431,60 +302,37 @@ def merge(
         semantic_fullres=semantic_out,
         min_instance_size=min_instance_size,
         min_bin_freq=min_bin_freq,
+        check_inputs=check_inputs,
     )
     done("clustering")
+    # The bound of instances_from_embedding: no id exceeds the embedding's pixels.
+    bound = None if check_inputs else embedding_lowres.shape[-2] * embedding_lowres.shape[-1]
+    out = {"semantic": semantic_out}
     if max_instances_per_class is not None:
         limited, removed = limit_instances_per_class(
-            semantic_out, instance, max_instances_per_class
+            semantic_out, instance, max_instances_per_class, max_instance_id=bound
         )
-        if removed:  # counted only then: torch.unique over the frame is not free
-            most = _most_instances_per_class(semantic_out, instance)
-            _warn_once_per_class(most, max_instances_per_class, removed)
+        if bound is not None:
+            out["instances_per_class"] = instances_per_class(
+                semantic_out, instance, bw.numel(), max_instance_id=bound
+            )
+        elif removed:  # counted only then: the counts cost a pass over the frame
+            k = embedding_lowres.shape[-2] * embedding_lowres.shape[-1]
+            counts = instances_per_class(semantic_out, instance, bw.numel(), max_instance_id=k)
+            warn_instances_over_limit(counts, max_instances_per_class)
         instance = limited
     panoptic = panoptic_from_semantic_instance(
-        semantic_out, instance, train_to_label=train_to_label, thing_train_ids=thing_train_ids
+        semantic_out,
+        instance,
+        train_to_label=train_to_label,
+        thing_train_ids=thing_train_ids,
+        max_instance_id=bound,
     )
     done("panoptic")
-    return {"semantic": semantic_out, "instance": instance, "panoptic": panoptic}
+    return {**out, "instance": instance, "panoptic": panoptic}
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-# Classes already reported by _warn_once_per_class in this process: an untrained network
-# overflows on every frame, and one clear message is worth more than one per frame.
-_REPORTED_CLASSES: set[int] = set()
-
-
-def _most_instances_per_class(semantic: torch.Tensor, instance: torch.Tensor) -> dict[int, int]:
-    """{class: the most instances it has in one image}, for (B, H, W) or (H, W) maps."""
-    sem = semantic.reshape(-1, *semantic.shape[-2:]).long()
-    inst = instance.reshape(-1, *instance.shape[-2:]).long()
-    most: dict[int, int] = {}
-    for b in range(inst.shape[0]):
-        keep = inst[b] > 0
-        pairs = torch.unique(torch.stack([sem[b][keep], inst[b][keep]]), dim=1)
-        classes, counts = torch.unique(pairs[0], return_counts=True)
-        for c, n in zip(classes.tolist(), counts.tolist(), strict=True):
-            most[c] = max(most.get(c, 0), n)
-    return most
-
-
-def _warn_once_per_class(most: dict[int, int], limit: int, removed: int) -> None:
-    """Says, once per class and process, that a class had more clusters than panoptic ids hold:
-    the sign of an untrained embedding (every pixel its own cluster) or a too small bandwidth."""
-    over = {c: n for c, n in most.items() if n > limit and c not in _REPORTED_CLASSES}
-    if not over:
-        return
-    _REPORTED_CLASSES.update(over)
-    names = {c.train_id: c.name for c in CLASSES}
-    listed = ", ".join(f"{names.get(c, f'class {c}')} {n}" for c, n in sorted(over.items()))
-    warnings.warn(
-        f"the embedding looks untrained (or the bandwidth is too small): clusters in one image "
-        f"by class: {listed}, more than the {limit} instances per class that panoptic ids hold; "
-        f"the smallest beyond {limit} ({removed} in this call) were set to void. Said once per "
-        "class.",
-        stacklevel=3,
-    )
 
 
 def _filter_and_renumber(inst: torch.Tensor, kmax: int, min_size: int) -> torch.Tensor:
@@ -500,31 +348,6 @@ def _filter_and_renumber(inst: torch.Tensor, kmax: int, min_size: int) -> torch.
     return torch.gather(new_ids, 1, flat).view_as(inst)
 
 
-def _check_float(x, fn: str, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: expected {name} as a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{fn}: expected {name} with a floating dtype, got {x.dtype}")
-
-
-def _check_int(x, fn: str, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: expected {name} as a torch.Tensor, got {type(x).__name__}")
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-        raise TypeError(f"{fn}: expected {name} with an integer dtype, got {x.dtype}")
-
-
-def _as_batched_labels(x, unbatched: bool, fn: str, name: str) -> torch.Tensor:
-    _check_int(x, fn, name)
-    want = 2 if unbatched else 3
-    if x.dim() != want:
-        layout = "(H, W)" if unbatched else "(B, H, W)"
-        raise ValueError(
-            f"{fn}: expected {name} of shape {layout} (like the embedding), got {tuple(x.shape)}"
-        )
-    return x.unsqueeze(0) if unbatched else x
-
-
 def _check_bandwidth(bandwidth, fn: str) -> torch.Tensor:
     bw = torch.as_tensor(bandwidth)
     if bw.dim() != 1 or not bw.is_floating_point():
@@ -533,12 +356,6 @@ def _check_bandwidth(bandwidth, fn: str) -> torch.Tensor:
             f"{tuple(bw.shape)} dtype {bw.dtype}"
         )
     return bw
-
-
-def _check_nonneg_int(value, fn: str, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 0:
-        raise ValueError(f"{fn}: expected {name} as an integer >= 0, got {value!r}")
-    return int(value)
 
 
 def _shape(B: int, h: int, w: int, unbatched: bool) -> tuple[int, ...]:

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from panonet.data.labels import LABEL_DIVISOR
 from panonet.inference.bandwidth import bandwidth_table
 from panonet.inference.merge import merge
+from panonet.inference.panoptic_ids import warn_instances_over_limit
 from panonet.models.checkpoint import load_model
 from panonet.models.panonet import PanoNet, preprocess
 
@@ -51,6 +53,12 @@ class Predictor:
             ``device`` (no download).
         stage_timings: time every stage, which waits for the device after each (5 waits per
             frame on a GPU); False: only ``total``, after one wait at the end.
+        sync_free: post-process without reading any value back from the device until the end
+            of the frame, where one read returns whether the embedding was finite (else
+            ValueError) and the instance counts (a warning beyond 1000 of a class). Default: on
+            CUDA (on the CPU reads cost nothing and the checks run as they go). With
+            ``stage_timings=False`` and ``output_device=None`` a frame then waits for the GPU
+            once; the image is uploaded from page-locked memory.
 
     ``predict(image)`` (or calling the predictor) returns a dict:
 
@@ -76,12 +84,14 @@ class Predictor:
         channels_last: bool | None = None,
         output_device: str | torch.device | None = "cpu",
         stage_timings: bool = True,
+        sync_free: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
         # None: the maps stay where they were computed (no download of three full-resolution
         # int64 maps, 50 MB at 2048x1024, for a consumer on the same GPU).
         self.output_device = None if output_device is None else torch.device(output_device)
         self.stage_timings = bool(stage_timings)
+        self.sync_free = self.device.type == "cuda" if sync_free is None else bool(sync_free)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"Predictor: device {device!r} requested but CUDA is not available")
         if half and self.device.type != "cuda":
@@ -155,6 +165,9 @@ class Predictor:
             timings[name] = (now - tick) * 1e3
             tick = now
 
+        if self.device.type == "cuda":
+            # From page-locked memory the upload does not wait for the GPU.
+            hwc = hwc.pin_memory().to(self.device, non_blocking=True)
         x = preprocess(hwc, device=self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -166,6 +179,9 @@ class Predictor:
         lap("network")
         if semantic is not None:
             semantic = semantic if batched else semantic.unsqueeze(0)
+        # sync_free: nothing in the post-processing reads values back (check_inputs=False); the
+        # embedding's finiteness and the instance counts are read together at the end, the
+        # frame's one wait for the device when stages are not timed.
         maps = merge(
             logits,
             embedding,
@@ -174,8 +190,21 @@ class Predictor:
             semantic=semantic,
             min_instance_size=self.min_instance_size,
             stage=lap,
+            check_inputs=not self.sync_free,
         )
-        sync()  # the frame's one wait for the device when stages are not timed
+        if self.sync_free:
+            counts = maps.pop("instances_per_class")
+            finite = torch.isfinite(embedding).all().view(1).long()
+            status = torch.cat([finite, counts.flatten()]).tolist()
+            if not status[0]:
+                raise ValueError(
+                    "Predictor.predict: the network's embedding holds NaN or Inf values (a "
+                    "diverged checkpoint, or float16 overflow: try half=False)"
+                )
+            if max(status[1:], default=0) > LABEL_DIVISOR:
+                warn_instances_over_limit(counts, LABEL_DIVISOR)
+        else:
+            sync()
         timings["total"] = (time.perf_counter() - start) * 1e3
 
         if return_logits:

@@ -9,6 +9,7 @@ label guidance, used by the 3-scale losses of eqs. 1 and 6).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -64,9 +65,18 @@ def preprocess(
     if x.dim() == 3:
         x = x[None]
     x = x.to(device=device).permute(0, 3, 1, 2).to(dtype) / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype, device=x.device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=dtype, device=x.device)[:, None, None]
+    mean, std = _normalisation(x.device, dtype)
     return ((x - mean) / std).contiguous()
+
+
+@lru_cache(maxsize=16)
+def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, 1, 1) mean and std on ``device``: made once per device, as each upload of host data
+    to a GPU waits for it. Made outside inference mode, so that training may use them too."""
+    with torch.inference_mode(False):
+        mean = torch.tensor(IMAGENET_MEAN, dtype=dtype)[:, None, None].to(device)
+        std = torch.tensor(IMAGENET_STD, dtype=dtype)[:, None, None].to(device)
+    return mean, std
 
 
 class PanoNet(nn.Module):
