@@ -10,7 +10,10 @@ Stages, each timed on its own after warm-up with the device synchronized (median
   them; an untrained network's embedding says nothing about clustering cost), plus the same on
   the untrained network's own output for reference;
 * merge: logits upsampled + argmax, instance masking, panoptic ids;
-* end to end: :class:`panonet.inference.Predictor` on a uint8 frame (untrained weights).
+* end to end: :class:`panonet.inference.Predictor` on a uint8 frame (untrained weights), with
+  its defaults and as a real-time consumer runs it (no stage timings, maps left on the device,
+  nothing read back before the frame's end); and the host synchronizations per frame of each,
+  counted by :mod:`panonet.sync_points`.
 
 Correctness first: the synthetic frame's instances (all but slivers, see ``recovers``) must be
 recovered one to one and the predictor's maps must be consistent, or the benchmark stops.
@@ -38,6 +41,7 @@ from panonet.inference.merge import (
 )
 from panonet.models import PanoNet
 from panonet.models.panonet import preprocess
+from panonet.sync_points import SyncPoints
 
 
 def trained_like_frame(h: int, w: int, D: int = 12, seed: int = 0):
@@ -98,6 +102,19 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def host_syncs(predictors: dict, frame) -> dict:
+    """Host synchronizations per frame each predictor makes on a GPU, counted by
+    panonet.sync_points on any device (downloads and the stage timings' waits are not seen
+    there: with output_device="cpu" add one per map, with stage timings one per stage)."""
+    out = {}
+    for name, predictor in predictors.items():
+        with SyncPoints() as points:
+            predictor.predict(frame)
+        out[name] = {"total": points.total, **points.counts}
+        print(f"host synchronizations per frame, {name}: {points.total} {dict(points.counts)}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -118,6 +135,17 @@ def main() -> None:
     model = PanoNet().eval()
     params = model.count_parameters()
     predictor = Predictor(model, device=device, half=cuda, channels_last=True)
+    # What a real-time consumer runs: no stage timings, maps left on the device, nothing read
+    # back before the end of the frame.
+    lean = Predictor(
+        model,
+        device=device,
+        half=cuda,
+        channels_last=True,
+        stage_timings=False,
+        output_device=None,
+        sync_free=True,
+    )
     net = predictor.model
     if args.compile:
         net = torch.compile(net)
@@ -171,6 +199,7 @@ def main() -> None:
         ),
         ("merge (upsample + argmax + panoptic)", merge),
         ("end to end (Predictor, untrained)", lambda: predictor.predict(frame)),
+        ("end to end (sync-free, maps on the device)", lambda: lean.predict(frame)),
     ]
     rows = []
     for name, fn in stages:
@@ -201,6 +230,7 @@ def main() -> None:
     )
     kind = "peak GPU memory allocated" if cuda else "peak process RSS"
     print(f"\n{H}x{W}, params {params / 1e6:.2f} M, {kind} {peak:.0f} MB")
+    syncs = host_syncs({"Predictor defaults": predictor, "sync-free": lean}, frame)
     write_results(
         "model",
         device,
@@ -216,6 +246,7 @@ def main() -> None:
             "synthetic_instances": int(truth.max()),
             "rows": rows,
             "table": table,
+            "host_syncs_per_frame": syncs,
         },
         args.out,
     )
