@@ -65,7 +65,8 @@ cuda-check:
 # On a machine with an NVIDIA GPU, a CUDA build of torch in $(PYTHON) and no network: builds the
 # CUDA kernels against that torch, runs the CUDA tests and the kernel benchmarks, each step with
 # a timeout (6 minutes in all); logs in build/gpu-check/, JSON in benchmarks/results/. See
-# scripts/gpu_check.sh (GPU_CHECK_ARGS=--dry-run lists the steps).
+# scripts/gpu_check.sh (GPU_CHECK_ARGS=--dry-run lists the steps; GPU_CHECK_ARGS=--pipeline also
+# runs the demo, bench_model and panonet bench with the demo's checkpoint, 9 minutes in all).
 GPU_CHECK_ARGS ?=
 gpu-check:
 	PYTHON=$(PYTHON) bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)

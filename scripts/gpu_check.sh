@@ -9,14 +9,18 @@
 #   tests        the CUDA tests of tests/ops (pytest -k cuda, PANONET_EXPECT_CUDA=1)
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
+# and with --pipeline (issue 13: every GPU number of the README in one command; budget 9 min):
+#   demo         panonet demo --device cuda (trains, searches bandwidths, evaluates)
+#   bench-model  benchmarks/bench_model.py --device cuda (stages, end to end, host syncs)
+#   bench-trained  panonet bench --device cuda --half with the demo's checkpoint and bandwidths
 # Each step has a timeout; a failed step is reported and the next runs where it can (the benches
 # run after failed tests, nothing runs after a failed build). Logs go to build/gpu-check/, the
-# benchmarks' JSON to benchmarks/results/; both are copied to $OUT when it is set (8 files).
+# benchmarks' JSON to benchmarks/results/; both are copied to $OUT when it is set.
 #
-#   scripts/gpu_check.sh [--dry-run]      (--dry-run: print the steps, run none)
+#   scripts/gpu_check.sh [--dry-run] [--pipeline]   (--dry-run: print the steps, run none)
 #
 # Environment: PYTHON (python3), TORCH_CUDA_ARCH_LIST (default: the GPU's compute capability),
-# GPU_CHECK_BUDGET (seconds for everything, 360), GPU_CHECK_LOGS (build/gpu-check),
+# GPU_CHECK_BUDGET (seconds for everything, 360; 540 with --pipeline), GPU_CHECK_LOGS (build/gpu-check),
 # GPU_CHECK_SITE (/tmp/panonet-site), MEAN_SHIFT_ARGS (--sklearn-runs 1: one sklearn fit per
 # case, not 3; sklearn's CPU times are not what this run measures).
 # Exit status: 0 every step passed, 1 a step failed or timed out, 2 no CUDA GPU (nothing run).
@@ -32,12 +36,18 @@ MEAN_SHIFT_ARGS=${MEAN_SHIFT_ARGS---sklearn-runs 1}
 DATE=$(date -u +%F)
 LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
 MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
+MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
+TRAINED_JSON=benchmarks/results/predictor-trained-cuda-$DATE.json
 DRY_RUN=0
-case "${1:-}" in
-  --dry-run) DRY_RUN=1 ;;
-  "") ;;
-  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
-esac
+PIPELINE=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY_RUN=1 ;;
+    --pipeline) PIPELINE=1 ;;
+    *) echo "usage: $0 [--dry-run] [--pipeline]" >&2; exit 2 ;;
+  esac
+done
+((PIPELINE)) && BUDGET=${GPU_CHECK_BUDGET:-540}
 
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
   PIP_NO_INPUT=1 HYPOTHESIS_PROFILE=ci
@@ -194,6 +204,22 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     --device cuda $MEAN_SHIFT_ARGS --out "$MEAN_SHIFT_JSON" && ((!DRY_RUN)); then
     sed -n '/^| points/,$p' "$LOGS/5-bench-mean-shift.log" | sed 's/^/   /'
   fi
+  if ((PIPELINE)); then
+    DEMO=$LOGS/demo
+    if step demo 6-demo.log 240 "$PY" -m panonet demo --device cuda --no-progress --out "$DEMO"; then
+      ((DRY_RUN)) || grep -h -i -E "PQ|AP|mIoU" "$LOGS/6-demo.log" | tail -n 4 | sed 's/^/   /'
+    fi
+    step bench-model 7-bench-model.log 150 "$PY" benchmarks/bench_model.py --device cuda \
+      --out "$MODEL_JSON"
+    ((DRY_RUN)) || sed -n '/^| stage/,$p' "$LOGS/7-bench-model.log" | sed 's/^/   /'
+    if [[ -f $DEMO/run/checkpoints/final.pt ]] || ((DRY_RUN)); then
+      step bench-trained 8-bench-trained.log 90 "$PY" -m panonet bench --device cuda --half \
+        --checkpoint "$DEMO/run/checkpoints/final.pt" --bandwidths "$DEMO/bandwidths.json" \
+        --runs 50 --warmup 5 --no-progress --out "$TRAINED_JSON"
+    else
+      skip bench-trained "the demo wrote no checkpoint"
+    fi
+  fi
 else
   [[ ${SUMMARY[-1]} == "| build |"* ]] && skip import "build failed"
   skip tests "no working build"
@@ -217,7 +243,8 @@ fi
 if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
   mkdir -p "$OUT"
   copied=()
-  for f in "$LOGS"/summary.txt "$LOGS"/[1-5]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON"; do
+  for f in "$LOGS"/summary.txt "$LOGS"/[1-8]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" \
+    "$MODEL_JSON" "$TRAINED_JSON" "$LOGS"/demo/metrics.json; do
     [[ -f $f && ! $f -ot $LOGS/.start ]] && cp "$f" "$OUT"/ && copied+=("${f##*/}")
   done
   echo "copied to \$OUT: ${copied[*]}"

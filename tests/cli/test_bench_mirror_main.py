@@ -68,6 +68,11 @@ def test_bench_prints_stage_table_writes_json_and_plot(tmp_path, checkpoints, ca
     assert record["image_size"] == [64, 128] and record["runs"] == 2
     assert record["fps"] == pytest.approx(1000 / record["median_ms"]["total"])
     assert record["device"]
+    # The real-time figure beside the stage sum: no stage waits, maps on the device.
+    assert "real time (no stage timings" in text
+    assert record["fps_real_time"] == pytest.approx(1000 / record["end_to_end_ms"])
+    stages = [ms for stage, ms in record["median_ms"].items() if stage != "total"]
+    assert record["stage_sum_ms"] == pytest.approx(sum(stages))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
