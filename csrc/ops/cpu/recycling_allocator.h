@@ -2,8 +2,8 @@
 // leaves new elements uninitialised.
 //
 // Why: glibc serves every allocation above its mmap threshold with a fresh mapping and returns
-// it on free, so each mean_shift call paid the page faults of its ~40 MB of scratch arrays again
-// (10-15 ms of a 35-50 ms call at 100k points, measured). The arrays are fully written before
+// it on free, so each mean_shift call paid the page faults of its ~40 MB of scratch arrays again.
+// The arrays are fully written before
 // they are read, so zero-filling them on resize() was wasted work too.
 #pragma once
 
