@@ -14,10 +14,8 @@ synchronized). Both medians, so that one slow or fast sklearn fit does not set t
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,9 +23,7 @@ from _common import print_table, resolve_device, summarize, synchronize, time_ca
 from sklearn.cluster import MeanShift, get_bin_seeds
 
 from panonet.ops import cluster_instances, mean_shift
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.ops.reference_mean_shift import assert_same_clustering  # noqa: E402
+from panonet.ops.testing import assert_same_clustering
 
 # (points, clusters, bandwidths).
 CPU_CASES = [(10_000, 8, (0.5, 0.7)), (30_000, 15, (0.5, 0.7)), (100_000, 30, (0.5, 0.7))]
