@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unordered_set>
 #include <vector>
 
+#include "../hash.h"
 #include "../mean_shift.h"
 #include "../mean_shift_bins.h"
 #include "../mean_shift_checks.h"
@@ -24,6 +26,16 @@ namespace panonet::ops {
 namespace {
 
 using namespace panonet::ms;
+
+uint64_t hash_of_mean(const double* m, int64_t D) {
+  uint64_t h = 0x632be59bd9b4e019ULL;
+  for (int64_t d = 0; d < D; ++d) {
+    uint64_t bits;
+    std::memcpy(&bits, m + d, sizeof(bits));
+    h = mix64(h ^ bits);
+  }
+  return h;
+}
 
 // Indices of the returned counts (documented in csrc/panonet.cpp).
 enum Count {
@@ -38,6 +50,8 @@ enum Count {
   kPointsStraddling,
   kSuppressionRounds,
   kSuppressionDistances,
+  kIterationsMergedPerStep,
+  kDistinctMeans,
   kCounts
 };
 
@@ -156,11 +170,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   // 4. Climb, as one warp of the CUDA kernel does it, bin after bin.
   std::vector<double> final_mean(S * D), mean(D), old(D), acc(D);
   std::vector<int64_t> final_count(S, 0);
+  // The means each iteration starts from, as hashes of their bits: seeds at one mean have the
+  // same future (merging them would be exact), counted below.
+  std::vector<std::vector<uint64_t>> visited(S);
   for (int64_t s = 0; s < S; ++s) {
     std::copy_n(seeds.data() + s * D, D, mean.data());
     int64_t last_count = 0;
     for (int64_t it = 0;; ++it) {
       ++work[kIterations];
+      visited[s].push_back(hash_of_mean(mean.data(), D));
       work[kBinsFull] += R;
       std::fill(acc.begin(), acc.end(), 0.0);
       int64_t count = 0;
@@ -208,6 +226,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     final_count[s] = last_count;
     std::copy_n(mean.data(), D, final_mean.data() + s * D);
   }
+  // Iterations if the seeds at one mean at the same step were merged after every step, and the
+  // distinct means of all steps (the iterations with a perfect memo of mean -> future).
+  std::unordered_set<uint64_t> all, step;
+  for (size_t t = 0;; ++t) {
+    step.clear();
+    for (const auto& v : visited) {
+      if (t < v.size()) step.insert(v[t]);
+    }
+    if (step.empty()) break;
+    work[kIterationsMergedPerStep] += static_cast<int64_t>(step.size());
+    all.insert(step.begin(), step.end());
+  }
+  work[kDistinctMeans] = static_cast<int64_t>(all.size());
 
   // 5. Centers as the GPU selects them (mean_shift_select.h): the surviving seeds sorted by
   // mean (ties: seed order), the last of each run of equal means giving its window size; the
