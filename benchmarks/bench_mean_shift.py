@@ -247,6 +247,8 @@ WORK_COUNTS = (
     "points_of_straddling_bins",
     "suppression_rounds",
     "suppression_distances",
+    "iterations_merged_per_step",
+    "distinct_means",
 )
 
 
@@ -256,7 +258,9 @@ def gpu_work(cases, many_sizes) -> list[dict]:
     group (the algorithm before pruning by projection) and within the projection's reach (now),
     points tested in straddling bins (before: all of them; now: those that the triangle
     inequality with their bin's center leaves undecided), label distances by a full scan and by
-    the projection search; rounds and distances of the device-side suppression. The model's
+    the projection search; rounds and distances of the device-side suppression; the climb
+    iterations left if seeds at one mean were merged after every step, and the distinct means
+    of all steps (a perfect memo), which bound what merging seeds could save. The model's
     clustering is checked against the CPU op first."""
     rows = []
     data = [(f"blobs {n} x 12, {k} clusters", embedding_blobs(n, k), bws) for n, k, bws in cases]
@@ -305,6 +309,8 @@ def gpu_work(cases, many_sizes) -> list[dict]:
             ("label_distances_projection", "label distances, projection"),
             ("suppression_rounds", "suppression rounds"),
             ("suppression_distances", "suppression distances"),
+            ("iterations_merged_per_step", "iterations, seeds at one mean merged"),
+            ("distinct_means", "distinct means (perfect memo)"),
         ],
     )
     return rows

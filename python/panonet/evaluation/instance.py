@@ -63,8 +63,7 @@ from panonet.data.labels import (
     THING_TRAIN_IDS,
     TRAIN_TO_LABEL,
 )
-from panonet.evaluation.panoptic import _compact, _first_device
-from panonet.evaluation.semantic import _as_long_tensor
+from panonet.evaluation.inputs import LabelMap, as_long_tensor, compact_ids, first_device
 
 __all__ = [
     "OVERLAPS",
@@ -76,7 +75,6 @@ __all__ = [
     "scored_instance_map",
 ]
 
-LabelMap = torch.Tensor | np.ndarray
 
 OVERLAPS: np.ndarray = np.arange(0.5, 1.0, 0.05)
 """(10,) float64 IoU thresholds 0.5, 0.55, ..., 0.95, computed exactly as the official script
@@ -144,9 +142,9 @@ def instance_ids_from_targets(gt_semantic: LabelMap, gt_instance: LabelMap) -> t
         (H, W) int64 tensor on the device of the first tensor input.
     """
     fn = "instance_ids_from_targets"
-    device = _first_device(gt_semantic, gt_instance)
-    sem = _as_long_tensor(gt_semantic, fn, "gt_semantic", device)
-    inst = _as_long_tensor(gt_instance, fn, "gt_instance", device)
+    device = first_device(gt_semantic, gt_instance)
+    sem = as_long_tensor(gt_semantic, fn, "gt_semantic", device)
+    inst = as_long_tensor(gt_instance, fn, "gt_instance", device)
     if sem.shape != inst.shape:
         raise ValueError(
             f"{fn}: gt_semantic and gt_instance must have one shape, got {tuple(sem.shape)} and "
@@ -237,9 +235,9 @@ def scored_instance_map(
         float64 scores (0 for absent ids), ``K = instance_map.max()``, all on the map's device.
     """
     fn = "scored_instance_map"
-    device = _first_device(instance_map, semantic)
-    inst = _as_long_tensor(instance_map, fn, "instance_map", device)
-    sem = _as_long_tensor(semantic, fn, "semantic", device)
+    device = first_device(instance_map, semantic)
+    inst = as_long_tensor(instance_map, fn, "instance_map", device)
+    sem = as_long_tensor(semantic, fn, "semantic", device)
     if inst.dim() != 2 or inst.shape != sem.shape:
         raise ValueError(
             f"{fn}: expected instance_map and semantic of one shape (H, W), got "
@@ -365,20 +363,20 @@ class InstanceAPStats:
         fn = "InstanceAPStats.update"
         if (gt_instance_ids is None) == (gt_semantic is None and gt_instance is None):
             raise ValueError(f"{fn}: give either gt_semantic and gt_instance or gt_instance_ids")
-        device = _first_device(gt_instance_ids, gt_semantic, gt_instance)
+        device = first_device(gt_instance_ids, gt_semantic, gt_instance)
         if gt_instance_ids is None:
             if gt_semantic is None or gt_instance is None:
                 raise ValueError(f"{fn}: gt_semantic and gt_instance go together")
             gt = instance_ids_from_targets(gt_semantic, gt_instance)
         else:
-            gt = _as_long_tensor(gt_instance_ids, fn, "gt_instance_ids", device)
+            gt = as_long_tensor(gt_instance_ids, fn, "gt_instance_ids", device)
         if gt.dim() != 2:
             raise ValueError(f"{fn}: expected a (H, W) ground truth, got {tuple(gt.shape)}")
         shape = tuple(gt.shape)
         # Ground-truth segments: every distinct raw id; negative ids (-1, license plate) are
         # void in the official table, as is 0, so they are merged into 0.
         gt = gt.reshape(-1).clamp_min(0)
-        g_ids, g_idx = _compact(gt, int(gt.max()) if gt.numel() else 0)
+        g_ids, g_idx = compact_ids(gt, int(gt.max()) if gt.numel() else 0)
         kg = g_ids.numel()
         if isinstance(pred_instances, InstanceMap):
             inter, p_cls, scores = _intersections_from_map(pred_instances, g_idx, kg, shape, fn)
@@ -622,12 +620,12 @@ def _intersections_from_map(
     pred: InstanceMap, g_idx: torch.Tensor, kg: int, shape: tuple[int, ...], fn: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As :func:`_intersections_from_masks`, for disjoint instances given as an id map."""
-    inst = _as_long_tensor(pred.instance_map, fn, "instance_map", g_idx.device)
+    inst = as_long_tensor(pred.instance_map, fn, "instance_map", g_idx.device)
     if tuple(inst.shape) != shape:
         raise ValueError(
             f"{fn}: instance_map has shape {tuple(inst.shape)}, the ground truth is {shape}"
         )
-    train_ids = _as_long_tensor(pred.train_ids, fn, "train_ids", None).cpu().numpy()
+    train_ids = as_long_tensor(pred.train_ids, fn, "train_ids", None).cpu().numpy()
     scores = torch.as_tensor(pred.scores).detach().cpu().double().numpy()
     flat = inst.reshape(-1)
     lo, hi = (int(v) for v in torch.aminmax(flat)) if flat.numel() else (0, 0)
@@ -638,7 +636,7 @@ def _intersections_from_map(
             f"{fn}: expected train_ids and scores of one shape (K,) with K >= {hi} (the largest "
             f"instance id), got {train_ids.shape} and {scores.shape}"
         )
-    p_ids, p_idx = _compact(flat, hi, scale=kg)
+    p_ids, p_idx = compact_ids(flat, hi, scale=kg)
     # Intersection of every (instance id, gt segment) pair: one bincount, as for PQ.
     inter = torch.bincount(p_idx + g_idx, minlength=p_ids.numel() * kg)
     inter = inter.view(-1, kg).cpu().numpy()

@@ -60,7 +60,7 @@ from panonet.data.labels import (
     THING_TRAIN_IDS,
     TRAIN_TO_LABEL,
 )
-from panonet.evaluation.semantic import _as_long_tensor  # one input convention for all metrics
+from panonet.evaluation.inputs import LabelMap, as_long_tensor, compact_ids, first_device
 
 __all__ = [
     "LABEL_DIVISOR",
@@ -74,21 +74,8 @@ __all__ = [
 ]
 
 
-LabelMap = torch.Tensor | np.ndarray
-
 _IS_THING = np.zeros(NUM_CLASSES, dtype=bool)
 _IS_THING[list(THING_TRAIN_IDS)] = True
-
-# Above this many distinct id values the dense id -> index table would cost more memory than a
-# sort; Cityscapes ids stay below 34 * 1000.
-_DENSE_ID_LIMIT = 1 << 20
-
-
-def _first_device(*xs: Any) -> torch.device | None:
-    for x in xs:
-        if isinstance(x, torch.Tensor):
-            return x.device
-    return None
 
 
 def gt_panoptic_from_semantic_instance(semantic: LabelMap, instance: LabelMap) -> torch.Tensor:
@@ -117,9 +104,9 @@ def gt_panoptic_from_semantic_instance(semantic: LabelMap, instance: LabelMap) -
             semantic label (the targets went out of sync, e.g. different resizing).
     """
     fn = "gt_panoptic_from_semantic_instance"
-    device = _first_device(semantic, instance)
-    sem = _as_long_tensor(semantic, fn, "semantic", device)
-    inst = _as_long_tensor(instance, fn, "instance", device)
+    device = first_device(semantic, instance)
+    sem = as_long_tensor(semantic, fn, "semantic", device)
+    inst = as_long_tensor(instance, fn, "instance", device)
     if sem.shape != inst.shape:
         raise ValueError(
             f"{fn}: semantic and instance must have the same shape, got {tuple(sem.shape)} and "
@@ -138,18 +125,6 @@ def gt_panoptic_from_semantic_instance(semantic: LabelMap, instance: LabelMap) -
         )
     pan = torch.where(own, inst, label)
     return torch.where(valid, pan, 0)
-
-
-def _compact(ids: torch.Tensor, hi: int, scale: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct values of a flat id tensor in [0, hi], and ``scale`` times each element's index
-    among them (the scale folds the row stride of a joint index into the lookup for free)."""
-    if hi < _DENSE_ID_LIMIT:
-        # Dense lookup table: O(pixels), no sort (a sort of 2M ids costs ~10x more on a CPU).
-        present = torch.bincount(ids, minlength=hi + 1) > 0
-        lut = (torch.cumsum(present, 0) - 1) * scale
-        return present.nonzero().view(-1), lut.index_select(0, ids)
-    uniq, inverse = torch.unique(ids, sorted=True, return_inverse=True)
-    return uniq, inverse * scale if scale != 1 else inverse
 
 
 def _train_ids(ids: np.ndarray) -> np.ndarray:
@@ -309,17 +284,17 @@ def panoptic_stats(
     fn = "panoptic_stats"
     if (gt_panoptic is None) == (gt_semantic is None and gt_instance is None):
         raise ValueError(f"{fn}: give either gt_panoptic or gt_semantic and gt_instance")
-    device = _first_device(pred_panoptic, gt_panoptic, gt_semantic, gt_instance)
+    device = first_device(pred_panoptic, gt_panoptic, gt_semantic, gt_instance)
     if gt_panoptic is None:
         if gt_semantic is None or gt_instance is None:
             raise ValueError(f"{fn}: gt_semantic and gt_instance go together")
         gt = gt_panoptic_from_semantic_instance(
-            _as_long_tensor(gt_semantic, fn, "gt_semantic", device),
-            _as_long_tensor(gt_instance, fn, "gt_instance", device),
+            as_long_tensor(gt_semantic, fn, "gt_semantic", device),
+            as_long_tensor(gt_instance, fn, "gt_instance", device),
         )
     else:
-        gt = _as_long_tensor(gt_panoptic, fn, "gt_panoptic", device)
-    pred = _as_long_tensor(pred_panoptic, fn, "pred_panoptic", device)
+        gt = as_long_tensor(gt_panoptic, fn, "gt_panoptic", device)
+    pred = as_long_tensor(pred_panoptic, fn, "pred_panoptic", device)
     if pred.shape != gt.shape or pred.dim() not in (2, 3):
         raise ValueError(
             f"{fn}: expected pred and ground truth of one shape (H, W) or (B, H, W), got "
@@ -342,9 +317,9 @@ def _add_image(stats: PanopticStats, pred: torch.Tensor, gt: torch.Tensor) -> No
     g_lo, g_hi = (int(v) for v in torch.aminmax(gt))
     if g_lo < 0:
         gt = gt.clamp_min(0)  # negative ground-truth ids (license plate, -1) are void
-    p_ids, joint = _compact(pred, p_hi)
+    p_ids, joint = compact_ids(pred, p_hi)
     kp = p_ids.numel()
-    g_ids, g_row = _compact(gt, max(g_hi, 0), scale=kp)
+    g_ids, g_row = compact_ids(gt, max(g_hi, 0), scale=kp)
     kg = g_ids.numel()
     joint += g_row  # (gt index) * kp + (pred index), in place: these maps are large
     # Intersection of every (gt segment, pred segment) pair: the only pass over pixel pairs.
@@ -554,9 +529,9 @@ def evaluate_panoptic(
         if pred.numel() != gt.numel():
             raise ValueError(f"{fn}: image {image_id!r}: prediction and ground truth sizes differ")
 
-        p_ids_t, joint = _compact(pred, int(pred.max()) if pred.numel() else 0)
+        p_ids_t, joint = compact_ids(pred, int(pred.max()) if pred.numel() else 0)
         kp = p_ids_t.numel()
-        g_ids_t, g_row = _compact(gt, int(gt.max()) if gt.numel() else 0, scale=kp)
+        g_ids_t, g_row = compact_ids(gt, int(gt.max()) if gt.numel() else 0, scale=kp)
         kg = g_ids_t.numel()
         joint += g_row
         inter = torch.bincount(joint, minlength=kg * kp).view(kg, kp).cpu().numpy()
@@ -690,14 +665,14 @@ def write_panoptic_predictions(
         if not image_id or "/" in image_id or os.sep in image_id or image_id.startswith("."):
             raise ValueError(f"{fn}: image id {image_id!r} cannot be a file name")
         seen.add(image_id)
-        pan = _as_long_tensor(panoptic, fn, "panoptic", torch.device("cpu"))
+        pan = as_long_tensor(panoptic, fn, "panoptic", torch.device("cpu"))
         if pan.dim() != 2:
             raise ValueError(f"{fn}: expected an (H, W) panoptic map, got {tuple(pan.shape)}")
         flat = pan.reshape(-1)
         lo, hi = (int(v) for v in torch.aminmax(flat)) if flat.numel() else (0, 0)
         if lo < 0:
             raise ValueError(f"{fn}: image {image_id!r}: panoptic ids must be >= 0, got {lo}")
-        ids_t, idx = _compact(flat, hi)
+        ids_t, idx = compact_ids(flat, hi)
         area = torch.bincount(idx, minlength=ids_t.numel()).numpy()
         ids = ids_t.numpy()
         seg = ids != 0

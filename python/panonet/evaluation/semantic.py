@@ -13,31 +13,9 @@ import numpy as np
 import torch
 
 from panonet.data.labels import IGNORE_INDEX, NUM_CLASSES
+from panonet.evaluation.inputs import LabelMap, as_long_tensor
 
 __all__ = ["confusion_matrix", "iou_from_confusion", "pixel_accuracy"]
-
-LabelMap = torch.Tensor | np.ndarray
-
-
-def _as_long_tensor(x: LabelMap, fn: str, what: str, device: torch.device | None) -> torch.Tensor:
-    """int64 tensor view or copy of an integer tensor / array-like, moved to ``device``."""
-    if isinstance(x, torch.Tensor):
-        t = x
-        bad_dtype = t.is_floating_point() or t.is_complex() or t.dtype == torch.bool
-    else:
-        a = np.asarray(x)
-        bad_dtype = not np.issubdtype(a.dtype, np.integer)
-        if not bad_dtype:
-            # int64 in numpy first: torch lacks most ops on uint16/uint32 (16-bit PNGs, rgb2id
-            # maps), and cannot wrap read-only arrays without a warning.
-            a = a.astype(np.int64, copy=False)
-            t = torch.from_numpy(a if a.flags.writeable else a.copy())
-    if bad_dtype:
-        # Float labels usually mean logits or probabilities were passed by mistake.
-        raise TypeError(f"{fn}: expected integer {what}, got dtype {x.dtype}")
-    if device is not None:
-        t = t.to(device)
-    return t.long()
 
 
 def confusion_matrix(
@@ -83,8 +61,8 @@ def confusion_matrix(
         if isinstance(target, torch.Tensor)
         else None
     )
-    p = _as_long_tensor(pred, fn, "pred", device)
-    t = _as_long_tensor(target, fn, "target", device)
+    p = as_long_tensor(pred, fn, "pred", device)
+    t = as_long_tensor(target, fn, "target", device)
     if p.shape != t.shape:
         raise ValueError(
             f"{fn}: pred and target must have the same shape, got {tuple(p.shape)} and "
