@@ -26,7 +26,7 @@ from panonet.evaluation import (
     panoptic_stats,
     write_panoptic_predictions,
 )
-from panonet.evaluation.panoptic import id_to_rgb, rgb_to_id
+from panonet.evaluation.panoptic_files import id_to_rgb, rgb_to_id
 from tests.evaluation.test_panoptic import random_gt, random_pred
 
 ROAD, SIDEWALK, CAR, PERSON = 7, 8, 26, 24

@@ -28,6 +28,8 @@ def counts_of(counts: torch.Tensor) -> dict:
         "points_straddling",
         "suppression_rounds",
         "suppression_distances",
+        "iterations_merged_per_step",
+        "distinct_means",
     )
     return dict(zip(names, counts.tolist(), strict=True))
 
@@ -54,6 +56,7 @@ def test_same_clustering_as_the_cpu_op(seed, n, D, k, bw, bin_seeding):
     assert c["seeds"] <= c["iterations"] <= c["seeds"] * 301
     assert c["points_tested"] <= c["points_straddling"]
     assert (c["suppression_rounds"] >= 1) == (len(centers) > 0)
+    assert c["distinct_means"] <= c["iterations_merged_per_step"] <= c["iterations"]
 
 
 @hsettings(max_examples=30)

@@ -14,11 +14,10 @@ from panonet.evaluation.instance import (
 )
 from panonet.evaluation.panoptic import (
     PanopticStats,
-    evaluate_panoptic,
     gt_panoptic_from_semantic_instance,
     panoptic_stats,
-    write_panoptic_predictions,
 )
+from panonet.evaluation.panoptic_files import evaluate_panoptic, write_panoptic_predictions
 from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion, pixel_accuracy
 
 __all__ = [

@@ -37,7 +37,8 @@ from tqdm import tqdm
 
 from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.evaluation.instance import InstanceAPStats, scored_instance_map
-from panonet.evaluation.panoptic import PanopticStats, write_panoptic_predictions
+from panonet.evaluation.panoptic import PanopticStats
+from panonet.evaluation.panoptic_files import write_panoptic_predictions
 from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
 from panonet.viz import save_visualization
 
