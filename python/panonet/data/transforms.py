@@ -51,6 +51,7 @@ __all__ = [
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomScale",
+    "check_size",
     "collate",
     "resize_labels",
     "train_transforms",
@@ -84,7 +85,7 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         raise ValueError(
             f"resize_labels: expected a (..., h, w) label map, got shape {tuple(labels.shape)}"
         )
-    H, W = _check_size(size, "resize_labels")
+    H, W = check_size(size, "resize_labels")
     h, w = labels.shape[-2:]
     if (H, W) == (h, w):
         return labels.clone()
@@ -197,7 +198,7 @@ class RandomCrop:
         image_fill: int = 0,
         generator=None,
     ) -> None:
-        self.size = _check_size((size, size) if isinstance(size, int) else size, "RandomCrop")
+        self.size = check_size((size, size) if isinstance(size, int) else size, "RandomCrop")
         if not 0 <= image_fill <= 255:
             raise ValueError(f"RandomCrop: expected image_fill in 0..255, got {image_fill}")
         self.ignore_index = int(ignore_index)
@@ -407,7 +408,8 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _check_size(size, fn: str) -> tuple[int, int]:
+def check_size(size, fn: str) -> tuple[int, int]:
+    """``size`` as an (H, W) pair of positive ints, or ValueError naming ``fn``."""
     try:
         H, W = (int(s) for s in size)
     except (TypeError, ValueError):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from panonet.data.labels import LABEL_DIVISOR, THING_TRAIN_IDS
-from panonet.data.transforms import _check_size, resize_labels  # shared with training
+from panonet.data.transforms import check_size, resize_labels
 from panonet.inference.panoptic_ids import (
     instances_per_class,
     limit_instances_per_class,
@@ -78,7 +78,7 @@ def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = No
     unbatched = logits.dim() == 3
     x = logits.unsqueeze(0) if unbatched else logits
     if size is not None:
-        size = _check_size(size, "semantic_from_logits")
+        size = check_size(size, "semantic_from_logits")
         if size != tuple(x.shape[-2:]):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     # max().indices, not argmax(): on the CPU argmax over the channels of an NCHW tensor is
@@ -154,13 +154,13 @@ def instances_from_embedding(
                 f"{tuple(semantic_fullres.shape)}"
             )
         full_size = tuple(full.shape[-2:])
-        if size is not None and _check_size(size, fn) != full_size:
+        if size is not None and check_size(size, fn) != full_size:
             raise ValueError(
                 f"{fn}: size {tuple(size)} does not match semantic_fullres of shape "
                 f"{tuple(semantic_fullres.shape)}"
             )
         size = full_size
-    out_size = (h, w) if size is None else _check_size(size, fn)
+    out_size = (h, w) if size is None else check_size(size, fn)
 
     inst = cluster_instances(emb, sem, bw, min_bin_freq=min_bin_freq, check_inputs=check_inputs)
     # Ids never exceed the pixels clustered: tables sized by that need no value read back.
@@ -274,7 +274,7 @@ def merge(
             raise ValueError(
                 f"{fn}: expected {C} bandwidths (one per logit channel), got {bw.numel()}"
             )
-    size = _check_size(size, fn)
+    size = check_size(size, fn)
     done = stage if stage is not None else (lambda _name: None)
 
     if semantic is None:

@@ -42,6 +42,7 @@ __all__ = [
     "ICNetHead",
     "ICNetTrunk",
     "PyramidPoolingSum",
+    "check_input",
     "icnet_output_sizes",
 ]
 
@@ -71,7 +72,9 @@ def icnet_output_sizes(height: int, width: int) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
-def _check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
+def check_input(x: torch.Tensor, in_channels: int, who: str) -> None:
+    """Raises ValueError unless ``x`` is a floating (B, in_channels, H, W) tensor with H and W
+    at least MIN_INPUT_SIZE."""
     # Shape checks only (Python ints), never values: they stay out of traced/exported graphs.
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(
@@ -330,7 +333,7 @@ class ICNet(nn.Module):
     output_sizes = staticmethod(icnet_output_sizes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        _check_input(x, self.in_channels, "ICNet")
+        check_input(x, self.in_channels, "ICNet")
         size_1_4 = icnet_output_sizes(int(x.shape[-2]), int(x.shape[-1]))[0]
         f1, f2, f4 = self.trunk(x)
         return self.head(f1, f2, f4, size_1_4)

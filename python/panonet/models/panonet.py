@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from panonet.models.coords import coordinate_channels
-from panonet.models.icnet import ICNet, ICNetHead, ICNetTrunk, _check_input, init_weights
+from panonet.models.icnet import ICNet, ICNetHead, ICNetTrunk, check_input, init_weights
 from panonet.models.icnet import icnet_output_sizes as _icnet_output_sizes
 from panonet.models.surgery import widen_stage1_state_dict
 
@@ -209,7 +209,7 @@ class PanoNet(nn.Module):
         offset: torch.Tensor | None = None,
         full_size: tuple[int, int] | torch.Tensor | None = None,
     ) -> PanoNetOutput:
-        _check_input(images, 3, "PanoNet")
+        check_input(images, 3, "PanoNet")
         inst_in = self._instance_input(images, offset, full_size)
         if not self.share_weights:
             return PanoNetOutput(self.semantic(images), self.instance(inst_in))
