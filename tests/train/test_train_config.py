@@ -20,14 +20,8 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from panonet.train import OptimConfig, TrainConfig, load_train_config
-from panonet.train.trainer import (
-    SeededItems,
-    StepBatchSampler,
-    _hold_sigint,
-    get_rng_state,
-    item_seed,
-    set_rng_state,
-)
+from panonet.train.run_state import get_rng_state, hold_sigint, set_rng_state
+from panonet.train.sampling import SeededItems, StepBatchSampler, item_seed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "panonet_synthetic.toml"
 
@@ -154,7 +148,7 @@ def test_ctrl_c_is_held_until_the_state_update_is_complete():
     before = signal.getsignal(signal.SIGINT)
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with _hold_sigint():
+        with hold_sigint():
             os.kill(os.getpid(), signal.SIGINT)
             done.append("the rest of the block still runs")
     assert done

@@ -35,17 +35,14 @@ per-pixel mean loss.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import random
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +52,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from panonet.data.cityscapes import CityscapesPanoptic
 from panonet.data.transforms import collate, train_transforms
@@ -68,6 +65,8 @@ from panonet.train.config import TrainConfig
 from panonet.train.distributed import DistInfo, destroy_distributed, dist_info, init_distributed
 from panonet.train.loss import PanoNetLoss
 from panonet.train.optim import build_optimizer, build_scheduler
+from panonet.train.run_state import get_rng_state, hold_sigint, set_rng_state
+from panonet.train.sampling import SeededItems, StepBatchSampler, item_seed
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -95,167 +94,6 @@ STAGE1_CHECKPOINT = "stage1.pt"
 """The state at the end of stage 1 (stage-1 model, before the surgery)."""
 FINAL_CHECKPOINT = "final.pt"
 """The state at the end of the run."""
-
-
-# --------------------------------------------------------------------------------------------
-# Data: seeded augmentation and a resumable, infinite, rank-aware batch sampler
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """The augmentation seed of dataset image ``index`` in ``epoch``: a 63-bit integer.
-
-    Mixed by numpy's SeedSequence, so nearby (seed, epoch, index) give unrelated streams.
-    """
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-class SeededItems(Dataset):
-    """``dataset[index]`` augmented by ``transform`` with RNG seeded per (epoch, index).
-
-    Keys are ``(index, epoch)`` pairs (what :class:`StepBatchSampler` yields). The transform
-    draws from torch's global CPU generator (the transforms' default), which is seeded with
-    :func:`item_seed` for the item and restored afterwards, so the main process's RNG is left
-    untouched when loading without workers.
-
-    Returns the transformed item (see :mod:`panonet.data.transforms`).
-    """
-
-    def __init__(self, dataset: Dataset, transform, seed: int) -> None:
-        self.dataset = dataset
-        self.transform = transform
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        index, epoch = key
-        item = self.dataset[index]
-        if self.transform is None:
-            return item
-        with torch.random.fork_rng(devices=[]):
-            # The CPU generator only: torch.manual_seed would also reseed (and, with
-            # devices=[], not restore) the CUDA generators.
-            torch.default_generator.manual_seed(item_seed(self.seed, epoch, index))
-            return self.transform(item)
-
-
-class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Infinite per-rank batches of ``(index, epoch)`` keys, starting at a global step.
-
-    Epoch ``e`` is ``sampler``'s permutation after ``sampler.set_epoch(e)`` (a
-    DistributedSampler with ``drop_last=True``: rank r gets elements r, r + W, r + 2W, ... of
-    the seeded permutation), cut into batches of ``batch_size`` (the last partial batch is
-    dropped, so every step has a full global batch). Global step ``s`` is batch
-    ``s % steps_per_epoch`` of epoch ``s // steps_per_epoch`` on every rank.
-
-    Args:
-        sampler: the DistributedSampler (``num_replicas`` / ``rank`` given explicitly, also for
-            a single process).
-        batch_size: images per batch on this rank.
-        start_step: the first global step to produce.
-
-    Raises:
-        ValueError: the dataset is too small for one batch per rank.
-    """
-
-    def __init__(self, sampler: DistributedSampler, batch_size: int, start_step: int = 0) -> None:
-        self.sampler = sampler
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = len(sampler) // self.batch_size
-        if self.steps_per_epoch < 1:
-            world = sampler.num_replicas
-            raise ValueError(
-                f"the training split has {len(sampler.dataset)} images, fewer than one global "
-                f"batch ({self.batch_size * world} = {self.batch_size} per process x {world})"
-            )
-        self.start_step = int(start_step)
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, first = divmod(self.start_step, self.steps_per_epoch)
-        b = self.batch_size
-        while True:
-            self.sampler.set_epoch(epoch)
-            order = list(self.sampler)
-            for i in range(first, self.steps_per_epoch):
-                yield [(int(idx), epoch) for idx in order[i * b : (i + 1) * b]]
-            first = 0
-            epoch += 1
-
-
-# --------------------------------------------------------------------------------------------
-# RNG state as checkpointable values
-
-
-def get_rng_state(cuda_device: torch.device | None = None) -> dict[str, Any]:
-    """Global RNG states as tensors and plain values that ``torch.load(weights_only=True)``
-    accepts: torch CPU, numpy, python, and the CUDA generator of ``cuda_device`` (None: no
-    CUDA state; only the training device's, so that a DDP process does not touch, and create
-    a context on, every GPU of the node)."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    cuda = None
-    if cuda_device is not None and cuda_device.type == "cuda":
-        cuda = torch.cuda.get_rng_state(cuda_device)
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": cuda,
-        "numpy": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_gauss),
-        },
-        "python": {
-            "version": int(py_version),
-            "state": torch.tensor(py_state, dtype=torch.int64),
-            "gauss_next": py_gauss,
-        },
-    }
-
-
-def set_rng_state(state: Mapping[str, Any], cuda_device: torch.device | None = None) -> None:
-    """Restore what :func:`get_rng_state` returned; its CUDA state goes to ``cuda_device``
-    (skipped when None or when the state has none)."""
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if isinstance(cuda, torch.Tensor) and cuda_device is not None and cuda_device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, cuda_device)
-    npst = state["numpy"]
-    np.random.set_state(
-        (
-            npst["name"],
-            npst["keys"].numpy().astype(np.uint32),
-            npst["pos"],
-            npst["has_gauss"],
-            npst["cached_gaussian"],
-        )
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
-
-
-@contextlib.contextmanager
-def _hold_sigint() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends (then raise KeyboardInterrupt): state updates that
-    must not be split (optimizer step + schedule + step count; the stage switch)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:  # installed from C; cannot be restored from Python
-        yield
-        return
-    received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +349,7 @@ class Trainer:
     def _enter_stage2(self) -> None:
         """Stage 1 -> 2: surgery into a use_coords model (the same model when ``stage2_coords``
         is false), new optimizer and schedule."""
-        with _hold_sigint():
+        with hold_sigint():
             if self.cfg.stage2_coords:
                 model = stage2_model(self.model)
             else:
@@ -713,7 +551,7 @@ class Trainer:
             )
         self.scaler.scale(total).backward()
         lr = self.scheduler.get_last_lr()[0]
-        with _hold_sigint():
+        with hold_sigint():
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
