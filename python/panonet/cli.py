@@ -237,7 +237,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from panonet.train.config import load_train_config
+    from panonet.train.config_file import load_train_config
     from panonet.train.trainer import run_training
 
     try:

@@ -1,15 +1,8 @@
 """Training: the loss of eqs. (1) + (6), its configuration, the optimizer and lr schedule, and the
 two-stage training loop with exact resumption and DistributedDataParallel."""
 
-from panonet.train.config import (
-    NUM_SCALES,
-    OPTIMIZERS,
-    LossConfig,
-    OptimConfig,
-    TrainConfig,
-    load_train_config,
-    parse_override,
-)
+from panonet.train.config import NUM_SCALES, OPTIMIZERS, LossConfig, OptimConfig, TrainConfig
+from panonet.train.config_file import load_train_config, parse_override
 from panonet.train.loss import SCALE_NAMES, PanoNetLoss
 from panonet.train.optim import PolyDecay, build_optimizer, build_scheduler, parameter_groups
 

@@ -10,18 +10,16 @@ Config files (``panonet train --config FILE``) are TOML (``.toml``, comments all
 commented example is ``configs/panonet_synthetic.toml``) or JSON (``.json``): top-level keys are
 :class:`TrainConfig`'s fields, the tables ``[optim]``, ``[stage2_optim]`` and ``[loss]`` hold
 :class:`OptimConfig` / :class:`LossConfig` fields. :func:`load_train_config` reads a file and
-applies ``key=value`` overrides (dotted keys for the tables, values in TOML syntax).
+applies ``key=value`` overrides (dotted keys for the tables, values in TOML syntax); it lives in
+:mod:`panonet.train.config_file`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from panonet.data.labels import IGNORE_INDEX, NUM_CLASSES
@@ -32,8 +30,6 @@ __all__ = [
     "LossConfig",
     "OptimConfig",
     "TrainConfig",
-    "load_train_config",
-    "parse_override",
 ]
 
 NUM_SCALES = 3
@@ -413,90 +409,6 @@ class TrainConfig:
                 base = dataclasses.asdict(base)
             data["stage2_optim"] = {**(base or {}), **data["stage2_optim"]}
         return cls(**data)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=0.01"`` -> (["optim", "lr"], 0.01): a dotted key and a TOML value.
-
-    The value is read as a TOML value (``64``, ``0.5``, ``true``, ``[64, 128]``, ``"text"``);
-    ``none``/``null`` mean None; anything else that is not valid TOML is taken as a string
-    (``data_root=/data/cityscapes`` works without quotes).
-
-    Raises:
-        ValueError: no ``=`` or an empty key.
-    """
-    key, sep, raw = text.partition("=")
-    key, raw = key.strip(), raw.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ValueError(f"expected an override KEY=VALUE (e.g. optim.lr=0.01), got {text!r}")
-    if raw.lower() in ("none", "null"):
-        return key.split("."), None
-    try:
-        value = _toml_loads(f"v = {raw}")["v"]
-    except ValueError:
-        value = raw
-    return key.split("."), value
-
-
-def load_train_config(
-    path: str | os.PathLike | None = None, overrides: Sequence[str] = ()
-) -> TrainConfig:
-    """Read a TOML or JSON config file (or start from the defaults) and apply overrides.
-
-    Args:
-        path: a ``.toml`` or ``.json`` file (see the module docstring), or None for defaults.
-        overrides: ``KEY=VALUE`` strings (:func:`parse_override`), applied in order; a dotted
-            key sets a field of the optim / stage2_optim / loss table.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: an unreadable file, an unknown key or an invalid value, naming it.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                data = _toml_loads(text)
-        except ValueError as e:
-            raise ValueError(f"{path}: cannot parse the config: {e}") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a table of keys at the top level")
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = data
-        for k in keys[:-1]:
-            child = node.get(k)
-            if not isinstance(child, dict):
-                child = {} if child is None else child
-                if not isinstance(child, dict):
-                    raise ValueError(f"override {text!r}: {k} is not a table")
-                node[k] = child
-            node = child
-        node[keys[-1]] = value
-    try:
-        return TrainConfig.from_dict(data)
-    except TypeError as e:  # e.g. a table given where a value was expected
-        raise ValueError(f"invalid config{f' {path}' if path else ''}: {e}") from e
-
-
-def _toml_loads(text: str) -> dict[str, Any]:
-    try:
-        import tomllib  # Python >= 3.11
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise ValueError(
-                "TOML configs need Python >= 3.11 or the tomli package; use a .json config"
-            ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(str(e)) from None
 
 
 def _check_keys(data: Mapping[str, Any], cls: type, prefix: str) -> None:
