@@ -39,13 +39,30 @@ from panonet.ops import cluster_instances
 
 __all__ = [
     "LABEL_DIVISOR",
+    "THING_VOTE_GROUPS",
     "instances_from_embedding",
     "limit_instances_per_class",
     "merge",
     "panoptic_from_semantic_instance",
     "resize_labels",
     "semantic_from_logits",
+    "vote_instance_classes",
 ]
+
+
+def _train_ids(*names: str) -> tuple[int, ...]:
+    by_name = {c.name: c.train_id for c in CLASSES}
+    return tuple(by_name[n] for n in names)
+
+
+THING_VOTE_GROUPS: tuple[tuple[int, ...], ...] = (
+    _train_ids("person", "rider"),
+    _train_ids("car", "truck", "bus", "train"),
+    _train_ids("motorcycle", "bicycle"),
+)
+"""Thing classes that look alike and are clustered together under ``merge(vote_groups=...)``:
+people, four-wheeled vehicles, two-wheelers. A rider and the bicycle under them are in different
+groups, so they stay two instances even where their embeddings are close."""
 
 
 def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -328,6 +345,7 @@ def merge(
     min_instance_size: int = 0,
     min_bin_freq: int = 1,
     max_instances_per_class: int | None = LABEL_DIVISOR,
+    vote_groups: Sequence[Sequence[int]] | None = None,
     train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
     thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
     stage: Callable[[str], None] | None = None,
@@ -357,6 +375,14 @@ def merge(
         max_instances_per_class: keep at most this many instances per (image, class), the
             largest (:func:`limit_instances_per_class`; Cityscapes panoptic ids hold 1000); the
             rest become void and a warning says how many. None: no limit.
+        vote_groups: groups of thing trainIds (e.g. :data:`THING_VOTE_GROUPS`) whose pixels are
+            clustered together, with one bandwidth per group (the median of its classes'
+            positive bandwidths), each instance then taking the class most of its pixels have
+            (:func:`vote_instance_classes`); classes in no group are clustered alone as without
+            it. An object whose pixels the semantic map splits between two classes of a group
+            (a truck partly labelled bus) then stays one instance of one class instead of two
+            fragments; the output semantic map takes the voted class on instance pixels.
+            None: every class clustered apart (the paper's class-wise mean-shift).
         train_to_label, thing_train_ids: class table for the panoptic ids (default Cityscapes).
         stage: called with "semantic", "clustering" and "panoptic" as each stage ends (the
             Predictor times its stages with it).
@@ -424,14 +450,27 @@ def merge(
         if unbatched:
             semantic_lowres, semantic_out = semantic_lowres[0], semantic_out[0]
     done("semantic")
-    instance = instances_from_embedding(
-        embedding_lowres,
-        semantic_lowres,
-        bw,
-        semantic_fullres=semantic_out,
-        min_instance_size=min_instance_size,
-        min_bin_freq=min_bin_freq,
-    )
+    if vote_groups is not None:
+        anchor_of, grouped_bw, voters = _vote_tables(bw, vote_groups)
+        anchor_of = anchor_of.to(embedding_lowres.device)
+        instance = instances_from_embedding(
+            embedding_lowres,
+            _relabel(semantic_lowres, anchor_of),
+            grouped_bw.to(embedding_lowres.device),
+            semantic_fullres=_relabel(semantic_out, anchor_of),
+            min_instance_size=min_instance_size,
+            min_bin_freq=min_bin_freq,
+        )
+        semantic_out = vote_instance_classes(semantic_out, instance, voters.to(instance.device))
+    else:
+        instance = instances_from_embedding(
+            embedding_lowres,
+            semantic_lowres,
+            bw,
+            semantic_fullres=semantic_out,
+            min_instance_size=min_instance_size,
+            min_bin_freq=min_bin_freq,
+        )
     done("clustering")
     if max_instances_per_class is not None:
         limited, removed = limit_instances_per_class(
@@ -446,6 +485,53 @@ def merge(
     )
     done("panoptic")
     return {"semantic": semantic_out, "instance": instance, "panoptic": panoptic}
+
+
+def vote_instance_classes(
+    semantic: torch.Tensor, instance: torch.Tensor, voters: torch.Tensor
+) -> torch.Tensor:
+    """Gives every pixel of an instance the class that most of the instance's voting pixels have.
+
+    Args:
+        semantic: (B, H, W) or (H, W) integer trainIds (ids outside ``[0, len(voters))``,
+            such as 255, count for no class).
+        instance: integer instance ids >= 0 of the same shape, 0 = none; ids need only be
+            unique per image.
+        voters: (C,) bool, True for the classes that take part in the vote.
+
+    Returns:
+        int64 trainIds of ``semantic``'s shape: on pixels of an instance with at least one
+        voting pixel, that instance's majority voting class (ties: the lowest trainId);
+        everywhere else ``semantic`` unchanged.
+    """
+    fn = "vote_instance_classes"
+    _check_int(semantic, fn, "semantic")
+    _check_int(instance, fn, "instance")
+    if instance.shape != semantic.shape or semantic.dim() not in (2, 3):
+        raise ValueError(
+            f"{fn}: expected semantic and instance of one shape (B, H, W) or (H, W), got "
+            f"{tuple(semantic.shape)} and {tuple(instance.shape)}"
+        )
+    unbatched = semantic.dim() == 2
+    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
+    inst = (instance.unsqueeze(0) if unbatched else instance).long()
+    C = voters.numel()
+    if inst.numel() == 0 or int(inst.max()) == 0:
+        return semantic.long().clone()
+    B, K = inst.shape[0], int(inst.max()) + 1
+    valid = (sem >= 0) & (sem < C)
+    cls = sem.clamp(0, C - 1)
+    votes = (inst > 0) & valid & voters.to(sem.device)[cls]
+    # One histogram row per (image, instance): bincount over keys (b * K + id) * C + class.
+    b = torch.arange(B, device=sem.device).view(-1, 1, 1)
+    keys = ((b * K + inst) * C + cls)[votes]
+    hist = torch.bincount(keys, minlength=B * K * C).view(B, K, C)
+    winner = hist.argmax(dim=2)  # first maximum: ties go to the lowest trainId
+    has_vote = hist.sum(dim=2) > 0
+    inst_cls = torch.gather(winner, 1, inst.flatten(1)).view_as(inst)
+    inst_ok = torch.gather(has_vote, 1, inst.flatten(1)).view_as(inst)
+    out = torch.where((inst > 0) & inst_ok, inst_cls, sem)
+    return out.squeeze(0) if unbatched else out
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -485,6 +571,48 @@ def _warn_once_per_class(most: dict[int, int], limit: int, removed: int) -> None
         "class.",
         stacklevel=3,
     )
+
+
+def _vote_tables(
+    bw: torch.Tensor, groups: Sequence[Sequence[int]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tables for clustering groups of classes together (``merge(vote_groups=...)``).
+
+    Returns:
+        ``anchor_of`` (C,) int64: the class each class's pixels are relabelled to (its group's
+        first class, or itself); ``grouped_bw`` (C,) float: the bandwidth table for the relabelled
+        map (a group's anchor gets the median of the group's positive bandwidths); ``voters``
+        (C,) bool: the classes that take part in a group's vote.
+    """
+    C = bw.numel()
+    table = bw.detach().cpu().float()
+    anchor_of = torch.arange(C)
+    grouped_bw = table.clone()
+    voters = torch.zeros(C, dtype=torch.bool)
+    seen: set[int] = set()
+    for group in groups:
+        members = [int(c) for c in group]
+        if not members or any(not 0 <= c < C for c in members) or seen & set(members):
+            raise ValueError(
+                f"merge: expected vote_groups as disjoint, non-empty groups of class ids in "
+                f"[0, {C}), got {[list(g) for g in groups]}"
+            )
+        seen.update(members)
+        values = table[members]
+        values = values[values > 0]
+        anchor_of[members] = members[0]
+        grouped_bw[members] = 0.0
+        grouped_bw[members[0]] = values.median() if values.numel() else 0.0
+        voters[members] = True
+    return anchor_of, grouped_bw, voters
+
+
+def _relabel(sem: torch.Tensor, anchor_of: torch.Tensor) -> torch.Tensor:
+    """``sem`` with each class id in ``[0, len(anchor_of))`` replaced by ``anchor_of[id]``
+    (other ids, such as 255, unchanged)."""
+    C = anchor_of.numel()
+    valid = (sem >= 0) & (sem < C)
+    return torch.where(valid, anchor_of[sem.clamp(0, C - 1)], sem)
 
 
 def _filter_and_renumber(inst: torch.Tensor, kmax: int, min_size: int) -> torch.Tensor:
