@@ -145,6 +145,13 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
         metavar="CITY",
         help="city names used for every split (default: separate train and val cities)",
     )
+    p.add_argument(
+        "--max-thing-depth",
+        type=float,
+        default=None,
+        metavar="METRES",
+        help="place instances no farther than this (bigger things; default: up to 70 m)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_synth)
 
@@ -178,6 +185,7 @@ def _run_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             cities=args.cities,
+            max_thing_depth=args.max_thing_depth,
         )
     except ValueError as e:
         raise CLIError(str(e)) from e
@@ -287,9 +295,22 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--min-instance-size", type=int, default=0, help="drop smaller instances (pixels)"
     )
+    p.add_argument(
+        "--vote-groups",
+        action="store_true",
+        help="cluster people, four-wheelers and two-wheelers each as one group and give each "
+        "instance its pixels' majority class (pass it to search-bandwidth, eval and predict)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_predict)
+
+
+def _vote_groups(args: argparse.Namespace) -> tuple[tuple[int, ...], ...] | None:
+    """The post-processing's vote groups for ``--vote-groups`` (None: class-wise)."""
+    from panonet.inference.merge import THING_VOTE_GROUPS
+
+    return THING_VOTE_GROUPS if args.vote_groups else None
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -303,6 +324,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             bandwidths=args.bandwidths,
             half=args.half,
             min_instance_size=args.min_instance_size,
+            vote_groups=_vote_groups(args),
         )
         summary = predict_files(
             predictor,
@@ -348,6 +370,12 @@ def _add_search_bandwidth(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument(
+        "--vote-groups",
+        action="store_true",
+        help="cluster people, four-wheelers and two-wheelers each as one group and give each "
+        "instance its pixels' majority class (pass it to search-bandwidth, eval and predict)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_search_bandwidth)
 
@@ -367,6 +395,7 @@ def _run_search_bandwidth(args: argparse.Namespace) -> int:
             candidates=args.candidates,
             device=args.device,
             progress=not args.no_progress,
+            vote_groups=_vote_groups(args),
         )
     except FileNotFoundError as e:
         raise CLIError(str(e)) from e
@@ -425,6 +454,15 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         help="write predictions as COCO-panoptic panoptic.json + panoptic/*.png",
     )
     p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument(
+        "--min-instance-size", type=int, default=0, help="drop smaller instances (pixels)"
+    )
+    p.add_argument(
+        "--vote-groups",
+        action="store_true",
+        help="cluster people, four-wheelers and two-wheelers each as one group and give each "
+        "instance its pixels' majority class (pass it to search-bandwidth, eval and predict)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
 
@@ -441,7 +479,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     dataset = _open_dataset(args.data, args.split)
     model = _open_checkpoint(args.checkpoint)
     try:
-        predictor = Predictor(model, device=args.device, bandwidths=args.bandwidths)
+        predictor = Predictor(
+            model,
+            device=args.device,
+            bandwidths=args.bandwidths,
+            min_instance_size=args.min_instance_size,
+            vote_groups=_vote_groups(args),
+        )
         result = evaluate_model(
             predictor,
             dataset,

@@ -87,3 +87,11 @@ def test_eval_errors(tmp_path, checkpoint, data, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith("panonet eval: error: ") and message in err
     assert err.count("\n") == 1, "one-line error"
+
+
+def test_eval_vote_groups_and_min_instance_size(checkpoint, data, capsys):
+    args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--images", "1"]
+    assert main([*args, "--vote-groups", "--min-instance-size", "8", "--no-progress"]) == 0
+    assert "| PQ | SQ | RQ |" in capsys.readouterr().out
+    assert main([*args, "--min-instance-size", "-1", "--no-progress"]) == 2
+    assert "min_instance_size" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """``panonet synth`` through cli.main."""
 
+import json
+
 import pytest
 
 from panonet import cli
@@ -43,3 +45,11 @@ def test_synth_bad_size_exits_2(tmp_path, capsys, size):
 def test_synth_needs_images(tmp_path, capsys):
     assert cli.main(["synth", "--out", str(tmp_path / "o")]) == 2
     assert "nothing to generate" in capsys.readouterr().err
+
+
+def test_synth_max_thing_depth(tmp_path):
+    out = tmp_path / "near"
+    args = ["synth", "--out", str(out), "--train", "1", "--size", "32x64", "--no-progress"]
+    assert cli.main([*args, "--max-thing-depth", "25"]) == 0
+    assert json.loads((out / "panonet_synth.json").read_text())["max_thing_depth"] == 25.0
+    assert cli.main([*args, "--max-thing-depth", "-2"]) == 2

@@ -1,5 +1,6 @@
 """Synthetic street scenes: determinism, Cityscapes id conventions, resume, read by the loader."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,30 @@ def test_group_regions_twins_and_perspective():
             bottoms.append(ys.max())
             heights.append(ys.max() - ys.min() + 1)
     assert len(bottoms) >= 10 and np.corrcoef(bottoms, heights)[0, 1] > 0.5
+
+
+def _instance_areas(scene) -> list[int]:
+    ids = scene.instance_ids[scene.instance_ids >= 1000]
+    return np.unique(ids, return_counts=True)[1].tolist()
+
+
+def test_max_thing_depth_makes_instances_bigger_and_is_recorded(tmp_path):
+    free = [render((96, 192), seed) for seed in range(8)]
+    near = [render((96, 192), seed, max_thing_depth=20.0) for seed in range(8)]
+    free_areas = sum((_instance_areas(s) for s in free), [])
+    near_areas = sum((_instance_areas(s) for s in near), [])
+    assert near_areas and np.median(near_areas) > 1.5 * np.median(free_areas)
+    assert min(near_areas) > 0
+    generate(tmp_path / "near", train=1, size=(32, 64), max_thing_depth=25, progress=False)
+    manifest = json.loads((tmp_path / "near" / MANIFEST).read_text())
+    assert manifest["max_thing_depth"] == 25.0
+    # Without the option the manifest has no such key (older datasets stay valid).
+    generate(tmp_path / "free", train=1, size=(32, 64), progress=False)
+    assert "max_thing_depth" not in json.loads((tmp_path / "free" / MANIFEST).read_text())
+    with pytest.raises(ValueError, match="max_thing_depth: 25.0 there vs 30.0 now"):
+        generate(tmp_path / "near", train=1, size=(32, 64), max_thing_depth=30, progress=False)
+    with pytest.raises(ValueError, match="max_thing_depth: 25.0 there vs None now"):
+        generate(tmp_path / "near", train=1, size=(32, 64), progress=False)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_thing_depth"):
+            render((32, 64), 0, max_thing_depth=bad)

@@ -97,3 +97,20 @@ def test_runs_a_model_on_dataset_items(native_cpu_convolutions):  # noqa: F811
     result = search_bandwidths(PanoNet(), [item], candidates=[0.5, 1.0], progress=False)
     assert result.images == 1 and result.pq.shape == (2, 19)
     assert result.seconds > 0
+
+
+def test_vote_group_gets_the_best_common_bandwidth():
+    # Classes of a vote group are clustered together, so one bandwidth serves the group: here
+    # cars want < 0.45 and persons > 0.45; the choice maximises their mean PQ.
+    samples = [scene(s) for s in range(2)]
+    candidates = [0.1 * i for i in range(1, 17)]
+    result = search_bandwidths_on_embeddings(samples, candidates, vote_groups=[(PERSON, CAR)])
+    assert set(result.best) == {CAR, PERSON}
+    assert result.best[CAR] == result.best[PERSON]
+    mean = result.pq[:, [CAR, PERSON]].mean(dim=1)
+    chosen = candidates.index(result.best[CAR])
+    assert mean[chosen] == pytest.approx(float(mean.max()))
+    # Classes outside every group keep their own search.
+    apart = search_bandwidths_on_embeddings(samples, candidates, vote_groups=[(12, 14)])
+    plain = search_bandwidths_on_embeddings(samples, candidates)
+    assert apart.best == plain.best

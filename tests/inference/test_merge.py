@@ -15,13 +15,15 @@ from hypothesis.extra import numpy as hnp
 from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
 from panonet.inference import bandwidth_table, merge
 from panonet.inference.merge import (
+    THING_VOTE_GROUPS,
     instances_from_embedding,
     panoptic_from_semantic_instance,
     resize_labels,
     semantic_from_logits,
+    vote_instance_classes,
 )
 
-ROAD, SKY, PERSON, CAR = 0, 10, 11, 13  # trainIds
+ROAD, SKY, PERSON, CAR, TRUCK = 0, 10, 11, 13, 14  # trainIds
 BW = bandwidth_table()
 
 
@@ -332,3 +334,77 @@ def test_merge_needs_logits_or_semantic():
         merge(None, torch.zeros(1, 3, 4, 4), BW, size=(8, 8))
     with pytest.raises(ValueError, match=r"expected semantic of shape \(1, 8, 8\)"):
         merge(None, torch.zeros(1, 3, 4, 4), BW, size=(8, 8), semantic=torch.zeros(1, 4, 4).long())
+
+
+# --- class vote (one clustering for all thing classes, majority class per instance) ----------
+
+
+def test_vote_instance_classes_by_hand():
+    sem = torch.tensor([[CAR, CAR, PERSON, ROAD], [CAR, PERSON, PERSON, 255]])
+    inst = torch.tensor([[1, 1, 1, 0], [1, 2, 2, 2]])
+    is_thing = torch.zeros(19, dtype=torch.bool)
+    is_thing[list(THING_TRAIN_IDS)] = True
+    out = vote_instance_classes(sem, inst, is_thing)
+    # Instance 1: 3 car vs 1 person pixels -> car everywhere; instance 2: 2 person pixels and one
+    # ignore pixel -> person, the ignore pixel too (it is part of the instance); 0 unchanged.
+    expected = torch.tensor([[CAR, CAR, CAR, ROAD], [CAR, PERSON, PERSON, PERSON]])
+    assert torch.equal(out, expected) and out.dtype == torch.int64
+    # Batched, and a tie (1 car, 1 person) goes to the lower trainId (person = 11 < car = 13).
+    tie = vote_instance_classes(torch.tensor([[[CAR, PERSON]]]), torch.tensor([[[3, 3]]]), is_thing)
+    assert torch.equal(tie, torch.tensor([[[PERSON, PERSON]]]))
+    # An instance with no thing pixel at all keeps its pixels' classes.
+    none = vote_instance_classes(torch.tensor([[ROAD, SKY]]), torch.tensor([[1, 1]]), is_thing)
+    assert torch.equal(none, torch.tensor([[ROAD, SKY]]))
+    with pytest.raises(ValueError, match="of one shape"):
+        vote_instance_classes(sem, inst[:1], is_thing)
+
+
+def test_merge_vote_groups_keep_a_mislabelled_object_whole():
+    # One object (one embedding blob) whose pixels the semantic map splits 9 car / 7 truck:
+    # clustered per class it is two fragments of two classes; voting within the vehicle group
+    # it is one car.
+    h, w = 8, 8
+    logits = torch.zeros(1, 19, h, w)
+    logits[0, ROAD] = 5.0
+    emb = torch.zeros(1, 12, h, w)
+    logits[0, CAR, 2:6, 2:6] = 10.0
+    logits[0, TRUCK, 4:6, 3:6] = 20.0
+    logits[0, TRUCK, 5, 2] = 20.0  # 7 of the object's 16 pixels look like a truck
+    emb[0, 0, 2:6, 2:6] = 3.0
+    plain = merge(logits, emb, BW, size=(h, w))
+    voted = merge(logits, emb, BW, size=(h, w), vote_groups=THING_VOTE_GROUPS)
+    assert sorted(plain["instance"].unique().tolist()) == [0, 1, 2]
+    assert sorted(voted["instance"].unique().tolist()) == [0, 1]
+    obj = voted["instance"][0] == 1
+    assert obj.sum() == 16 and (voted["semantic"][0][obj] == CAR).all()
+    assert voted["panoptic"][0][obj].unique().tolist() == [26000]
+    # Stuff is untouched by the vote.
+    road = plain["semantic"] == ROAD
+    assert torch.equal(voted["semantic"][road], plain["semantic"][road])
+    # Two separate blobs of one class stay two instances with the vote.
+    emb2 = emb.clone()
+    emb2[0, 1, 2:4, 2:6] = 5.0
+    two = merge(logits, emb2, BW, size=(h, w), vote_groups=THING_VOTE_GROUPS)
+    assert sorted(two["instance"].unique().tolist()) == [0, 1, 2]
+    # Classes of different groups are never merged: as a person, the 7 pixels stay apart.
+    logits[0, PERSON] = logits[0, TRUCK]
+    logits[0, TRUCK] = 0.0
+    apart = merge(logits, emb, BW, size=(h, w), vote_groups=THING_VOTE_GROUPS)
+    per_class = merge(logits, emb, BW, size=(h, w))
+    assert all(torch.equal(apart[k], per_class[k]) for k in per_class)
+    assert sorted(apart["instance"].unique().tolist()) == [0, 1, 2]
+
+
+def test_merge_vote_group_uses_the_median_bandwidth_of_its_classes():
+    # Pixels 0.6 apart: one cluster at bandwidth 1.0, two at 0.3; a group is clustered with the
+    # median of its classes' bandwidths.
+    logits = torch.zeros(1, 19, 1, 4)
+    logits[0, CAR] = 10.0
+    emb = torch.tensor([0.0, 0.0, 0.6, 0.6]).view(1, 1, 1, 4)
+    groups = [THING_TRAIN_IDS]
+    narrow = bandwidth_table(dict.fromkeys(THING_TRAIN_IDS, 0.3))
+    wide = bandwidth_table({**dict.fromkeys(THING_TRAIN_IDS, 1.0), CAR: 0.3})
+    assert int(merge(logits, emb, narrow, size=(1, 4), vote_groups=groups)["instance"].max()) == 2
+    assert int(merge(logits, emb, wide, size=(1, 4), vote_groups=groups)["instance"].max()) == 1
+    with pytest.raises(ValueError, match="disjoint"):
+        merge(logits, emb, wide, size=(1, 4), vote_groups=[(CAR, TRUCK), (TRUCK,)])

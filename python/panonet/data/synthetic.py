@@ -130,6 +130,7 @@ def generate(
     seed: int = 0,
     progress: bool = True,
     cities: Sequence[str] | None = None,
+    max_thing_depth: float | None = None,
 ) -> SynthSummary:
     """Write a synthetic dataset in the Cityscapes layout under ``out_dir``.
 
@@ -147,6 +148,8 @@ def generate(
         progress: show a tqdm progress bar.
         cities: city names used for every split (letters/digits/'-' only); default
             :data:`DEFAULT_CITIES` (different cities for train and val).
+        max_thing_depth: farthest depth of instances in metres (see :func:`render`); None:
+            the generator's own range. Recorded in the manifest when set.
 
     Returns:
         :class:`SynthSummary` with the number of images written and skipped.
@@ -164,18 +167,20 @@ def generate(
     split_cities = {
         s: _check_cities(cities) if cities is not None else DEFAULT_CITIES[s] for s in counts
     }
+    _check_max_depth(max_thing_depth)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_or_write_manifest(
-        out,
-        {
-            "generator": "panonet.data.synthetic",
-            "version": GENERATOR_VERSION,
-            "seed": seed,
-            "size": [H, W],
-            "cities": {s: list(c) for s, c in split_cities.items()},
-        },
-    )
+    manifest = {
+        "generator": "panonet.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "size": [H, W],
+        "cities": {s: list(c) for s, c in split_cities.items()},
+    }
+    if max_thing_depth is not None:
+        # Only when set: datasets written before the option existed keep their manifest.
+        manifest["max_thing_depth"] = float(max_thing_depth)
+    _check_or_write_manifest(out, manifest)
 
     start = time.perf_counter()
     written = skipped = 0
@@ -190,7 +195,9 @@ def generate(
                 if all(p.is_file() for p in paths.values()):
                     skipped += 1
                 else:
-                    scene = render((H, W), _image_seed(seed, split, i))
+                    scene = render(
+                        (H, W), _image_seed(seed, split, i), max_thing_depth=max_thing_depth
+                    )
                     _write_scene(scene, paths)
                     written += 1
                 bar.set_postfix(split=split, written=written, skipped=skipped, refresh=False)
@@ -253,9 +260,12 @@ def _check_or_write_manifest(out: Path, manifest: dict) -> None:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise ValueError(f"generate: unreadable manifest {path}: {e}") from e
-        diff = sorted(k for k in manifest if old.get(k) != manifest[k])
+        # Keys of either side: an option recorded only there (e.g. max_thing_depth) differs too.
+        diff = sorted(k for k in manifest.keys() | old.keys() if old.get(k) != manifest.get(k))
         if diff:
-            detail = ", ".join(f"{k}: {old.get(k)!r} there vs {manifest[k]!r} now" for k in diff)
+            detail = ", ".join(
+                f"{k}: {old.get(k)!r} there vs {manifest.get(k)!r} now" for k in diff
+            )
             raise ValueError(
                 f"generate: {out} already holds a synthetic dataset generated differently "
                 f"({detail}); resuming would mix the two. Use another directory."
@@ -308,20 +318,38 @@ def _check_cities(cities: Sequence[str]) -> tuple[str, ...]:
 
 
 def render(
-    size: tuple[int, int], seed: int | np.random.SeedSequence | np.random.Generator
+    size: tuple[int, int],
+    seed: int | np.random.SeedSequence | np.random.Generator,
+    *,
+    max_thing_depth: float | None = None,
 ) -> Scene:
     """Render one street scene in memory.
 
     Args:
         size: (H, W) in pixels, each >= 16.
         seed: int, ``SeedSequence`` or numpy ``Generator``; equal seeds give equal scenes.
+        max_thing_depth: farthest depth (metres) at which individually labelled things (the
+            instances) are placed; None: up to 70 m (the street's own limits). Nearer things
+            are bigger: at 256x512 a person at 70 m is about 13 pixels tall, 3 at the
+            network's 1/4 output. Group regions, poles and trees keep their depths. None
+            renders exactly the scene the generator rendered before this option existed.
 
     Returns:
         :class:`Scene` with the RGB image and its labelIds / instanceIds maps.
     """
     H, W = _check_size(size)
+    far = _check_max_depth(max_thing_depth)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    return _Renderer(H, W, rng).run()
+    return _Renderer(H, W, rng, far=far).run()
+
+
+def _check_max_depth(value: float | None) -> float:
+    """``max_thing_depth`` as the renderer's cap in metres (inf for None)."""
+    if value is None:
+        return float("inf")
+    if isinstance(value, bool) or not np.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"expected max_thing_depth > 0 metres or None, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -442,8 +470,12 @@ _HAIR = [(30, 20, 15), (90, 60, 30), (200, 170, 100), (120, 120, 120)]
 class _Renderer:
     """Builds one scene: camera and street layout, background regions, objects, then paints."""
 
-    def __init__(self, H: int, W: int, rng: np.random.Generator) -> None:
+    def __init__(
+        self, H: int, W: int, rng: np.random.Generator, *, far: float = float("inf")
+    ) -> None:
         self.H, self.W, self.rng = H, W, rng
+        # Cap on the depth of instances (render's max_thing_depth).
+        self.far = far
         r = rng
         self.f = W * r.uniform(0.9, 1.2)  # focal length, pixels
         self.y_h = H * r.uniform(0.36, 0.47)  # horizon row
@@ -688,6 +720,11 @@ class _Renderer:
         hi = max(min(hi, self.z_end - 3.0), lo * 1.01)
         return float(np.exp(self.rng.uniform(np.log(lo), np.log(hi))))
 
+    def thing_depth(self, lo: float | None = None, hi: float = 70.0) -> float:
+        """:meth:`depth` for an instance: ``hi`` capped at ``far`` (the same random draw, so
+        an uncapped scene is unchanged)."""
+        return self.depth(lo, min(hi, self.far))
+
     def objects_pass(self) -> None:
         """Choose and place every object of the scene (sprites are rendered here)."""
         r = self.rng
@@ -698,7 +735,7 @@ class _Renderer:
 
         # Traffic: vehicles seen from behind (or the front) in the lanes.
         for _ in range(r.integers(1, 6)):
-            z = self.depth(self.z_min * 1.3)
+            z = self.thing_depth(self.z_min * 1.3)
             kind = r.choice(["car"] * 8 + ["truck", "bus"])
             x = r.choice(lane_x) + r.uniform(-0.4, 0.4)
             self.place(self.vehicle(kind, "rear", z), x, z)
@@ -707,23 +744,23 @@ class _Renderer:
         for side in (0, 1):
             if r.random() < 0.6:
                 x = rl + 1.1 if side == 0 else rr - 1.1
-                z = self.depth(self.z_min * 1.2, 30.0)
+                z = self.thing_depth(self.z_min * 1.2, 30.0)
                 for _ in range(r.integers(2, 7)):
                     self.place(self.vehicle("car", "rear", z), x + r.uniform(-0.15, 0.15), z)
                     z += r.uniform(4.6, 6.5)
-                    if z > self.z_end - 3:
+                    if z > min(self.z_end - 3, self.far):
                         break
 
         # A vehicle crossing, seen from the side.
         if r.random() < 0.35:
-            z = self.depth(self.z_min * 2.0, 40.0)
+            z = self.thing_depth(self.z_min * 2.0, 40.0)
             kind = r.choice(["car"] * 6 + ["truck", "bus"])
             self.place(self.vehicle(kind, "side", z), r.uniform(rl, rr), z)
 
         # Pedestrians on the sidewalks, some in small overlapping groups.
         for _ in range(r.integers(2, 9)):
             lo, hi = walk[r.integers(2)]
-            z = self.depth()
+            z = self.thing_depth()
             x = r.uniform(lo, hi)
             for k in range(r.choice([1, 1, 1, 2, 3])):
                 dz = r.uniform(-0.6, 0.6) if k else 0.0
@@ -732,6 +769,8 @@ class _Renderer:
         if self.zebra is not None:
             for _ in range(r.integers(1, 5)):
                 z = self.zebra + r.uniform(0.5, 3.5)
+                if z > self.far:
+                    continue
                 h = self.sprite_height(r.uniform(1.55, 1.95), z)
                 self.place(self.person(h), r.uniform(rl, rr), z)
 
@@ -739,14 +778,14 @@ class _Renderer:
         for kind, prob in (("bicycle", 0.5), ("motorcycle", 0.3)):
             if r.random() < prob:
                 for _ in range(r.integers(1, 3)):
-                    z = self.depth(self.z_min * 1.2, 40.0)
+                    z = self.thing_depth(self.z_min * 1.2, 40.0)
                     x = r.uniform(rl + 0.5, rr - 0.5)
                     self.ridden(kind, x, z, facing=r.choice([-1, 1]))
 
         # Parked two-wheelers on the sidewalk.
         for _ in range(r.integers(0, 3)):
             lo, hi = walk[r.integers(2)]
-            z = self.depth(hi=40.0)
+            z = self.thing_depth(hi=40.0)
             kind = "bicycle" if r.random() < 0.7 else "motorcycle"
             self.place(self.two_wheeler(kind, z, facing=r.choice([-1, 1])), r.uniform(lo, hi), z)
 
@@ -794,7 +833,7 @@ class _Renderer:
         key = self._twin_keys
         self._twin_keys += 1
         gap = 0.0 if r.random() < 0.5 else r.uniform(0.2, 1.5)
-        z = self.depth(self.z_min * 1.5, 30.0)
+        z = self.thing_depth(self.z_min * 1.5, 30.0)
         p = self.p(z)
         if kind == "person":
             sprite = self.person(self.sprite_height(r.uniform(1.6, 1.9), z))

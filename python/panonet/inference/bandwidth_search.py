@@ -104,6 +104,7 @@ def search_bandwidths_on_embeddings(
     thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
     num_classes: int = NUM_CLASSES,
     progress: bool = False,
+    vote_groups: Sequence[Sequence[int]] | None = None,
 ) -> BandwidthSearchResult:
     """Best bandwidth per thing class for precomputed embeddings.
 
@@ -115,6 +116,9 @@ def search_bandwidths_on_embeddings(
         thing_train_ids: the classes to search.
         num_classes: length of the bandwidth table.
         progress: show a progress bar over candidates.
+        vote_groups: search for post-processing with ``merge(vote_groups=...)``: the classes
+            of a group are clustered together with one bandwidth, so one candidate is chosen
+            per group, the one with the highest mean PQ over the group's classes that occur.
 
     Returns:
         :class:`BandwidthSearchResult` (``seconds`` covers only the clustering and scoring).
@@ -135,11 +139,31 @@ def search_bandwidths_on_embeddings(
             # The Predictor's post-processing, at the embedding's resolution and on the given
             # semantic map (a too small bandwidth on a poor embedding can give > 1000
             # instances of a class: the largest are kept, as the Predictor does).
-            out = merge(None, emb, table.to(emb.device), size=tuple(sem.shape[-2:]), semantic=sem)
+            out = merge(
+                None,
+                emb,
+                table.to(emb.device),
+                size=tuple(sem.shape[-2:]),
+                semantic=sem,
+                vote_groups=vote_groups,
+            )
             stats.update(out["panoptic"], gt)
         pq[i] = _class_pq(stats)
     best: dict[int, float] = {}
+    grouped: set[int] = set()
+    for group in vote_groups or ():
+        members = [int(t) for t in group]
+        grouped.update(members)
+        seen = [t for t in members if t in things and not torch.isnan(pq[:, t]).all()]
+        if not seen:
+            continue  # no class of the group occurred: keep the defaults
+        mean = torch.nan_to_num(pq[:, seen], nan=0.0).mean(dim=1)
+        tied = torch.nonzero(mean >= mean.max() - 1e-12).flatten()
+        value = cands[int(tied[(tied.numel() - 1) // 2])]
+        best.update({t: value for t in seen})
     for t in things:
+        if t in grouped:
+            continue
         column = pq[:, t]
         if torch.isnan(column).all():
             continue  # the class never occurred: no evidence, keep the default
@@ -158,6 +182,7 @@ def search_bandwidths(
     candidates: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    vote_groups: Sequence[Sequence[int]] | None = None,
 ) -> BandwidthSearchResult:
     """Runs ``model`` on the first ``images`` items of ``dataset`` and searches bandwidths.
 
@@ -169,6 +194,8 @@ def search_bandwidths(
         candidates: bandwidths to try; default :func:`default_candidates`.
         device: where the network and the clustering run.
         progress: progress bars.
+        vote_groups: one bandwidth per group of classes, for ``merge(vote_groups=...)`` (see
+            :func:`search_bandwidths_on_embeddings`).
 
     Returns:
         :class:`BandwidthSearchResult`; ``seconds`` includes the network passes.
@@ -186,6 +213,8 @@ def search_bandwidths(
         sem = out.semantic[0][0].max(dim=0).indices
         gt = gt_panoptic_from_semantic_instance(item["semantic"], item["instance"])
         samples.append((emb, sem, resize_labels(gt, tuple(sem.shape)).to(device)))
-    result = search_bandwidths_on_embeddings(samples, candidates, progress=progress)
+    result = search_bandwidths_on_embeddings(
+        samples, candidates, progress=progress, vote_groups=vote_groups
+    )
     result.seconds = time.perf_counter() - start
     return result

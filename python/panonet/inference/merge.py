@@ -45,16 +45,24 @@ from panonet.inference.validate import (
     check_float,
     check_nonneg_int,
 )
+from panonet.inference.vote import (
+    THING_VOTE_GROUPS,
+    relabel,
+    vote_instance_classes,
+    vote_tables,
+)
 from panonet.ops import cluster_instances
 
 __all__ = [
     "LABEL_DIVISOR",
+    "THING_VOTE_GROUPS",
     "instances_from_embedding",
     "limit_instances_per_class",
     "merge",
     "panoptic_from_semantic_instance",
     "resize_labels",
     "semantic_from_logits",
+    "vote_instance_classes",
 ]
 
 
@@ -191,6 +199,7 @@ def merge(
     min_instance_size: int = 0,
     min_bin_freq: int = 1,
     max_instances_per_class: int | None = LABEL_DIVISOR,
+    vote_groups: Sequence[Sequence[int]] | None = None,
     train_to_label: torch.Tensor | Sequence[int] | np.ndarray | None = None,
     thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
     stage: Callable[[str], None] | None = None,
@@ -221,6 +230,14 @@ def merge(
         max_instances_per_class: keep at most this many instances per (image, class), the
             largest (:func:`limit_instances_per_class`; Cityscapes panoptic ids hold 1000); the
             rest become void and a warning says how many. None: no limit.
+        vote_groups: groups of thing trainIds (e.g. :data:`THING_VOTE_GROUPS`) whose pixels are
+            clustered together, with one bandwidth per group (the median of its classes'
+            positive bandwidths), each instance then taking the class most of its pixels have
+            (:func:`vote_instance_classes`); classes in no group are clustered alone as without
+            it. An object whose pixels the semantic map splits between two classes of a group
+            (a truck partly labelled bus) then stays one instance of one class instead of two
+            fragments; the output semantic map takes the voted class on instance pixels.
+            None: every class clustered apart (the paper's class-wise mean-shift).
         train_to_label, thing_train_ids: class table for the panoptic ids (default Cityscapes).
         stage: called with "semantic", "clustering" and "panoptic" as each stage ends (the
             Predictor times its stages with it).
@@ -295,18 +312,25 @@ def merge(
         if unbatched:
             semantic_lowres, semantic_out = semantic_lowres[0], semantic_out[0]
     done("semantic")
+    tables = None if vote_groups is None else vote_tables(bw, vote_groups)
     instance = instances_from_embedding(
         embedding_lowres,
-        semantic_lowres,
-        bw,
-        semantic_fullres=semantic_out,
+        semantic_lowres if tables is None else relabel(semantic_lowres, tables.anchor_of),
+        bw if tables is None else tables.bandwidth,
+        semantic_fullres=semantic_out
+        if tables is None
+        else relabel(semantic_out, tables.anchor_of),
         min_instance_size=min_instance_size,
         min_bin_freq=min_bin_freq,
         check_inputs=check_inputs,
     )
-    done("clustering")
     # The bound of instances_from_embedding: no id exceeds the embedding's pixels.
     bound = None if check_inputs else embedding_lowres.shape[-2] * embedding_lowres.shape[-1]
+    if tables is not None:
+        semantic_out = vote_instance_classes(
+            semantic_out, instance, tables.voters, max_instance_id=bound
+        )
+    done("clustering")
     out = {"semantic": semantic_out}
     if max_instances_per_class is not None:
         limited, removed = limit_instances_per_class(

@@ -46,6 +46,9 @@ class Predictor:
             (:func:`panonet.inference.bandwidth_table`).
         half: run the network in float16 autocast (CUDA only); clustering stays float32.
         min_instance_size: instances with fewer pixels (at the output resolution) are dropped.
+        vote_groups: groups of thing classes clustered together, each instance taking its
+            pixels' majority class (:func:`panonet.inference.merge.merge`'s ``vote_groups``,
+            e.g. :data:`panonet.inference.merge.THING_VOTE_GROUPS`); None: class-wise.
         channels_last: NHWC memory format for the network (default on: cuDNN's fast kernels
             and oneDNN's want it; on the CPU it took the network from 2.24 s to 1.56 s per
             2048x1024 frame, measured).
@@ -81,6 +84,7 @@ class Predictor:
         bandwidths: torch.Tensor | Sequence[float] | Mapping | str | os.PathLike | None = None,
         half: bool = False,
         min_instance_size: int = 0,
+        vote_groups: Sequence[Sequence[int]] | None = None,
         channels_last: bool | None = None,
         output_device: str | torch.device | None = "cpu",
         stage_timings: bool = True,
@@ -121,6 +125,9 @@ class Predictor:
         if min_instance_size < 0:
             raise ValueError(f"Predictor: min_instance_size must be >= 0, got {min_instance_size}")
         self.min_instance_size = int(min_instance_size)
+        self.vote_groups = (
+            None if vote_groups is None else tuple(tuple(int(c) for c in g) for g in vote_groups)
+        )
 
     def __call__(self, image: ImageInput, **kwargs: Any) -> dict[str, Any]:
         return self.predict(image, **kwargs)
@@ -189,6 +196,7 @@ class Predictor:
             size=(H, W),
             semantic=semantic,
             min_instance_size=self.min_instance_size,
+            vote_groups=self.vote_groups,
             stage=lap,
             check_inputs=not self.sync_free,
         )
