@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from panonet.data.labels import CLASSES, LABEL_DIVISOR, THING_TRAIN_IDS, TRAIN_TO_LABEL
-from panonet.inference.validate import check_int
+from panonet.inference.validate import check_int, paired_label_maps
 
 __all__ = [
     "instances_per_class",
@@ -138,16 +138,7 @@ def limit_instances_per_class(
         tensor on the map's device).
     """
     fn = "limit_instances_per_class"
-    check_int(semantic, fn, "semantic")
-    check_int(instance, fn, "instance")
-    if instance.shape != semantic.shape or semantic.dim() not in (2, 3):
-        raise ValueError(
-            f"{fn}: expected semantic and instance of one shape (B, H, W) or (H, W), got "
-            f"{tuple(semantic.shape)} and {tuple(instance.shape)}"
-        )
-    unbatched = semantic.dim() == 2
-    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
-    inst = (instance.unsqueeze(0) if unbatched else instance).long()
+    sem, inst, unbatched = paired_label_maps(semantic, instance, fn)
     none_removed = torch.zeros((), dtype=torch.int64, device=inst.device)
     if max_instance_id is None:
         K = int(inst.max()) if inst.numel() else 0

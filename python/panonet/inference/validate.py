@@ -3,7 +3,13 @@ arrived, and in which function)."""
 
 import torch
 
-__all__ = ["as_batched_labels", "check_float", "check_int", "check_nonneg_int"]
+__all__ = [
+    "as_batched_labels",
+    "check_float",
+    "check_int",
+    "check_nonneg_int",
+    "paired_label_maps",
+]
 
 
 def check_float(x, fn: str, name: str) -> None:
@@ -39,3 +45,19 @@ def check_nonneg_int(value, fn: str, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 0:
         raise ValueError(f"{fn}: expected {name} as an integer >= 0, got {value!r}")
     return int(value)
+
+
+def paired_label_maps(semantic, instance, fn: str) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """A semantic and an instance map of one shape, (B, H, W) or (H, W), as int64 (B, H, W)
+    tensors, and whether they came without the batch dimension."""
+    check_int(semantic, fn, "semantic")
+    check_int(instance, fn, "instance")
+    if instance.shape != semantic.shape or semantic.dim() not in (2, 3):
+        raise ValueError(
+            f"{fn}: expected semantic and instance of one shape (B, H, W) or (H, W), got "
+            f"{tuple(semantic.shape)} and {tuple(instance.shape)}"
+        )
+    unbatched = semantic.dim() == 2
+    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
+    inst = (instance.unsqueeze(0) if unbatched else instance).long()
+    return sem, inst, unbatched

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from panonet.data.labels import CLASSES
-from panonet.inference.validate import check_int
+from panonet.inference.validate import paired_label_maps
 
 __all__ = ["THING_VOTE_GROUPS", "VoteTables", "relabel", "vote_instance_classes", "vote_tables"]
 
@@ -102,16 +102,7 @@ def vote_instance_classes(
         everywhere else ``semantic`` unchanged.
     """
     fn = "vote_instance_classes"
-    check_int(semantic, fn, "semantic")
-    check_int(instance, fn, "instance")
-    if instance.shape != semantic.shape or semantic.dim() not in (2, 3):
-        raise ValueError(
-            f"{fn}: expected semantic and instance of one shape (B, H, W) or (H, W), got "
-            f"{tuple(semantic.shape)} and {tuple(instance.shape)}"
-        )
-    unbatched = semantic.dim() == 2
-    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
-    inst = (instance.unsqueeze(0) if unbatched else instance).long()
+    sem, inst, unbatched = paired_label_maps(semantic, instance, fn)
     C = voters.numel()
     if max_instance_id is None:
         if inst.numel() == 0 or int(inst.max()) == 0:
