@@ -49,7 +49,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxCudaD = 64;  // wider embeddings use the CPU implementation
 constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
-constexpr int64_t kMaxClimbBlocks = 8192;
+constexpr int64_t kMaxClimbBlocks = 8192;  // grids of the warp-per-item kernels
 
 int grid(int64_t n) { return static_cast<int>(std::max<int64_t>(1, ceil_div(n, kThreads))); }
 
@@ -110,27 +110,35 @@ __global__ void gather_points_kernel(const double* x, const int64_t* perm, const
 }
 
 // Per bin slot: sum, mean and bounding radius of its points (zeros for the bin of the points
-// of no group, and past the last bin).
+// of no group, and past the last bin). Warps take bins in turn; the lanes stride over the bin's
+// points and their sums are reduced in a fixed order (a trained embedding puts thousands of
+// points in one bin, which one thread per bin summed serially).
 __global__ void bin_stats_kernel(const double* xb, const int64_t* bin_start,
                                  const int32_t* bin_group, int32_t G, int64_t R, int64_t D,
                                  double* sums, double* centers, double* radius) {
-  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (b >= R) return;
-  double* s = sums + b * D;
-  double* c = centers + b * D;
-  for (int64_t d = 0; d < D; ++d) s[d] = c[d] = 0;
-  radius[b] = 0;
-  if (bin_group[b] >= G) return;
-  for (int64_t p = bin_start[b]; p < bin_start[b + 1]; ++p) {
-    for (int64_t d = 0; d < D; ++d) s[d] += xb[p * D + d];
+  const int lane = threadIdx.x & 31;
+  const int64_t stride = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5; b < R;
+       b += stride) {  // warp-uniform
+    const int64_t s0 = bin_start[b], s1 = bin_group[b] < G ? bin_start[b + 1] : s0;
+    const double n = static_cast<double>(s1 - s0);
+    for (int64_t d = 0; d < D; ++d) {
+      double acc = 0;
+      for (int64_t p = s0 + lane; p < s1; p += 32) acc += xb[p * D + d];
+      const double total = warp_total(acc);
+      if (lane == 0) {
+        sums[b * D + d] = total;
+        centers[b * D + d] = s1 > s0 ? total / n : 0.0;
+      }
+    }
+    __syncwarp();  // the centers, written by lane 0, are read by every lane below
+    double r2 = 0;
+    for (int64_t p = s0 + lane; p < s1; p += 32) {
+      r2 = fmax(r2, sq_dist(xb + p * D, centers + b * D, D));
+    }
+    for (int o = 16; o > 0; o >>= 1) r2 = fmax(r2, __shfl_down_sync(kFull, r2, o));
+    if (lane == 0) radius[b] = sqrt(r2);
   }
-  const double n = static_cast<double>(bin_start[b + 1] - bin_start[b]);
-  for (int64_t d = 0; d < D; ++d) c[d] = s[d] / n;
-  double r2 = 0;
-  for (int64_t p = bin_start[b]; p < bin_start[b + 1]; ++p) {
-    r2 = fmax(r2, sq_dist(xb + p * D, c, D));
-  }
-  radius[b] = sqrt(r2);
 }
 
 // Per point position p (bin order): its bin, and its distance to the bin's center.
@@ -148,16 +156,30 @@ __global__ void rho_kernel(const double* xb, const int64_t* bin_start, const dou
   rho[p] = bin_group[lo] < G ? sqrt(sq_dist(xb + p * D, bin_center + lo * D, D)) : 0.0;
 }
 
-// suffix[p] = sum of xb over positions p .. end of p's bin (one thread per bin).
+// suffix[p] = sum of xb over positions p .. end of p's bin. Warps take bins in turn and walk
+// them from the end in chunks of 32 positions: a reverse scan within the chunk (shuffles, a
+// fixed order) plus the total of the later chunks.
 __global__ void suffix_kernel(const double* xb, const int64_t* bin_start,
                               const int32_t* bin_group, int32_t G, int64_t R, int64_t D,
                               double* suffix) {
-  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (b >= R || bin_group[b] >= G) return;
-  const int64_t s0 = bin_start[b], s1 = bin_start[b + 1];
-  for (int64_t p = s1 - 1; p >= s0; --p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t stride = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  for (int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5; b < R;
+       b += stride) {  // warp-uniform
+    if (bin_group[b] >= G) continue;
+    const int64_t s0 = bin_start[b], s1 = bin_start[b + 1];
     for (int64_t d = 0; d < D; ++d) {
-      suffix[p * D + d] = xb[p * D + d] + (p + 1 < s1 ? suffix[(p + 1) * D + d] : 0.0);
+      double carry = 0;
+      for (int64_t end = s1; end > s0; end -= 32) {
+        const int64_t p = end - 32 + lane;
+        double v = p >= s0 ? xb[p * D + d] : 0.0;
+        for (int o = 1; o < 32; o <<= 1) {
+          const double later = __shfl_down_sync(kFull, v, o);
+          if (lane + o < 32) v += later;
+        }
+        if (p >= s0) suffix[p * D + d] = v + carry;
+        carry += __shfl_sync(kFull, v, 0);
+      }
     }
   }
 }
@@ -373,7 +395,8 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   at::Tensor bin_sum = at::empty({N, D}, f64), bin_center = at::empty({N, D}, f64);
   at::Tensor bin_radius = at::empty({N}, f64);
-  bin_stats_kernel<<<blocks, kThreads, 0, stream>>>(
+  const int warp_blocks = static_cast<int>(std::min(ceil_div(N * 32, kThreads), kMaxClimbBlocks));
+  bin_stats_kernel<<<warp_blocks, kThreads, 0, stream>>>(
       xb.data_ptr<double>(), bin_start.data_ptr<int64_t>(), bin_group.data_ptr<int32_t>(), G32,
       N, D, bin_sum.data_ptr<double>(), bin_center.data_ptr<double>(),
       bin_radius.data_ptr<double>());
@@ -392,7 +415,7 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
   xb = xb.index_select(0, rho_order);
   const at::Tensor rho = rho_unsorted.index_select(0, rho_order);
   at::Tensor suffix = at::empty({N, D}, f64);
-  suffix_kernel<<<blocks, kThreads, 0, stream>>>(
+  suffix_kernel<<<warp_blocks, kThreads, 0, stream>>>(
       xb.data_ptr<double>(), bin_start.data_ptr<int64_t>(), bin_group.data_ptr<int32_t>(), G32,
       N, D, suffix.data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -454,10 +477,9 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
                        bin_sum.data_ptr<double>(), bin_start.data_ptr<int64_t>(),
                        xb.data_ptr<double>(), rho.data_ptr<double>(), suffix.data_ptr<double>(),
                        margin.data_ptr<double>(), params.max_iter};
-  const int climb_blocks = static_cast<int>(std::min(ceil_div(N * 32, kThreads), kMaxClimbBlocks));
   auto climb = [&](auto tag) {
     constexpr int kMaxD = decltype(tag)::value;
-    climb_kernel<kMaxD><<<climb_blocks, kThreads, 0, stream>>>(
+    climb_kernel<kMaxD><<<warp_blocks, kThreads, 0, stream>>>(
         in, final_mean.data_ptr<double>(), final_count.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
