@@ -1,4 +1,5 @@
-// The climb of the GPU mean-shift (included by mean_shift_core.cu only).
+// The climb of the GPU mean-shift and the per-group axis it prunes by (included by
+// mean_shift_core.cu only).
 #pragma once
 
 #include "../mean_shift.h"
@@ -7,6 +8,7 @@
 namespace panonet::ms::cuda {
 
 constexpr unsigned kFull = 0xffffffffu;
+constexpr int kAxisThreads = 256;  // block size of group_axis_kernel
 
 // Sum over the warp in a fixed order, the result broadcast from lane 0 (all lanes bit-equal).
 template <typename T>
@@ -28,6 +30,52 @@ __device__ inline double sq_dist_to(const double* row, const double (&mean)[kMax
   }
   return d2;
 }
+
+// Per group (one block each): the axis of widest spread of its bin centers and its largest bin
+// radius, for the climb's pruning by projection.
+__global__ void group_axis_kernel(const double* bin_center, const double* bin_radius,
+                                  const int64_t* group_bin_lo, int64_t D, int64_t* axis,
+                                  double* max_radius) {
+  __shared__ double lo_s[kAxisThreads], hi_s[kAxisThreads];
+  const int64_t g = blockIdx.x, b0 = group_bin_lo[g], b1 = group_bin_lo[g + 1];
+  double widest = -1;
+  int64_t best = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) {
+      lo = fmin(lo, bin_center[b * D + d]);
+      hi = fmax(hi, bin_center[b * D + d]);
+    }
+    lo_s[threadIdx.x] = lo;
+    hi_s[threadIdx.x] = hi;
+    __syncthreads();
+    for (int s = kAxisThreads / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) {
+        lo_s[threadIdx.x] = fmin(lo_s[threadIdx.x], lo_s[threadIdx.x + s]);
+        hi_s[threadIdx.x] = fmax(hi_s[threadIdx.x], hi_s[threadIdx.x + s]);
+      }
+      __syncthreads();
+    }
+    if (hi_s[0] - lo_s[0] > widest) {  // every thread reads the same values
+      widest = hi_s[0] - lo_s[0];
+      best = d;
+    }
+    __syncthreads();
+  }
+  double r = 0;
+  for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) r = fmax(r, bin_radius[b]);
+  hi_s[threadIdx.x] = r;
+  __syncthreads();
+  for (int s = kAxisThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) hi_s[threadIdx.x] = fmax(hi_s[threadIdx.x], hi_s[threadIdx.x + s]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    axis[g] = best;
+    max_radius[g] = hi_s[0];
+  }
+}
+
 
 // The inputs of the climb, all on the GPU (see mean_shift_core.cu for how they are built).
 struct ClimbInputs {

@@ -184,52 +184,6 @@ __global__ void suffix_kernel(const double* xb, const int64_t* bin_start,
   }
 }
 
-// Per group (one block each): the axis of widest spread of its bin centers and its largest bin
-// radius, for the climb's pruning by projection.
-__global__ void group_axis_kernel(const double* bin_center, const double* bin_radius,
-                                  const int64_t* group_bin_lo, int64_t D, int64_t* axis,
-                                  double* max_radius) {
-  __shared__ double lo_s[kThreads], hi_s[kThreads];
-  const int64_t g = blockIdx.x, b0 = group_bin_lo[g], b1 = group_bin_lo[g + 1];
-  double widest = -1;
-  int64_t best = 0;
-  for (int64_t d = 0; d < D; ++d) {
-    double lo = INFINITY, hi = -INFINITY;
-    for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) {
-      lo = fmin(lo, bin_center[b * D + d]);
-      hi = fmax(hi, bin_center[b * D + d]);
-    }
-    lo_s[threadIdx.x] = lo;
-    hi_s[threadIdx.x] = hi;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-      if (threadIdx.x < s) {
-        lo_s[threadIdx.x] = fmin(lo_s[threadIdx.x], lo_s[threadIdx.x + s]);
-        hi_s[threadIdx.x] = fmax(hi_s[threadIdx.x], hi_s[threadIdx.x + s]);
-      }
-      __syncthreads();
-    }
-    if (hi_s[0] - lo_s[0] > widest) {  // every thread reads the same values
-      widest = hi_s[0] - lo_s[0];
-      best = d;
-    }
-    __syncthreads();
-  }
-  double r = 0;
-  for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) r = fmax(r, bin_radius[b]);
-  hi_s[threadIdx.x] = r;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) hi_s[threadIdx.x] = fmax(hi_s[threadIdx.x], hi_s[threadIdx.x + s]);
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    axis[g] = best;
-    max_radius[g] = hi_s[0];
-  }
-}
-
-
 // Seed slots of the groups seeded by bins: group g's eligible bins, in bin order, take slots
 // seed_lo[g] + 0, 1, ...; code = the bin.
 __global__ void bin_seeds_kernel(const int32_t* bin_group, const int64_t* bin_count,
@@ -424,7 +378,7 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
   // the climb's pruning by projection.
   at::Tensor group_axis = at::empty({G}, i64);
   at::Tensor group_max_radius = at::empty({G}, f64);
-  group_axis_kernel<<<G, kThreads, 0, stream>>>(
+  group_axis_kernel<<<G, kAxisThreads, 0, stream>>>(
       bin_center.data_ptr<double>(), bin_radius.data_ptr<double>(),
       group_bin_lo.data_ptr<int64_t>(), D, group_axis.data_ptr<int64_t>(),
       group_max_radius.data_ptr<double>());
