@@ -62,9 +62,10 @@ class DemoSettings:
     min_instance_size: int = 0
 
 
-# About 9 minutes on a 2-core CPU (AMD EPYC, torch 2.13), 12 with `make build` from a fresh
-# clone: ~0.25 s per training step at batch 4 of 128x256 crops when the machine is otherwise
-# idle; synthesis, BN re-estimation, search, evaluation and the mirror test take ~1 min. Steps
+# About 10 minutes on a 2-core CPU (AMD EPYC, torch 2.13), 12 with `make build` from a fresh
+# clone (measured 11.9 min): ~0.26 s per training step at batch 4 of 128x256 crops when the
+# machine is otherwise idle; synthesis, BN re-estimation, search, evaluation and the mirror
+# test take ~1 min. Steps
 # are the lever that helped most (docs/RESULTS.md, issue 14): 1250 -> 2500 steps took val mIoU
 # 44.7 -> 50.8 and AP 3.4 -> 6.7; 2100 keeps `make demo` within 15 minutes.
 FULL = DemoSettings(
