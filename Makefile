@@ -29,11 +29,15 @@ build: $(VENV)/.deps
 test: build
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
-# The whole pipeline on synthetic street scenes into demo-output/ (about 10 minutes on a 2-core
-# CPU; a GPU is used when present). DEMO_ARGS=--quick for the few-second version.
+# The whole pipeline on synthetic street scenes into demo-output/ (about 12 minutes with the
+# setup on a 2-core CPU; a GPU is used when present). DEMO_ARGS=--quick for the few-second
+# version. OpenMP threads wait passively: while another process's tests used the 2 cores, a
+# training step took ~4 s with GNU OpenMP's default spin-waiting and 0.27-0.45 s with PASSIVE
+# (0.25 s on the idle machine); the variable set in the environment wins.
 DEMO_ARGS ?=
+OMP_WAIT_POLICY ?= PASSIVE
 demo: build
-	$(VENV)/bin/panonet demo $(DEMO_ARGS)
+	OMP_WAIT_POLICY=$(OMP_WAIT_POLICY) $(VENV)/bin/panonet demo $(DEMO_ARGS)
 
 lint: $(VENV)/.deps build
 	$(VENV)/bin/ruff check python tests benchmarks
