@@ -36,16 +36,23 @@ struct SeedView {
   int64_t D;
 
   __device__ bool alive(int64_t s) const { return s >= 0 && group[s] < G && count[s] > 0; }
+
+  // The part of both sort orders below that comes first: live seeds before dead ones (these by
+  // index), then by group. -1 or 1 when it decides, 0 for two live seeds of one group.
+  __device__ int compare_live_groups(int64_t a, int64_t b) const {
+    const bool la = alive(a), lb = alive(b);
+    if (la != lb) return la ? -1 : 1;
+    if (!la) return a < b ? -1 : (a > b ? 1 : 0);
+    return group[a] < group[b] ? -1 : (group[a] > group[b] ? 1 : 0);
+  }
 };
 
 // Step 1's order: live seeds first, by group, by mean (lexicographic, -0 == +0), by index.
 struct ByMean {
   SeedView v;
   __device__ bool operator()(const int64_t& a, const int64_t& b) const {
-    const bool la = v.alive(a), lb = v.alive(b);
-    if (la != lb) return la;
-    if (!la) return a < b;
-    if (v.group[a] != v.group[b]) return v.group[a] < v.group[b];
+    const int first = v.compare_live_groups(a, b);
+    if (first != 0 || !v.alive(a)) return first < 0;
     const int c = compare_means(v.mean + a * v.D, v.mean + b * v.D, v.D);
     return c != 0 ? c < 0 : a < b;
   }
@@ -55,10 +62,8 @@ struct ByMean {
 struct ByRank {
   SeedView v;
   __device__ bool operator()(const int64_t& a, const int64_t& b) const {
-    const bool la = v.alive(a), lb = v.alive(b);
-    if (la != lb) return la;
-    if (!la) return a < b;
-    if (v.group[a] != v.group[b]) return v.group[a] < v.group[b];
+    const int first = v.compare_live_groups(a, b);
+    if (first != 0 || !v.alive(a)) return first < 0;
     if (ranks_before(v.count[a], v.mean + a * v.D, v.count[b], v.mean + b * v.D, v.D)) return true;
     if (ranks_before(v.count[b], v.mean + b * v.D, v.count[a], v.mean + a * v.D, v.D)) return false;
     return a < b;
