@@ -238,11 +238,6 @@ __global__ void labels_kernel(const double* x, const int32_t* group_of, int32_t 
   labels[i] = arg;
 }
 
-// Exclusive prefix sums of a 0/1 mask, with the total appended: (n + 1) int64.
-at::Tensor exclusive_counts(const at::Tensor& mask) {
-  return at::cat({at::zeros({1}, mask.options().dtype(at::kLong)), at::cumsum(mask, 0, at::kLong)});
-}
-
 // The CPU implementation, group by group, for embeddings wider than kMaxCudaD (waits for the
 // GPU).
 GroupsResult on_cpu(const Groups& groups, int64_t G, const GroupParams& params) {

@@ -5,7 +5,7 @@
 // the whole call waits for the GPU nowhere and can be captured in a CUDA graph.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <ATen/ATen.h>
 
 #include <cstdint>
 
@@ -32,6 +32,12 @@ struct GroupsResult {
   at::Tensor center_lo;  // (G + 1) int64: group g owns centers [center_lo[g], center_lo[g + 1])
   at::Tensor centers;    // (>= center_lo[G], D) float64: each group's centers in sklearn's order
 };
+
+// Exclusive prefix sums of counts (or a 0/1 mask) with the total appended: (n + 1) int64, on the
+// counts' device. Used for slot offsets of bins, seeds and centers.
+inline at::Tensor exclusive_counts(const at::Tensor& counts) {
+  return at::cat({at::zeros({1}, counts.options().dtype(at::kLong)), at::cumsum(counts, 0, at::kLong)});
+}
 
 // Waits for the GPU only for embeddings wider than 64 (computed on the CPU).
 GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParams& params);

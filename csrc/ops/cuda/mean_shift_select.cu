@@ -176,11 +176,6 @@ __global__ void compact_kernel(const int8_t* status, const int64_t* kept_before,
   }
 }
 
-// Exclusive prefix sums of a 0/1 mask, with the total appended: (n + 1) int64.
-at::Tensor exclusive_counts(const at::Tensor& mask) {
-  return at::cat({at::zeros({1}, mask.options().dtype(at::kLong)), at::cumsum(mask, 0, at::kLong)});
-}
-
 }  // namespace
 
 SelectedCenters select_centers(const at::Tensor& final_mean, const at::Tensor& final_count,
