@@ -6,7 +6,7 @@
 #                /tmp/panonet-site, put first on PYTHONPATH
 #   build        panonet built with its CUDA kernels against that torch and installed (not
 #   import       editable); then the installed build must be the panonet imported
-#   tests        the CUDA tests of tests/ops (pytest -k cuda, PANONET_EXPECT_CUDA=1)
+#   tests        the CUDA tests of tests/ (pytest -k cuda, PANONET_EXPECT_CUDA=1)
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
 # and with --pipeline (issue 13: every GPU number of the README in one command; budget 9 min):
@@ -21,7 +21,8 @@
 #
 # Environment: PYTHON (python3), TORCH_CUDA_ARCH_LIST (default: the GPU's compute capability),
 # GPU_CHECK_BUDGET (seconds for everything, 360; 540 with --pipeline), GPU_CHECK_LOGS (build/gpu-check),
-# GPU_CHECK_SITE (/tmp/panonet-site), MEAN_SHIFT_ARGS (--sklearn-runs 1: one sklearn fit per
+# GPU_CHECK_SITE (/tmp/panonet-site), GPU_CHECK_SKIP (step names not to run, e.g. "demo
+# bench-mean-shift": a short rerun within a lease), MEAN_SHIFT_ARGS (--sklearn-runs 1: one sklearn fit per
 # case, not 3; sklearn's CPU times are not what this run measures).
 # Exit status: 0 every step passed, 1 a step failed or timed out, 2 no CUDA GPU (nothing run).
 set -uo pipefail
@@ -33,6 +34,7 @@ BUDGET=${GPU_CHECK_BUDGET:-360}
 LOGS=${GPU_CHECK_LOGS:-$REPO/build/gpu-check}
 SITE=${GPU_CHECK_SITE:-/tmp/panonet-site}
 MEAN_SHIFT_ARGS=${MEAN_SHIFT_ARGS---sklearn-runs 1}
+SKIP_STEPS=${GPU_CHECK_SKIP:-}
 DATE=$(date -u +%F)
 LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
 MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
@@ -66,6 +68,11 @@ record() { SUMMARY+=("| $1 | $2 | $3 |"); }
 step() {
   local name=$1 log=$LOGS/$2 limit=$3
   shift 3
+  if [[ " $SKIP_STEPS " == *" $name "* ]]; then
+    echo "== $name: skipped (GPU_CHECK_SKIP)"
+    record "$name" "skipped (GPU_CHECK_SKIP)" 0
+    return 3
+  fi
   local budget_left
   budget_left=$(left)
   if ((budget_left < 10)); then
@@ -177,6 +184,24 @@ else
   record wheels "skipped (no .whl/)" 0
 fi
 
+# The C++ compiler. Built with /opt/gcc/bin/g++ on the H200 image, the extension segfaulted
+# inside its own copy of std::ostream's number formatting whenever an error message held a size
+# (backtrace, 2026-11-30): a second libstdc++ beside the one torch loads, as a compiler with no
+# shared libstdc++ links in. Where the g++ on PATH has none and /usr/bin/g++ has one, the build
+# uses the latter; the compilers are logged, and the import step checks an error message.
+cxx_shared_libstdcxx() { [[ $("$1" -print-file-name=libstdc++.so 2>/dev/null) == /* ]]; }
+if [[ -z ${CXX:-} ]] && command -v g++ >/dev/null; then
+  GXX=$(command -v g++)
+  {
+    echo "g++ on PATH: $GXX ($("$GXX" -dumpfullversion 2>/dev/null)), shared libstdc++:" \
+      "$("$GXX" -print-file-name=libstdc++.so), static: $("$GXX" -print-file-name=libstdc++.a)"
+  } >>"$SETUP_LOG" 2>&1
+  if ! cxx_shared_libstdcxx "$GXX" && [[ -x /usr/bin/g++ ]] && cxx_shared_libstdcxx /usr/bin/g++; then
+    export CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++
+    echo "gpu-check: $GXX has no shared libstdc++; building with CXX=$CXX" | tee -a "$SETUP_LOG"
+  fi
+fi
+
 # The installed package, not the source tree's python/panonet (which has no built _C), must be
 # the one imported, from the repository root as pytest and the benchmarks run.
 IMPORT_CHECK='import sys, panonet, panonet.ops as ops
@@ -185,14 +210,33 @@ print("panonet", path, "CUDA kernels:", ops.built_with_cuda(), "archs:", ops.cud
 if path.startswith(sys.argv[1] + "/python/"):
     raise SystemExit("imported the source tree, not the installed package")
 if not ops.built_with_cuda():
-    raise SystemExit("panonet._C was built without CUDA kernels")'
+    raise SystemExit("panonet._C was built without CUDA kernels")
+with open("/proc/self/maps") as maps:
+    print("libstdc++ loaded:", sorted({l.split()[-1] for l in maps if "libstdc++" in l}))
+# An error message with numbers in it, in a child process: a libstdc++ mismatch crashes it.
+import subprocess
+probe = ("import torch, panonet.ops\ntry:\n    torch.ops.panonet._nearest_by_projection("
+         "torch.zeros(3, 2), torch.zeros(4, 3))\nexcept ValueError as e:\n    print(e)")
+r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+print("error-message probe:", r.returncode, r.stdout.strip())
+if r.returncode != 0 or "got [3, 2] and [4, 3]" not in r.stdout:
+    raise SystemExit(f"an error message of the extension crashed (exit {r.returncode}): the "
+                     "extension and torch use different copies of libstdc++; see 1-setup.log "
+                     "for the compiler, and set CXX to one with a shared libstdc++")'
 if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$PY" -m pip install -v --no-build-isolation --no-deps \
   --no-index --force-reinstall . &&
   step import 2-build.log 60 "$PY" -c "$IMPORT_CHECK" "$REPO"; then
   # The tests' own output (pass/fail lines, -ra summary) is in the log; its last line here.
-  step tests 3-tests.log 150 env PANONET_EXPECT_CUDA=1 "$PY" -m pytest -q -p no:cacheprovider \
-    -k cuda tests/ops
+  # A kernel that never returns must not take the whole budget: one test at most 60 s where
+  # pytest-timeout is installed.
+  # pytest-xdist, where installed, also turns a crashing test into a failed one (its worker is
+  # replaced) instead of ending the run.
+  TIMEOUT_ARGS=()
+  "$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS=(--timeout 60)
+  "$PY" -c "import xdist" 2>/dev/null && TIMEOUT_ARGS+=(-n 4)
+  step tests 3-tests.log 150 env PANONET_EXPECT_CUDA=1 "$PY" -m pytest -q -ra -p no:cacheprovider \
+    "${TIMEOUT_ARGS[@]}" -k cuda tests
   ((DRY_RUN)) || tail -n 1 "$LOGS/3-tests.log" | sed 's/^/   /'
   # The loss benchmark first: it is short and carries the GPU targets.
   if step bench-loss 4-bench-loss.log 120 "$PY" benchmarks/bench_discriminative_loss.py \
