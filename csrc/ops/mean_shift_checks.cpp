@@ -97,6 +97,12 @@ std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(
   return {emb, sem};
 }
 
+void check_nearest_by_projection_inputs(const at::Tensor& points, const at::Tensor& centers) {
+  TORCH_CHECK_VALUE(points.dim() == 2 && centers.dim() == 2 && points.size(1) == centers.size(1),
+                    "panonet._nearest_by_projection: expected points (N, D) and centers (K, D), "
+                    "got ", points.sizes(), " and ", centers.sizes());
+}
+
 void check_all_finite(const at::Tensor& values, const char* op, const char* what) {
   if (values.numel() == 0) return;
   bool finite;

@@ -19,6 +19,9 @@ std::pair<at::Tensor, at::Tensor> check_cluster_instances_inputs(
     const at::Tensor& embedding, const at::Tensor& semantic, const at::Tensor& bandwidth,
     int64_t min_bin_freq, int64_t max_iter, bool check_device_values);
 
+// panonet::_nearest_by_projection: points (N, D) and centers (K, D), for both kernels.
+void check_nearest_by_projection_inputs(const at::Tensor& points, const at::Tensor& centers);
+
 // Throws unless every value of the (floating) tensor is finite; `what` names it in the message.
 void check_all_finite(const at::Tensor& values, const char* op, const char* what);
 

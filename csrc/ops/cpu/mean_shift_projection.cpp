@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../mean_shift_checks.h"
 #include "../mean_shift_post.h"
 #include "../mean_shift_projection.h"
 
@@ -13,9 +14,7 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor> nearest_by_projection_cpu(const at::Tensor& points,
                                                              const at::Tensor& centers) {
-  TORCH_CHECK_VALUE(points.dim() == 2 && centers.dim() == 2 && points.size(1) == centers.size(1),
-                    "panonet._nearest_by_projection: expected points (N, D) and centers (K, D), "
-                    "got ", points.sizes(), " and ", centers.sizes());
+  check_nearest_by_projection_inputs(points, centers);
   const at::Tensor x = points.to(at::kDouble).contiguous();
   const at::Tensor c = centers.to(at::kDouble).contiguous();
   const int64_t N = x.size(0), K = c.size(0), D = x.size(1);

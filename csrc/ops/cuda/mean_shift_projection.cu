@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "../mean_shift_checks.h"
 #include "../mean_shift_post.h"
 #include "../mean_shift_projection.h"
 
@@ -24,9 +25,7 @@ __global__ void nearest_kernel(const double* x, int64_t N, int64_t D, const doub
 
 std::tuple<at::Tensor, at::Tensor> nearest_by_projection_cuda(const at::Tensor& points,
                                                               const at::Tensor& centers) {
-  TORCH_CHECK_VALUE(points.dim() == 2 && centers.dim() == 2 && points.size(1) == centers.size(1),
-                    "panonet._nearest_by_projection: expected points (N, D) and centers (K, D), "
-                    "got ", points.sizes(), " and ", centers.sizes());
+  check_nearest_by_projection_inputs(points, centers);
   const c10::cuda::CUDAGuard guard(points.device());
   const at::Tensor x = points.to(at::kDouble).contiguous();
   const at::Tensor c = centers.to(at::kDouble).cpu().contiguous();  // a test hook: syncs
