@@ -299,5 +299,12 @@ def test_cuda_matches_cpu_hard_cases(case):
     points = torch.tensor(X)
     cpu_labels, cpu_centers = mean_shift(points, bw, bin_seeding=bin_seeding)
     gpu_labels, gpu_centers = mean_shift(points.cuda(), bw, bin_seeding=bin_seeding)
-    np.testing.assert_array_equal(gpu_labels.cpu().numpy(), cpu_labels.numpy())
-    torch.testing.assert_close(gpu_centers.cpu(), cpu_centers, rtol=0, atol=1e-9 * bw)
+    # Same centers in the same order, to rounding: each device associates the window sums its
+    # own way (the CPU's node sums, the GPU's warp sums), which moves a mean by a few ulps. So a
+    # point equidistant from two centers in exact arithmetic (the chain's 1.8 between 0.9 and
+    # 2.7; seen on the H200) may go either way; every other label must agree.
+    tol = 1e-9 * bw * (1 + np.abs(X).max())
+    torch.testing.assert_close(gpu_centers.cpu(), cpu_centers, rtol=0, atol=tol)
+    assert_same_clustering(
+        gpu_labels.cpu(), gpu_centers.cpu(), cpu_labels, cpu_centers, X, bw, True, tol
+    )
