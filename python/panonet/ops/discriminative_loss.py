@@ -171,12 +171,16 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(embedding, labels, offsets, means, mu_grads, counts)
     ctx.delta_v = delta_v
     ctx.mark_non_differentiable(labels, offsets, means, mu_grads, counts)
+    # Otherwise autograd hands _backward a zero gradient for every non-differentiable output:
+    # on CUDA means and mu_grads have a row per pixel (B*H*W x 4*D floats), so the zeros cost
+    # more memory traffic than the whole loss.
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_losses, *_):
     embedding, labels, offsets, means, mu_grads, counts = ctx.saved_tensors
     grad_embedding = None
-    if ctx.needs_input_grad[0]:
+    if ctx.needs_input_grad[0] and grad_losses is not None:
         grad_embedding = torch.ops.panonet.discriminative_loss_backward(
             grad_losses, embedding, labels, offsets, means, mu_grads, counts, ctx.delta_v
         )
