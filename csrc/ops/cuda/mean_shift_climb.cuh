@@ -31,6 +31,36 @@ __device__ inline double sq_dist_to(const double* row, const double (&mean)[kMax
   return d2;
 }
 
+// Per group: the largest |coordinate| of its rows (NaN if one is NaN), as the bits of a double
+// (for values >= 0 and NaN of sign +, the unsigned order of the bits is the order of the values,
+// NaN above all). The lanes of a warp that hold one group reduce among themselves first: a
+// group's pixels are mostly neighbours, so one atomic per warp and group instead of one per row.
+__global__ void group_scale_kernel(const double* x, int64_t N, int64_t D, const int32_t* group_of,
+                                   int32_t G, unsigned long long* scale_bits) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  int32_t g = G;
+  double m = 0.0;
+  if (i < N) {
+    g = group_of[i];
+    if (g < G) {
+      for (int64_t d = 0; d < D; ++d) {
+        const double v = fabs(x[i * D + d]);
+        if (v > m || v != v) m = v;
+        if (m != m) break;
+      }
+    }
+  }
+  // Every lane of the warp gets here (no early return), as __match_any_sync needs.
+  const unsigned same = __match_any_sync(kFull, g);
+  const unsigned long long bits = static_cast<unsigned long long>(__double_as_longlong(m));
+  unsigned long long best = bits;
+  for (int lane = 0; lane < 32; ++lane) {
+    const unsigned long long other = __shfl_sync(kFull, bits, lane);
+    if ((same >> lane) & 1u) best = other > best ? other : best;
+  }
+  if (g < G && (threadIdx.x & 31) == __ffs(same) - 1) atomicMax(scale_bits + g, best);
+}
+
 // Per group (one block each): the axis of widest spread of its bin centers and its largest bin
 // radius, for the climb's pruning by projection.
 __global__ void group_axis_kernel(const double* bin_center, const double* bin_radius,

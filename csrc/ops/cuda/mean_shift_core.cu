@@ -286,10 +286,12 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
   // The bound margin (mean_shift.h bound_margin) of each group, from its own rows: the rows of
   // no group (stuff pixels, say) do not widen it, and a non-finite value left unchecked spoils
   // its group only.
-  const at::Tensor group_scale =
-      at::zeros({G + 1}, f64).scatter_reduce_(0, groups.group_of.to(at::kLong),
-                                              x.abs().amax(1), "amax", /*include_self=*/true);
-  const at::Tensor margin = (group_scale.narrow(0, 0, G) + 1.0) *
+  at::Tensor scale_bits = at::zeros({G}, i64);  // bits of 0.0
+  group_scale_kernel<<<grid(N), kThreads, 0, stream>>>(
+      x.data_ptr<double>(), N, D, group_of, G32,
+      reinterpret_cast<unsigned long long*>(scale_bits.data_ptr<int64_t>()));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor margin = (scale_bits.view(at::kDouble) + 1.0) *
                             (64.0 * static_cast<double>(D + 2) * DBL_EPSILON);
   const int blocks = grid(N);
 
@@ -301,10 +303,9 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
                                                    keys.data_ptr<double>(), hashes.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const auto [sorted_hash, by_hash] = at::sort(hashes, /*stable=*/true, 0, false);
-  const at::Tensor positions = at::arange(N, i64);
-  at::Tensor hash_start = at::ones({N}, x.options().dtype(at::kBool));
-  if (N > 1) hash_start.narrow(0, 1, N - 1).copy_(sorted_hash.narrow(0, 1, N - 1).ne(sorted_hash.narrow(0, 0, N - 1)));
-  const at::Tensor run_lo = std::get<0>(at::cummax(at::where(hash_start, positions, 0), 0));
+  // The first position of each position's run of equal hashes: a binary search per position
+  // (not cummax of the run starts: torch scans a 1-D tensor in one slow pass).
+  const at::Tensor run_lo = at::searchsorted(sorted_hash, sorted_hash);
   at::Tensor first = at::empty({N}, i64);
   first_same_bin_kernel<<<blocks, kThreads, 0, stream>>>(
       by_hash.data_ptr<int64_t>(), run_lo.data_ptr<int64_t>(), group_of,
