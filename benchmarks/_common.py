@@ -50,6 +50,27 @@ def time_call(
     return times
 
 
+def time_back_to_back(fn: Callable[[], object], device: torch.device, *, runs: int) -> float:
+    """Seconds per call of fn over runs calls queued one after another, with one
+    synchronization at the end (device events on CUDA): the rate a stream of calls sustains,
+    the larger of the device's time and the host's launch time per call. time_call's wait
+    after every call adds the two instead."""
+    fn()
+    synchronize(device)
+    if device.type != "cuda":
+        start = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        return (time.perf_counter() - start) / runs
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    begin.record()
+    for _ in range(runs):
+        fn()
+    end.record()
+    end.synchronize()
+    return begin.elapsed_time(end) / 1e3 / runs
+
+
 def summarize(times: Sequence[float]) -> dict:
     """Median, quartiles and extremes of a list of seconds, in milliseconds."""
     ms = sorted(t * 1e3 for t in times)
