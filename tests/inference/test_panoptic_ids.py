@@ -2,6 +2,8 @@
 (max_instance_id given) give what the checked forms give, and merge(check_inputs=False) makes no
 host synchronization at all."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from panonet.inference.panoptic_ids import (
     instances_per_class,
     limit_instances_per_class,
     panoptic_from_semantic_instance,
+    warn_instances_over_limit,
 )
 from panonet.sync_points import SyncPoints
 from tests.conftest import requires_cuda
@@ -151,3 +154,16 @@ def test_cuda_graph_of_the_post_processing():
         eager = merge(lg, em, bandwidth_table(), size=(128, 256))
         for key in ("semantic", "instance", "panoptic"):
             torch.testing.assert_close(out[key].cpu(), eager[key])
+
+
+def test_over_limit_warning_from_counts_on_the_host_reads_nothing_back(monkeypatch):
+    # The sync-free Predictor hands over the counts it has already read with its status: saying
+    # that a class overflowed must not cost a second wait for the device.
+    ids_module = importlib.import_module("panonet.inference.panoptic_ids")
+    monkeypatch.setattr(ids_module, "_REPORTED_CLASSES", set())
+    counts = np.zeros((2, 19), dtype=np.int64)
+    counts[0, 11], counts[1, 11], counts[1, 13] = 1200, 1500, 40  # person, car
+    with SyncPoints() as points:
+        with pytest.warns(UserWarning, match=r"person 1500, more than the 1000 .*\(700 in this"):
+            warn_instances_over_limit(counts, 1000)
+    assert points.total == 0

@@ -189,14 +189,18 @@ def instances_per_class(
     return counts[0] if unbatched else counts
 
 
-def warn_instances_over_limit(counts: torch.Tensor, limit: int) -> None:
+def warn_instances_over_limit(counts: torch.Tensor | np.ndarray, limit: int) -> None:
     """Says, once per class and process, that a class had more clusters than panoptic ids hold:
     the sign of an untrained embedding (every pixel its own cluster) or a too small bandwidth.
     ``counts``: (B, C) or (C,) instances per image and class before the limit was applied
-    (:func:`instances_per_class`); reads them (a wait for a GPU)."""
-    per_image = counts.reshape(-1, counts.shape[-1])
-    removed = int((per_image - limit).clamp(min=0).sum())
-    most = {c: n for c, n in enumerate(per_image.max(0).values.tolist()) if n > 0}
+    (:func:`instances_per_class`), a tensor (read once: a wait for a GPU) or values already
+    on the host."""
+    values = counts.cpu().numpy() if isinstance(counts, torch.Tensor) else np.asarray(counts)
+    per_image = values.reshape(-1, values.shape[-1]).astype(np.int64)
+    if per_image.size == 0:
+        return
+    removed = int(np.clip(per_image - limit, 0, None).sum())
+    most = {c: int(n) for c, n in enumerate(per_image.max(0)) if n > 0}
     over = {c: n for c, n in most.items() if n > limit and c not in _REPORTED_CLASSES}
     if not over:
         return

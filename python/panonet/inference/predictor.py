@@ -210,7 +210,8 @@ class Predictor:
                     "diverged checkpoint, or float16 overflow: try half=False)"
                 )
             if max(status[1:], default=0) > LABEL_DIVISOR:
-                warn_instances_over_limit(counts, LABEL_DIVISOR)
+                # The counts already read: no second wait.
+                warn_instances_over_limit(np.reshape(status[1:], counts.shape), LABEL_DIVISOR)
         else:
             sync()
         timings["total"] = (time.perf_counter() - start) * 1e3
