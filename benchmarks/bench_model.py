@@ -12,8 +12,9 @@ Stages, each timed on its own after warm-up with the device synchronized (median
 * merge: logits upsampled + argmax, instance masking, panoptic ids;
 * end to end: :class:`panonet.inference.Predictor` on a uint8 frame (untrained weights), with
   its defaults and as a real-time consumer runs it (no stage timings, maps left on the device,
-  nothing read back before the frame's end); and the host synchronizations per frame of each,
-  counted by :mod:`panonet.sync_points`.
+  nothing read back before the frame's end), on CUDA also with that device work captured as a
+  CUDA graph (``cuda_graph=True``); and the host synchronizations per frame of each, counted by
+  :mod:`panonet.sync_points` (the graph's by torch's CUDA sync debugging).
 
 Correctness first: the synthetic frame's instances (all but slivers, see ``recovers``) must be
 recovered one to one and the predictor's maps must be consistent, or the benchmark stops.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import warnings
 
 import numpy as np
 import torch
@@ -115,6 +117,19 @@ def host_syncs(predictors: dict, frame) -> dict:
     return out
 
 
+def cuda_sync_warnings(predictor: Predictor, frame) -> int:
+    """Synchronizations torch's CUDA sync debugging reports for one more frame."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor.predict(frame)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -146,6 +161,18 @@ def main() -> None:
         output_device=None,
         sync_free=True,
     )
+    # The same, its device work captured as one CUDA graph per frame size (launch cost paid once).
+    graphed = None
+    if cuda:
+        graphed = Predictor(
+            model,
+            device=device,
+            half=True,
+            channels_last=True,
+            stage_timings=False,
+            output_device=None,
+            cuda_graph=True,
+        )
     net = predictor.model
     if args.compile:
         net = torch.compile(net)
@@ -201,6 +228,9 @@ def main() -> None:
         ("end to end (Predictor, untrained)", lambda: predictor.predict(frame)),
         ("end to end (sync-free, maps on the device)", lambda: lean.predict(frame)),
     ]
+    if graphed is not None:
+        # The first call captures the graph (in the warm-up); the timed calls replay it.
+        stages.append(("end to end (sync-free, CUDA graph)", lambda: graphed.predict(frame)))
     rows = []
     for name, fn in stages:
         with torch.inference_mode():
@@ -231,6 +261,12 @@ def main() -> None:
     kind = "peak GPU memory allocated" if cuda else "peak process RSS"
     print(f"\n{H}x{W}, params {params / 1e6:.2f} M, {kind} {peak:.0f} MB")
     syncs = host_syncs({"Predictor defaults": predictor, "sync-free": lean}, frame)
+    if graphed is not None:
+        # Counted on the device by torch's sync debugging (SyncPoints cannot see into a replay).
+        syncs["CUDA graph (torch sync debug)"] = {"total": cuda_sync_warnings(graphed, frame)}
+        print(
+            f"host synchronizations per frame, CUDA graph: {syncs['CUDA graph (torch sync debug)']}"
+        )
     write_results(
         "model",
         device,

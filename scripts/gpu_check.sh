@@ -10,12 +10,14 @@
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
 # and with --pipeline (issue 13: every GPU number of the README in one command; budget 9 min):
+#   bench-model  benchmarks/bench_model.py --device cuda (stages, end to end, CUDA graph, syncs)
+#   bench-train  benchmarks/bench_train.py --device cuda (training steps, fp32 and bf16)
 #   demo         panonet demo --device cuda (trains, searches bandwidths, evaluates)
-#   bench-model  benchmarks/bench_model.py --device cuda (stages, end to end, host syncs)
 #   bench-trained  panonet bench --device cuda --half with the demo's checkpoint and bandwidths
 # Each step has a timeout; a failed step is reported and the next runs where it can (the benches
 # run after failed tests, nothing runs after a failed build). Logs go to build/gpu-check/, the
-# benchmarks' JSON to benchmarks/results/; both are copied to $OUT when it is set.
+# benchmarks' JSON to benchmarks/results/; with $OUT set, the summary and an archive of both go
+# there.
 #
 #   scripts/gpu_check.sh [--dry-run] [--pipeline]   (--dry-run: print the steps, run none)
 #
@@ -40,6 +42,7 @@ LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
 MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
 MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
 TRAINED_JSON=benchmarks/results/predictor-trained-cuda-$DATE.json
+TRAIN_JSON=benchmarks/results/train-cuda-$DATE.json
 DRY_RUN=0
 PIPELINE=0
 for arg in "$@"; do
@@ -249,15 +252,19 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     sed -n '/^| points/,$p' "$LOGS/5-bench-mean-shift.log" | sed 's/^/   /'
   fi
   if ((PIPELINE)); then
-    DEMO=$LOGS/demo
-    if step demo 6-demo.log 240 "$PY" -m panonet demo --device cuda --no-progress --out "$DEMO"; then
-      ((DRY_RUN)) || grep -h -i -E "PQ|AP|mIoU" "$LOGS/6-demo.log" | tail -n 4 | sed 's/^/   /'
-    fi
-    step bench-model 7-bench-model.log 150 "$PY" benchmarks/bench_model.py --device cuda \
+    # The short benches first: the demo is the longest step and the likeliest to run out.
+    step bench-model 6-bench-model.log 150 "$PY" benchmarks/bench_model.py --device cuda \
       --out "$MODEL_JSON"
-    ((DRY_RUN)) || sed -n '/^| stage/,$p' "$LOGS/7-bench-model.log" | sed 's/^/   /'
+    ((DRY_RUN)) || sed -n '/^| stage/,$p' "$LOGS/6-bench-model.log" | sed 's/^/   /'
+    step bench-train 7-bench-train.log 150 "$PY" benchmarks/bench_train.py --device cuda \
+      --steps 10 --warmup 3 --workers 4 --out "$TRAIN_JSON"
+    ((DRY_RUN)) || grep -E '^\|' "$LOGS/7-bench-train.log" | sed 's/^/   /'
+    DEMO=$LOGS/demo
+    if step demo 8-demo.log 240 "$PY" -m panonet demo --device cuda --no-progress --out "$DEMO"; then
+      ((DRY_RUN)) || grep -h -i -E "PQ|AP|mIoU" "$LOGS/8-demo.log" | tail -n 4 | sed 's/^/   /'
+    fi
     if [[ -f $DEMO/run/checkpoints/final.pt ]] || ((DRY_RUN)); then
-      step bench-trained 8-bench-trained.log 90 "$PY" -m panonet bench --device cuda --half \
+      step bench-trained 9-bench-trained.log 90 "$PY" -m panonet bench --device cuda --half \
         --checkpoint "$DEMO/run/checkpoints/final.pt" --bandwidths "$DEMO/bandwidths.json" \
         --runs 50 --warmup 5 --no-progress --out "$TRAINED_JSON"
     else
@@ -284,14 +291,18 @@ fi
   echo "logs: ${LOGS#"$REPO"/}/, results: $LOSS_JSON, $MEAN_SHIFT_JSON"
 } | tee "$LOGS/summary.txt"
 
+# $OUT gets two files (a device machine sends back few): the summary, and the logs and JSON of
+# this run in one archive.
 if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
   mkdir -p "$OUT"
-  copied=()
-  for f in "$LOGS"/summary.txt "$LOGS"/[1-8]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" \
-    "$MODEL_JSON" "$TRAINED_JSON" "$LOGS"/demo/metrics.json; do
-    [[ -f $f && ! $f -ot $LOGS/.start ]] && cp "$f" "$OUT"/ && copied+=("${f##*/}")
+  cp "$LOGS/summary.txt" "$OUT"/
+  files=()
+  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
+    "$TRAINED_JSON" "$LOGS"/demo/metrics.json; do
+    [[ -f $f && ! $f -ot $LOGS/.start ]] && files+=("${f#"$REPO"/}")
   done
-  echo "copied to \$OUT: ${copied[*]}"
+  tar czf "$OUT/gpu-check.tar.gz" -C "$REPO" "${files[@]}" &&
+    echo "in \$OUT: summary.txt, gpu-check.tar.gz (${files[*]##*/})"
 fi
 
 ((DRY_RUN)) && exit 0

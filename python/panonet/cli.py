@@ -720,6 +720,12 @@ def _run_bench(args: argparse.Namespace) -> int:
         f"{result['end_to_end_ms']:.1f} ms per frame, {result['fps_real_time']:.2f} frames per "
         f"second; the stages add up to {result['stage_sum_ms']:.1f} ms (each timed after a wait)"
     )
+    if "end_to_end_graph_ms" in result:
+        print(
+            f"as one CUDA graph per frame (Predictor(cuda_graph=True)): "
+            f"{result['end_to_end_graph_ms']:.1f} ms per frame, {result['fps_graph']:.2f} frames "
+            "per second"
+        )
     if args.out:
         print(f"wrote {write_json_atomic(args.out, result)}")
     if args.plot:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from panonet.data.labels import LABEL_DIVISOR
 from panonet.inference.bandwidth import bandwidth_table
+from panonet.inference.graphed import GraphedFrame
 from panonet.inference.merge import merge
 from panonet.inference.panoptic_ids import warn_instances_over_limit
 from panonet.models.checkpoint import load_model
@@ -62,6 +63,13 @@ class Predictor:
             CUDA (on the CPU reads cost nothing and the checks run as they go). With
             ``stage_timings=False`` and ``output_device=None`` a frame then waits for the GPU
             once; the image is uploaded from page-locked memory.
+        cuda_graph: capture each frame size's device work (upload, network, post-processing) as
+            a CUDA graph at its first frame and replay it for the next ones: one launch instead
+            of hundreds, for when the host's launch cost paces the GPU. Needs a CUDA device,
+            ``sync_free`` and ``stage_timings=False``. Frames with ``semantic`` or
+            ``return_logits`` run eagerly. The graph keeps the model's and the bandwidths'
+            tensors as they were: after changing them in place nothing is needed, after
+            replacing them call :meth:`reset_graphs`.
 
     ``predict(image)`` (or calling the predictor) returns a dict:
 
@@ -89,6 +97,7 @@ class Predictor:
         output_device: str | torch.device | None = "cpu",
         stage_timings: bool = True,
         sync_free: bool | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         self.device = torch.device(device)
         # None: the maps stay where they were computed (no download of three full-resolution
@@ -98,6 +107,17 @@ class Predictor:
         self.sync_free = self.device.type == "cuda" if sync_free is None else bool(sync_free)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"Predictor: device {device!r} requested but CUDA is not available")
+        self.cuda_graph = bool(cuda_graph)
+        if self.cuda_graph:
+            if self.device.type != "cuda":
+                raise ValueError(f"Predictor: cuda_graph=True needs a CUDA device, got {device!r}")
+            if not self.sync_free or self.stage_timings:
+                raise ValueError(
+                    "Predictor: cuda_graph=True needs sync_free=True and stage_timings=False (a "
+                    "graph cannot wait for the device between stages), got sync_free="
+                    f"{self.sync_free}, stage_timings={self.stage_timings}"
+                )
+        self._graphs: dict[tuple[int, ...], GraphedFrame] = {}
         if half and self.device.type != "cuda":
             raise ValueError(
                 f"Predictor: half=True needs a CUDA device (float16 convolutions), got {device!r}"
@@ -129,6 +149,11 @@ class Predictor:
             None if vote_groups is None else tuple(tuple(int(c) for c in g) for g in vote_groups)
         )
 
+    def reset_graphs(self) -> None:
+        """Drops the captured CUDA graphs (``cuda_graph=True``): the next frame of each size is
+        captured again, with the model's and the bandwidths' current tensors."""
+        self._graphs.clear()
+
     def __call__(self, image: ImageInput, **kwargs: Any) -> dict[str, Any]:
         return self.predict(image, **kwargs)
 
@@ -157,7 +182,6 @@ class Predictor:
             tensors) and ``timings`` (ms per stage), see the class docstring.
         """
         hwc, batched = _as_hwc_batch(image)
-        H, W = hwc.shape[1:3]
         sync = _synchronizer(self.device)
         timings: dict[str, float] = {}
         start = tick = time.perf_counter()
@@ -172,20 +196,69 @@ class Predictor:
             timings[name] = (now - tick) * 1e3
             tick = now
 
-        if self.device.type == "cuda":
-            # From page-locked memory the upload does not wait for the GPU.
-            hwc = hwc.pin_memory().to(self.device, non_blocking=True)
+        logits = None
+        if self.cuda_graph and semantic is None and not return_logits:
+            frame = self._graphs.get(tuple(hwc.shape))
+            if frame is None:
+                frame = GraphedFrame(self._graphed_device_frame, hwc, self.device)
+                self._graphs[frame.shape] = frame
+            maps, status = frame.run(hwc)
+        else:
+            if self.device.type == "cuda":
+                # From page-locked memory the upload does not wait for the GPU.
+                hwc = hwc.pin_memory().to(self.device, non_blocking=True)
+            if semantic is not None:
+                semantic = semantic if batched else semantic.unsqueeze(0)
+            maps, logits, status = self._device_frame(hwc, semantic, lap)
+        if status is not None:
+            # The frame's one read: the embedding's finiteness and the instance counts.
+            values = status.tolist()
+            if not values[0]:
+                raise ValueError(
+                    "Predictor.predict: the network's embedding holds NaN or Inf values (a "
+                    "diverged checkpoint, or float16 overflow: try half=False)"
+                )
+            if max(values[1:], default=0) > LABEL_DIVISOR:
+                # The counts already read: no second wait.
+                counts = np.reshape(values[1:], (hwc.shape[0], -1))
+                warn_instances_over_limit(counts, LABEL_DIVISOR)
+        else:
+            sync()
+        timings["total"] = (time.perf_counter() - start) * 1e3
+
+        if return_logits:
+            maps["logits"] = logits
+        maps = {k: v if batched else v[0] for k, v in maps.items()}
+        if self.output_device is not None:
+            maps = {k: v.to(self.output_device) for k, v in maps.items()}
+        return {**maps, "timings": timings}
+
+    def _device_frame(
+        self,
+        hwc: torch.Tensor,
+        semantic: torch.Tensor | None,
+        lap: Callable[[str], None],
+        *,
+        graphed: bool = False,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """The frame's device work. ``hwc``: (N, H, W, 3) uint8 on the device; ``semantic``:
+        optional (N, H, W) trainIds. Returns the maps (dict of (N, H, W) int64), the 1/4
+        logits (N, C, h, w) float32, and with ``sync_free`` the status to read (int64: 1 if the
+        embedding is finite, then the (N, C) instance counts, flattened), else None."""
+        H, W = hwc.shape[1:3]
         x = preprocess(hwc, device=self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         lap("preprocess")
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+        # A graph replays the casts it captured: autocast's cache of cast weights (kept between
+        # calls) must not be filled inside one.
+        with torch.autocast(
+            self.device.type, dtype=torch.float16, enabled=self.half, cache_enabled=not graphed
+        ):
             out = self.model(x)
         logits = out.semantic[0].float()
         embedding = out.embedding[0].float().contiguous()
         lap("network")
-        if semantic is not None:
-            semantic = semantic if batched else semantic.unsqueeze(0)
         # sync_free: nothing in the post-processing reads values back (check_inputs=False); the
         # embedding's finiteness and the instance counts are read together at the end, the
         # frame's one wait for the device when stages are not timed.
@@ -200,28 +273,20 @@ class Predictor:
             stage=lap,
             check_inputs=not self.sync_free,
         )
+        status = None
         if self.sync_free:
             counts = maps.pop("instances_per_class")
             finite = torch.isfinite(embedding).all().view(1).long()
-            status = torch.cat([finite, counts.flatten()]).tolist()
-            if not status[0]:
-                raise ValueError(
-                    "Predictor.predict: the network's embedding holds NaN or Inf values (a "
-                    "diverged checkpoint, or float16 overflow: try half=False)"
-                )
-            if max(status[1:], default=0) > LABEL_DIVISOR:
-                # The counts already read: no second wait.
-                warn_instances_over_limit(np.reshape(status[1:], counts.shape), LABEL_DIVISOR)
-        else:
-            sync()
-        timings["total"] = (time.perf_counter() - start) * 1e3
+            status = torch.cat([finite, counts.flatten()])
+        return maps, logits, status
 
-        if return_logits:
-            maps["logits"] = logits
-        maps = {k: v if batched else v[0] for k, v in maps.items()}
-        if self.output_device is not None:
-            maps = {k: v.to(self.output_device) for k, v in maps.items()}
-        return {**maps, "timings": timings}
+    def _graphed_device_frame(
+        self, hwc: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """What a CUDA graph captures: the maps and the status of :meth:`_device_frame`."""
+        maps, _, status = self._device_frame(hwc, None, lambda _: None, graphed=True)
+        assert status is not None  # cuda_graph implies sync_free
+        return maps, status
 
 
 def _synchronizer(device: torch.device):
