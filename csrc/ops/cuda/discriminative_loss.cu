@@ -32,6 +32,7 @@
 #include "../discriminative_loss_checks.h"
 #include "../hash.h"
 #include "discriminative_loss_launch.cuh"
+#include "discriminative_loss_pixel.cuh"
 #include "discriminative_loss_relabel.cuh"
 
 namespace panonet::ops {
@@ -60,7 +61,7 @@ __device__ inline void add_to_cluster(acc_t* acc, bool uniform, int64_t slot, bo
 
 // Pass 1: per cluster, sum of embeddings (acc, K x D) and pixel count (count, K); sets
 // *non_finite when any embedding value of the image is NaN or Inf.
-template <typename scalar_t, typename acc_t, bool kShared>
+template <int kRegD, typename scalar_t, typename acc_t, bool kShared>
 __device__ void cluster_sums_block(const scalar_t* x, const int32_t* labels, int64_t first,
                                    int64_t C, int64_t D, int64_t HW, acc_t* sums,
                                    unsigned long long* counts, int* non_finite) {
@@ -82,11 +83,12 @@ __device__ void cluster_sums_block(const scalar_t* x, const int32_t* labels, int
     const bool valid = l >= 0;
     const bool uniform = __all_sync(kFullMask, l == __shfl_sync(kFullMask, l, 0));
     const int64_t c = kShared ? l - first : l;  // slot of this pixel's cluster
-    for (int64_t d = 0; d < D; ++d) {
-      const acc_t v = in_range ? static_cast<acc_t>(x[(b * D + d) * HW + p]) : acc_t(0);
+    const PixelEmbedding<kRegD, scalar_t, acc_t> e(x + b * D * HW + p, D, HW, in_range);
+    for_each_dim<kRegD>(D, [&](int64_t d) {
+      const acc_t v = e[d];
       finite = finite && isfinite(v);
       add_to_cluster(kShared ? s_sums : sums, uniform, c * D + d, valid, v);
-    }
+    });
     if (kShared) {
       if (valid) atomicAdd(s_counts + c, 1u);
     } else if (valid) {
@@ -112,15 +114,17 @@ __host__ __device__ inline int64_t shared_bytes(int64_t C, int64_t D, int64_t ac
 }
 
 // The image's clusters go to shared accumulators when they fit in the block's `smem` bytes.
-template <typename scalar_t, typename acc_t>
+template <int kRegD, typename scalar_t, typename acc_t>
 __global__ void cluster_sums_kernel(const scalar_t* x, const int32_t* labels,
                                     const int64_t* offsets, int64_t D, int64_t HW, int64_t smem,
                                     acc_t* sums, unsigned long long* counts, int* non_finite) {
   const int64_t first = offsets[blockIdx.y], C = offsets[blockIdx.y + 1] - first;
   if (shared_bytes(C, D, sizeof(acc_t), false) <= smem) {
-    cluster_sums_block<scalar_t, acc_t, true>(x, labels, first, C, D, HW, sums, counts, non_finite);
+    cluster_sums_block<kRegD, scalar_t, acc_t, true>(x, labels, first, C, D, HW, sums, counts,
+                                                     non_finite);
   } else {
-    cluster_sums_block<scalar_t, acc_t, false>(x, labels, first, C, D, HW, sums, counts, non_finite);
+    cluster_sums_block<kRegD, scalar_t, acc_t, false>(x, labels, first, C, D, HW, sums, counts,
+                                                      non_finite);
   }
 }
 
@@ -152,20 +156,8 @@ __global__ void means_kernel(const int64_t* offsets, int64_t B, int64_t D, const
   }
 }
 
-// Squared distance of pixel p of image b to mean mu (D values, global or shared).
-template <typename scalar_t, typename acc_t>
-__device__ inline acc_t sq_dist(const scalar_t* x, int64_t b, int64_t D, int64_t HW, int64_t p,
-                                const acc_t* mu) {
-  acc_t sq = 0;
-  for (int64_t d = 0; d < D; ++d) {
-    const acc_t diff = static_cast<acc_t>(x[(b * D + d) * HW + p]) - mu[d];
-    sq += diff * diff;
-  }
-  return sq;
-}
-
 // Pass 2: per cluster, sum of f (x - mu) (var_sums, K x D) and of v^2 (v_sq, K).
-template <typename scalar_t, typename acc_t, bool kShared>
+template <int kRegD, typename scalar_t, typename acc_t, bool kShared>
 __device__ void hinge_sums_block(const scalar_t* x, const int32_t* labels, int64_t first,
                                  int64_t C, const acc_t* means, int64_t D, int64_t HW,
                                  acc_t delta_v, acc_t* var_sums, acc_t* v_sq) {
@@ -194,14 +186,14 @@ __device__ void hinge_sums_block(const scalar_t* x, const int32_t* labels, int64
     const bool uniform = __all_sync(kFullMask, l == __shfl_sync(kFullMask, l, 0));
     const int64_t c = kShared ? l - first : l;
     const acc_t* mu = mu_all + (valid ? c : 0) * D;
+    const PixelEmbedding<kRegD, scalar_t, acc_t> e(x + b * D * HW + p, D, HW, valid);
     acc_t v2 = 0, f = 0;
-    if (valid) f = dl::var_factor(sq_dist(x, b, D, HW, p, mu), delta_v, &v2);
+    if (valid) f = dl::var_factor(sq_dist(e, D, mu), delta_v, &v2);
     add_to_cluster(vsq_acc, uniform, c, valid, v2);
-    for (int64_t d = 0; d < D; ++d) {
-      const acc_t term =
-          valid ? f * (static_cast<acc_t>(x[(b * D + d) * HW + p]) - mu[d]) : acc_t(0);
+    for_each_dim<kRegD>(D, [&](int64_t d) {
+      const acc_t term = valid ? f * (e[d] - mu[d]) : acc_t(0);
       add_to_cluster(var_acc, uniform, c * D + d, valid, term);
-    }
+    });
   }
   if (kShared) {
     __syncthreads();
@@ -214,18 +206,18 @@ __device__ void hinge_sums_block(const scalar_t* x, const int32_t* labels, int64
   }
 }
 
-template <typename scalar_t, typename acc_t>
+template <int kRegD, typename scalar_t, typename acc_t>
 __global__ void hinge_sums_kernel(const scalar_t* x, const int32_t* labels,
                                   const int64_t* offsets, const acc_t* means, int64_t D,
                                   int64_t HW, int64_t smem, acc_t delta_v, acc_t* var_sums,
                                   acc_t* v_sq) {
   const int64_t first = offsets[blockIdx.y], C = offsets[blockIdx.y + 1] - first;
   if (shared_bytes(C, D, sizeof(acc_t), true) <= smem) {
-    hinge_sums_block<scalar_t, acc_t, true>(x, labels, first, C, means, D, HW, delta_v,
-                                            var_sums, v_sq);
+    hinge_sums_block<kRegD, scalar_t, acc_t, true>(x, labels, first, C, means, D, HW, delta_v,
+                                                   var_sums, v_sq);
   } else {
-    hinge_sums_block<scalar_t, acc_t, false>(x, labels, first, C, means, D, HW, delta_v,
-                                             var_sums, v_sq);
+    hinge_sums_block<kRegD, scalar_t, acc_t, false>(x, labels, first, C, means, D, HW, delta_v,
+                                                    var_sums, v_sq);
   }
 }
 
@@ -322,14 +314,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
             off, B, D, means.data_ptr<acc_t>(), var_sums.data_ptr<acc_t>(),
             v_sq.data_ptr<acc_t>(), counts.data_ptr<int64_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        cluster_sums_kernel<scalar_t, acc_t><<<grid, kThreads, sum_smem, stream>>>(
+        const bool regs = D <= kMaxRegD;
+        (regs ? cluster_sums_kernel<kMaxRegD, scalar_t, acc_t>
+              : cluster_sums_kernel<0, scalar_t, acc_t>)<<<grid, kThreads, sum_smem, stream>>>(
             x, lab, off, D, HW, sum_smem, means.data_ptr<acc_t>(), cnt,
             non_finite.data_ptr<int>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         means_kernel<acc_t><<<zero_blocks, kThreads, 0, stream>>>(
             off, B, D, counts.data_ptr<int64_t>(), means.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        hinge_sums_kernel<scalar_t, acc_t><<<grid, kThreads, hinge_smem, stream>>>(
+        (regs ? hinge_sums_kernel<kMaxRegD, scalar_t, acc_t>
+              : hinge_sums_kernel<0, scalar_t, acc_t>)<<<grid, kThreads, hinge_smem, stream>>>(
             x, lab, off, means.data_ptr<acc_t>(), D, HW, hinge_smem, static_cast<acc_t>(delta_v),
             var_sums.data_ptr<acc_t>(), v_sq.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -372,7 +367,7 @@ __global__ void cluster_backward_kernel(const acc_t* grad_losses, const int64_t*
   }
 }
 
-template <typename scalar_t, typename acc_t>
+template <int kRegD, typename scalar_t, typename acc_t>
 __global__ void pixel_backward_kernel(const scalar_t* x, const int32_t* labels,
                                       const acc_t* means, const acc_t* scale, const acc_t* G,
                                       int64_t D, int64_t HW, int64_t n, acc_t delta_v,
@@ -381,17 +376,18 @@ __global__ void pixel_backward_kernel(const scalar_t* x, const int32_t* labels,
   if (i >= n) return;
   const int64_t b = i / HW, p = i % HW;
   const int32_t l = labels[i];
+  scalar_t* g = grad + b * D * HW + p;
   if (l < 0) {
-    for (int64_t d = 0; d < D; ++d) grad[(b * D + d) * HW + p] = scalar_t(0);
+    for (int64_t d = 0; d < D; ++d) g[d * HW] = scalar_t(0);
     return;
   }
+  const PixelEmbedding<kRegD, scalar_t, acc_t> e(x + b * D * HW + p, D, HW, true);
   const acc_t* mu = means + l * D;
   acc_t unused;
-  const acc_t sf = scale[l] * dl::var_factor(sq_dist(x, b, D, HW, p, mu), delta_v, &unused);
-  for (int64_t d = 0; d < D; ++d) {
-    const int64_t j = (b * D + d) * HW + p;
-    grad[j] = static_cast<scalar_t>(sf * (static_cast<acc_t>(x[j]) - mu[d]) + G[l * D + d]);
-  }
+  const acc_t sf = scale[l] * dl::var_factor(sq_dist(e, D, mu), delta_v, &unused);
+  for_each_dim<kRegD>(D, [&](int64_t d) {
+    g[d * HW] = static_cast<scalar_t>(sf * (e[d] - mu[d]) + G[l * D + d]);
+  });
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad_losses, const at::Tensor& embedding_in,
@@ -428,7 +424,9 @@ at::Tensor backward_cuda(const at::Tensor& grad_losses, const at::Tensor& embedd
           C10_CUDA_KERNEL_LAUNCH_CHECK();
         }
         const int64_t n = B * HW;
-        pixel_backward_kernel<scalar_t, acc_t><<<ceil_div(n, kThreads), kThreads, 0, stream>>>(
+        (D <= kMaxRegD ? pixel_backward_kernel<kMaxRegD, scalar_t, acc_t>
+                       : pixel_backward_kernel<0, scalar_t, acc_t>)<<<ceil_div(n, kThreads),
+                                                                      kThreads, 0, stream>>>(
             embedding.data_ptr<scalar_t>(), labels.data_ptr<int32_t>(), means.data_ptr<acc_t>(),
             scale.data_ptr<acc_t>(), G.data_ptr<acc_t>(), D, HW, n, static_cast<acc_t>(delta_v),
             grad.data_ptr<scalar_t>());
