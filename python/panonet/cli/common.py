@@ -1,0 +1,109 @@
+"""What the subcommands of the ``panonet`` command line share: the error they report, the
+options several of them declare, and the opening of checkpoints and datasets with one-line
+errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = [
+    "CLIError",
+    "add_bandwidths",
+    "add_device",
+    "add_min_instance_size",
+    "add_no_progress",
+    "add_vote_groups",
+    "open_checkpoint",
+    "open_dataset",
+    "parse_size",
+    "vote_groups",
+]
+
+
+class CLIError(Exception):
+    """An error to report as ``panonet <cmd>: error: ...`` with exit status 2, no traceback."""
+
+
+def add_device(p: argparse.ArgumentParser, *, default: str = "cpu") -> None:
+    """``--device``: where the model runs."""
+    choices = "auto, cpu, cuda, cuda:N" if default == "auto" else "cpu, cuda, cuda:1, ..."
+    p.add_argument("--device", default=default, help=f"{choices} (default: {default})")
+
+
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars (for logs and CI)."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_bandwidths(p: argparse.ArgumentParser) -> None:
+    """``--bandwidths``: one per-class bandwidth JSON (panonet search-bandwidth)."""
+    p.add_argument(
+        "--bandwidths",
+        default=None,
+        help="per-class bandwidth JSON (panonet search-bandwidth); default 2*delta_v = 0.5",
+    )
+
+
+def add_min_instance_size(p: argparse.ArgumentParser) -> None:
+    """``--min-instance-size``: instances with fewer output pixels are dropped."""
+    p.add_argument(
+        "--min-instance-size", type=int, default=0, help="drop smaller instances (pixels)"
+    )
+
+
+def add_vote_groups(p: argparse.ArgumentParser) -> None:
+    """``--vote-groups``: cluster groups of thing classes together (see :func:`vote_groups`)."""
+    p.add_argument(
+        "--vote-groups",
+        action="store_true",
+        help="cluster people, four-wheelers and two-wheelers each as one group and give each "
+        "instance its pixels' majority class (pass it to search-bandwidth, eval and predict)",
+    )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x1024"`` -> (512, 1024)."""
+    parts = text.lower().split("x")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        H, W = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise CLIError(f"--size must be HxW with integers, e.g. 512x1024; got {text!r}") from None
+    return H, W
+
+
+def vote_groups(args: argparse.Namespace) -> tuple[tuple[int, ...], ...] | None:
+    """The post-processing's vote groups for ``--vote-groups`` (None: class-wise)."""
+    from panonet.inference.merge import THING_VOTE_GROUPS
+
+    return THING_VOTE_GROUPS if args.vote_groups else None
+
+
+def open_dataset(root: str, split: str):
+    from panonet.data.cityscapes import CityscapesPanoptic
+
+    try:
+        return CityscapesPanoptic(root, split)
+    except FileNotFoundError as e:
+        # The dataset's message spans lines (the expected layout); one line is enough here.
+        raise CLIError(str(e).splitlines()[0]) from e
+
+
+def open_checkpoint(path: str):
+    import pickle
+
+    from panonet.models.checkpoint import load_model
+
+    if not os.path.isfile(path):
+        raise CLIError(f"no such checkpoint: {path}")
+    try:
+        return load_model(path)
+    except ValueError as e:
+        raise CLIError(str(e).splitlines()[0]) from e
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        # torch.load's messages run over many lines; the kind of failure is what matters here.
+        raise CLIError(
+            f"cannot read checkpoint {path}: {type(e).__name__} (not a panonet checkpoint?)"
+        ) from e
