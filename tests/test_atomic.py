@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,13 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         write_atomic(tmp_path / "out.txt", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stable_tmp_takes_over_a_killed_writers_leftover(tmp_path):
+    # A run killed mid-write left "x.png.tmp"; the next write of x.png reuses that name and
+    # renames it away: nothing is left over (what resumable outputs rely on).
+    target = tmp_path / "x.png"
+    (tmp_path / "x.png.tmp").write_bytes(b"half a png")
+    write_atomic(target, lambda tmp: Path(tmp).write_bytes(b"whole"), stable_tmp=True)
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]

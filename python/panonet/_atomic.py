@@ -28,17 +28,28 @@ def publish_mode(tmp: str | os.PathLike) -> None:
     os.chmod(tmp, 0o666 & ~_UMASK)
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[str], object], *, stable_tmp: bool = False
+) -> Path:
     """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames it onto ``path``.
 
     The temporary file is hidden (leading dot) and keeps ``path``'s suffix, so writers that
     infer the format from the name still work; it is removed if ``write`` fails. The parent
     folder is created. Returns ``path`` as a Path.
+
+    With ``stable_tmp`` the temporary file is ``<name>.tmp``, the same every time: a process
+    killed mid-write leaves a file that the next write of ``path`` reuses and renames away
+    (resumable outputs end clean), at the price of one writer per path at a time.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    if stable_tmp:
+        tmp = str(path.with_name(path.name + ".tmp"))
+        Path(tmp).unlink(missing_ok=True)  # a killed run's leftover, maybe not ours to write
+        Path(tmp).touch()
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
     try:
         publish_mode(tmp)
         write(tmp)

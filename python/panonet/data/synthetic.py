@@ -56,7 +56,9 @@ from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from panonet._atomic import write_atomic
 from panonet.data.labels import LABEL_TO_TRAIN, PALETTE
+from panonet.data.transforms import check_size
 
 __all__ = ["DEFAULT_CITIES", "MANIFEST", "Scene", "SynthSummary", "generate", "render"]
 
@@ -65,6 +67,9 @@ GENERATOR_VERSION = 1
 
 MANIFEST = "panonet_synth.json"
 """File in the output root recording the generator version, seed, size and cities."""
+
+MIN_SIZE = 16
+"""The smallest image side that generate and render accept."""
 
 DEFAULT_CITIES: dict[str, tuple[str, ...]] = {
     # Disjoint train / val cities, as in Cityscapes. No "_" in names: Cityscapes tools split
@@ -159,7 +164,7 @@ def generate(
             dataset made with another seed, size, city list or generator version (mixing them
             would silently corrupt it; use a fresh directory).
     """
-    H, W = _check_size(size)
+    H, W = check_size(size, "generate", minimum=MIN_SIZE)
     counts = {"train": _check_count(train, "train"), "val": _check_count(val, "val")}
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"generate: expected seed as an integer >= 0, got {seed!r}")
@@ -244,13 +249,9 @@ def _encode_png(array: np.ndarray, compress_level: int) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # "x.png.tmp" never matches the loader's "*.png" patterns, and os.replace is atomic on
-    # POSIX and Windows: readers see either no file or the complete one.
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    # Readers see no file or the complete one. "x.png.tmp" never matches the loader's "*.png"
+    # patterns, and a run killed mid-write leaves one that the resumed run replaces.
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(data), stable_tmp=True)
 
 
 def _check_or_write_manifest(out: Path, manifest: dict) -> None:
@@ -279,17 +280,6 @@ def _check_or_write_manifest(out: Path, manifest: dict) -> None:
             f"{MANIFEST}). Use another directory."
         )
     _write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
-
-
-def _check_size(size) -> tuple[int, int]:
-    try:
-        H, W = (int(s) for s in size)
-        ok = all(int(s) == s for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"generate: expected size as (H, W), got {size!r}") from None
-    if not ok or H < 16 or W < 16:
-        raise ValueError(f"generate: expected size (H, W) with integers >= 16, got {size!r}")
-    return H, W
 
 
 def _check_count(n, name: str) -> int:
@@ -337,7 +327,7 @@ def render(
     Returns:
         :class:`Scene` with the RGB image and its labelIds / instanceIds maps.
     """
-    H, W = _check_size(size)
+    H, W = check_size(size, "render", minimum=MIN_SIZE)
     far = _check_max_depth(max_thing_depth)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return _Renderer(H, W, rng, far=far).run()

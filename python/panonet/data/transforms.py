@@ -408,14 +408,20 @@ def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def check_size(size, fn: str) -> tuple[int, int]:
-    """``size`` as an (H, W) pair of positive ints, or ValueError naming ``fn``."""
+def check_size(size, fn: str, *, minimum: int = 1) -> tuple[int, int]:
+    """``size`` as an (H, W) pair of ints >= ``minimum`` (integral floats pass), or ValueError
+    naming ``fn``: the one size check of the package."""
     try:
         H, W = (int(s) for s in size)
+        integral = all(int(s) == s for s in size)
     except (TypeError, ValueError):
         raise ValueError(f"{fn}: expected size as (H, W), got {size!r}") from None
-    if H <= 0 or W <= 0:
+    if not integral:
+        raise ValueError(f"{fn}: expected size (H, W) with integers, got {size!r}")
+    if minimum == 1 and (H <= 0 or W <= 0):
         raise ValueError(f"{fn}: expected a positive size (H, W), got {(H, W)}")
+    if H < minimum or W < minimum:
+        raise ValueError(f"{fn}: expected size (H, W) with integers >= {minimum}, got {size!r}")
     return H, W
 
 
