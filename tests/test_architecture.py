@@ -33,7 +33,7 @@ MAX_LINES = 500
 # Files still over MAX_LINES, each with a ceiling it may not pass, until they are split.
 TOO_LONG = {
     "python/panonet/data/synthetic.py": 1300,
-    "python/panonet/train/trainer.py": 830,
+    "python/panonet/train/trainer.py": 650,
 }
 
 

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,24 +48,34 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from panonet.data.cityscapes import CityscapesPanoptic
 from panonet.data.transforms import collate, train_transforms
-from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
 from panonet.models.checkpoint import load_model, save_checkpoint
-from panonet.models.panonet import PanoNet, preprocess
+from panonet.models.panonet import PanoNet
 from panonet.models.pretrained import load_imagenet_resnet50
 from panonet.models.surgery import check_state_dict
+from panonet.train.batches import batch_to_device
+from panonet.train.checkpoint_files import (
+    CHECKPOINT_KIND,
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    STAGE1_CHECKPOINT,
+    config_changes,
+    find_checkpoint,
+)
 from panonet.train.config import TrainConfig
 from panonet.train.distributed import DistInfo, destroy_distributed, dist_info, init_distributed
 from panonet.train.loss import PanoNetLoss
 from panonet.train.optim import build_optimizer, build_scheduler
+from panonet.train.passes import recalibrate_batchnorm, validation_metrics
+from panonet.train.run_log import RunLog
 from panonet.train.run_state import get_rng_state, hold_sigint, set_rng_state
 from panonet.train.sampling import SeededItems, StepBatchSampler, item_seed
+from panonet.train.stages import stage2_model
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -85,32 +94,7 @@ __all__ = [
     "stage2_model",
 ]
 
-CHECKPOINT_KIND = "panonet-train/1"
-"""Value of a training checkpoint's ``kind`` key (bumped when the layout changes)."""
-
-LAST_CHECKPOINT = "last.pt"
-"""Periodic / interruption checkpoint, overwritten atomically."""
-STAGE1_CHECKPOINT = "stage1.pt"
-"""The state at the end of stage 1 (stage-1 model, before the surgery)."""
-FINAL_CHECKPOINT = "final.pt"
-"""The state at the end of the run."""
-
-
 # --------------------------------------------------------------------------------------------
-# Model helpers
-
-
-def stage2_model(stage1: PanoNet) -> PanoNet:
-    """A ``use_coords=True`` PanoNet with ``stage1``'s weights (coordinate channels zero).
-
-    The stage-2 model computes the stage-1 function (up to float summation order), on the
-    CPU; the caller moves it.
-    """
-    config = {**stage1.config, "use_coords": True}
-    model = PanoNet(**config)
-    state = {k: v.detach().cpu() for k, v in stage1.state_dict().items()}
-    model.load_stage1(state)
-    return model
 
 
 def _bn_eval(model: nn.Module) -> None:
@@ -119,45 +103,7 @@ def _bn_eval(model: nn.Module) -> None:
             m.eval()
 
 
-def find_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint that ``--resume auto`` continues from: the newer of ``last.pt`` and
-    ``final.pt`` in ``checkpoint_dir``, None when there is neither."""
-    found = [
-        p
-        for p in (Path(checkpoint_dir) / LAST_CHECKPOINT, Path(checkpoint_dir) / FINAL_CHECKPOINT)
-        if p.is_file()
-    ]
-    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
-
-
-# Record fields that are not metrics (no TensorBoard curve).
-_NOT_PLOTTED = ("time", "elapsed")
-
-
-def _json_float(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 # --------------------------------------------------------------------------------------------
-
-
-def batch_to_device(
-    batch: Mapping[str, Any], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A collated training batch as the network and the loss take it, on ``device``.
-
-    Returns:
-        images (B, 3, H, W) float, normalised, channels_last; semantic and instance (B, H, W)
-        int64; offset and full_size (B, 2) int64 (the crop's place in the full image, for the
-        coordinate channels).
-    """
-    images = preprocess(batch["image"].permute(0, 2, 3, 1), device=device)
-    images = images.contiguous(memory_format=torch.channels_last)
-    semantic = batch["semantic"].to(device, non_blocking=True)
-    instance = batch["instance"].to(device, non_blocking=True)
-    offset = batch["offset"].to(device, non_blocking=True)
-    full_size = batch["full_size"].to(device, non_blocking=True)
-    return images, semantic, instance, offset, full_size
 
 
 class Trainer:
@@ -235,10 +181,7 @@ class Trainer:
         self.net: nn.Module
         self.optimizer: torch.optim.Optimizer
         self.scheduler: torch.optim.lr_scheduler.LRScheduler
-        self._tb = None
-        self._log_file = None
-        self._log_opened = False
-        self._said: set[str] = set()
+        self.log = RunLog(self.log_path, self.tb_dir, is_main=self.dist.is_main)
 
         resume_path = self._resolve_resume(resume)
         if resume_path is None:
@@ -301,13 +244,13 @@ class Trainer:
             icnets = (model.trunk,) if model.share_weights else (model.semantic, model.instance)
             for icnet in icnets:
                 report = load_imagenet_resnet50(icnet, state)
-            self._say(f"pretrained {cfg.pretrained}: {report.summary()}")
+            self.log.say(f"pretrained {cfg.pretrained}: {report.summary()}")
         if cfg.init_weights:
             # load_model checks the file against the stage-1 configuration and names any
             # missing / unexpected / mis-shaped key.
             source = load_model(cfg.init_weights, **self._model_kwargs(use_coords=False))
             model.load_state_dict(source.state_dict())
-            self._say(f"stage 1 starts from the weights of {cfg.init_weights}")
+            self.log.say(f"stage 1 starts from the weights of {cfg.init_weights}")
 
     def _install(self, model: PanoNet, stage: int) -> None:
         """Make ``model`` the trained model of ``stage``: device, BN, DDP, new optimizer and
@@ -320,7 +263,7 @@ class Trainer:
             # Per-GPU batches are small; BN statistics over the global batch, as in one process.
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif self.dist.distributed and not self._bn_frozen():
-            self._say_once(
+            self.log.say_once(
                 "bn",
                 "note: SyncBatchNorm needs GPUs; on the CPU each process normalises over its own "
                 "batch (set freeze_bn = true for results equal to one process)",
@@ -382,9 +325,9 @@ class Trainer:
                 f"{path}: a stage-1 checkpoint at step {step}, beyond stage1_steps = "
                 f"{self.cfg.stage1_steps}"
             )
-        changed = _config_changes(ckpt.get("train_config") or {}, self.cfg.to_dict())
+        changed = config_changes(ckpt.get("train_config") or {}, self.cfg.to_dict())
         if changed:
-            self._say(f"resuming with a changed config: {', '.join(changed)}")
+            self.log.say(f"resuming with a changed config: {', '.join(changed)}")
         model = PanoNet(**self._model_kwargs(use_coords=stage == 2 and self.cfg.stage2_coords))
         check_state_dict(model, ckpt["model"], what=f"checkpoint {path}")
         model.load_state_dict(ckpt["model"])
@@ -437,77 +380,10 @@ class Trainer:
             save_checkpoint(path, self.model, **self.checkpoint_state())
         return path
 
-    def _open_logs(self) -> None:
-        if not self.dist.is_main:
-            return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        mode = "a"
-        if self.resumed_from is None and not self._log_opened:
-            mode = "w"  # a fresh run starts a fresh log
-        elif self.resumed_from is not None and self.log_path.exists() and not self._log_opened:
-            # Drop records of steps after the checkpoint (a crash after its last save): the
-            # resumed run writes them again.
-            kept = []
-            for line in self.log_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                if int(rec.get("step", 0)) <= self.step:
-                    kept.append(line)
-            tmp = self.log_path.with_suffix(self.log_path.suffix + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, self.log_path)
-        self._log_file = self.log_path.open(mode, encoding="utf-8")
-        self._log_opened = True
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self._say_once(
-                    "tb", f"TensorBoard not installed: metrics go to {self.log_path} only"
-                )
-            else:
-                self._tb = SummaryWriter(str(self.tb_dir))
-
-    def _close_logs(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
-
-    def _record(self, record: dict[str, Any]) -> None:
-        if self._log_file is None:
-            return
-        self._log_file.write(json.dumps(record) + "\n")
-        self._log_file.flush()
-        if self._tb is not None:
-            kind = record.get("kind")
-            for key, value in record.items():
-                if (
-                    kind in ("train", "val")
-                    and isinstance(value, float)
-                    and key not in _NOT_PLOTTED
-                ):
-                    self._tb.add_scalar(f"{kind}/{key}", value, record["step"])
-
     def _event(self, name: str, **info: Any) -> None:
-        self._record(
+        self.log.record(
             {"kind": "event", "event": name, "step": self.step, "stage": self.stage, **info}
         )
-
-    def _say(self, message: str) -> None:
-        if self.dist.is_main:
-            from tqdm import tqdm
-
-            tqdm.write(message, file=sys.stderr)
-
-    def _say_once(self, key: str, message: str) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            self._say(message)
 
     # ---------------------------------------------------------------- training
 
@@ -585,9 +461,9 @@ class Trainer:
         target = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
         final = self.ckpt_dir / FINAL_CHECKPOINT
         if self.step >= self.total_steps and final.exists():
-            self._say(f"nothing to do: step {self.step} of {self.total_steps} already done")
+            self.log.say(f"nothing to do: step {self.step} of {self.total_steps} already done")
             return final
-        self._open_logs()
+        self.log.open(resumed=self.resumed_from is not None, step=self.step)
         resumed = self.resumed_from
         self._event("resume" if resumed else "start", checkpoint=str(resumed) if resumed else None)
         from tqdm import tqdm
@@ -618,7 +494,7 @@ class Trainer:
                     "time": now - t0,
                     "elapsed": now - start,
                 }
-                self._record(record)
+                self.log.record(record)
                 bar.set_postfix(
                     loss=f"{values['total']:.3f}",
                     sem=f"{values['sem']:.3f}",
@@ -640,7 +516,7 @@ class Trainer:
             self._restore_buffers()
             path = self.save(self.ckpt_dir / LAST_CHECKPOINT)
             self._event("interrupt", checkpoint=str(path))
-            self._say(
+            self.log.say(
                 f"interrupted: state after step {self.step} saved to {path}; continue with "
                 "--resume auto (or --resume PATH)"
             )
@@ -648,7 +524,7 @@ class Trainer:
         finally:
             bar.close()
             del batches  # shuts the DataLoader workers down
-            self._close_logs()
+            self.log.close()
         return path
 
     def _after_step(self, bar) -> None:
@@ -661,9 +537,9 @@ class Trainer:
         if self.val_set is not None and (periodic_val or end_of_stage1 or end):
             if self.dist.is_main:
                 metrics = self.validate()
-                self._record({"kind": "val", "step": s, "stage": self.stage, **metrics})
+                self.log.record({"kind": "val", "step": s, "stage": self.stage, **metrics})
                 miou = metrics["miou"]
-                self._say(
+                self.log.say(
                     f"step {s} (stage {self.stage}) validation on {metrics['images']} images: "
                     f"loss {metrics['loss']:.4f}, mIoU "
                     + ("n/a" if miou is None else f"{miou:.4f}")
@@ -681,57 +557,36 @@ class Trainer:
             self.save(self.ckpt_dir / LAST_CHECKPOINT)
 
     @torch.no_grad()
+    @torch.no_grad()
     def recalibrate_batchnorm(self) -> None:
         """Re-estimates every BatchNorm's running mean and variance as the plain average over
         the first ``bn_recalibration_images`` training images (whole, unaugmented, one batch
-        of ``rank_batch`` images at a time, train-mode forward without gradients).
+        of ``rank_batch`` images at a time, train-mode forward without gradients;
+        :func:`panonet.train.passes.recalibrate_batchnorm`).
 
         Every process computes the same statistics from the same images, so ranks stay equal.
         Deterministic (no random numbers), so resumed runs reproduce it. No-op when
         ``bn_recalibration_images`` is 0 or while BatchNorm is frozen (``freeze_bn``, or
         ``freeze_bn_stage2`` in stage 2).
         """
-        cfg = self.cfg
-        n = min(cfg.bn_recalibration_images, len(self.train_set))
+        n = min(self.cfg.bn_recalibration_images, len(self.train_set))
         if n == 0 or self._bn_frozen():
             return
-        layers = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in layers]
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-        self.model.train()
         try:
-            for begin in range(0, n, self.rank_batch):
-                chunk = [
-                    self.train_set[i]["image"]
-                    for i in range(begin, min(begin + self.rank_batch, n))
-                ]
-                by_size: dict[tuple[int, ...], list[torch.Tensor]] = {}
-                for image in chunk:  # images of different sizes go in separate batches
-                    by_size.setdefault(tuple(image.shape), []).append(image)
-                for same in by_size.values():
-                    images = torch.stack(same).permute(0, 2, 3, 1)
-                    with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                        self.model(preprocess(images, device=self.device))
+            recalibrate_batchnorm(
+                self.model, self.train_set, n, self.rank_batch, self.device, self.amp
+            )
         finally:
-            for m, momentum in zip(layers, momenta, strict=True):
-                m.momentum = momentum
             self._train_mode()
         self._snapshot_buffers()
         self._event("bn_recalibrated", images=n)
 
     # ---------------------------------------------------------------- validation
 
-    @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        """Loss and mIoU on the first ``val_images`` images of the validation split.
-
-        Whole images, no augmentation, one at a time, model in eval mode. The predicted class
-        of a pixel is the argmax of the 1/4 logits upsampled bilinearly to the label
-        resolution (what :class:`panonet.inference.Predictor` outputs); mIoU is over the
-        classes present in the labels or the predictions of these images. Leaves the global
-        RNG states as they were.
+        """Loss and mIoU on the first ``val_images`` images of the validation split
+        (:func:`panonet.train.passes.validation_metrics`: whole images, no augmentation, model
+        in eval mode, global RNG states left as they were).
 
         Returns:
             dict with ``images``, ``loss`` / ``sem`` / ``inst`` (means over images), ``miou``
@@ -740,59 +595,19 @@ class Trainer:
         if self.val_set is None:
             raise ValueError("validate: val_images is 0")
         cfg = self.cfg
-        model = self.model
-        model.eval()
-        n = min(cfg.val_images, len(self.val_set))
-        cm = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.int64)
-        sums = {"total": 0.0, "sem": 0.0, "inst": 0.0}
-        cuda_devices = [self.device.index or 0] if self.device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=cuda_devices):
-                for i in range(n):
-                    item = self.val_set[i]
-                    images = preprocess(item["image"].permute(1, 2, 0), device=self.device)
-                    semantic = item["semantic"][None].to(self.device)
-                    instance = item["instance"][None].to(self.device)
-                    with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                        output = model(images)
-                    _, terms = self.loss_fn(output, semantic, instance)
-                    for k in sums:
-                        sums[k] += float(terms[k])
-                    logits = F.interpolate(
-                        output.semantic[0].float(),
-                        size=tuple(semantic.shape[-2:]),
-                        mode="bilinear",
-                        align_corners=False,
-                    )
-                    pred = logits.max(dim=1).indices
-                    cm += confusion_matrix(
-                        pred, semantic, cfg.num_classes, cfg.loss.ignore_index
-                    ).cpu()
+            return validation_metrics(
+                self.model,
+                self.loss_fn,
+                self.val_set,
+                min(cfg.val_images, len(self.val_set)),
+                cfg.num_classes,
+                cfg.loss.ignore_index,
+                self.device,
+                self.amp,
+            )
         finally:
             self._train_mode()
-        per_class, miou = iou_from_confusion(cm)
-        return {
-            "images": n,
-            "loss": sums["total"] / max(n, 1),
-            "sem": sums["sem"] / max(n, 1),
-            "inst": sums["inst"] / max(n, 1),
-            "miou": _json_float(miou),
-            "iou": [_json_float(float(v)) for v in per_class],
-        }
-
-
-def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every differing (nested) config value."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _config_changes(a, b, f"{prefix}{key}.")
-        elif (list(a) if isinstance(a, (list, tuple)) else a) != (
-            list(b) if isinstance(b, (list, tuple)) else b
-        ):
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
 
 
 def run_training(
