@@ -20,6 +20,7 @@ coherent), with the target ratio shuffled / coherent on the CPU.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 
 import torch
@@ -170,8 +171,9 @@ def loop_losses(embedding, ids, delta_v, delta_d, delta_r, ignore_index):
     return torch.stack(rows)
 
 
-def op_losses(embedding, ids, delta_v, delta_d, delta_r, ignore_index):
-    """(a): the fused op."""
+def op_losses(embedding, ids, delta_v, delta_d, delta_r, ignore_index, check_inputs=True):
+    """(a): the fused op; check_inputs=False is how training calls it on CUDA (no NaN/Inf
+    check, so no host synchronization)."""
     return discriminative_loss(
         embedding,
         ids,
@@ -180,26 +182,13 @@ def op_losses(embedding, ids, delta_v, delta_d, delta_r, ignore_index):
         delta_r=delta_r,
         ignore_index=ignore_index,
         reduction="none",
-    )
-
-
-def op_unchecked_losses(embedding, ids, delta_v, delta_d, delta_r, ignore_index):
-    """(a) as training calls it on CUDA: no NaN/Inf check, so no host synchronization."""
-    return discriminative_loss(
-        embedding,
-        ids,
-        delta_v=delta_v,
-        delta_d=delta_d,
-        delta_r=delta_r,
-        ignore_index=ignore_index,
-        reduction="none",
-        check_inputs=False,
+        check_inputs=check_inputs,
     )
 
 
 IMPLS = {
     "op": op_losses,
-    "op, check_inputs=False": op_unchecked_losses,
+    "op, check_inputs=False": functools.partial(op_losses, check_inputs=False),
     "vectorized torch": vectorized_losses,
     "per-cluster loop": loop_losses,
 }

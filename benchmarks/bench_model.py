@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import warnings
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ from panonet.inference.merge import (
 )
 from panonet.models import PanoNet
 from panonet.models.panonet import preprocess
-from panonet.sync_points import SyncPoints
+from panonet.sync_points import SyncPoints, cuda_syncs
 
 
 def trained_like_frame(h: int, w: int, D: int = 12, seed: int = 0):
@@ -117,19 +116,6 @@ def host_syncs(predictors: dict, frame) -> dict:
     return out
 
 
-def cuda_sync_warnings(predictor: Predictor, frame) -> int:
-    """Synchronizations torch's CUDA sync debugging reports for one more frame."""
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor.predict(frame)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -152,27 +138,10 @@ def main() -> None:
     predictor = Predictor(model, device=device, half=cuda, channels_last=True)
     # What a real-time consumer runs: no stage timings, maps left on the device, nothing read
     # back before the end of the frame.
-    lean = Predictor(
-        model,
-        device=device,
-        half=cuda,
-        channels_last=True,
-        stage_timings=False,
-        output_device=None,
-        sync_free=True,
-    )
+    real_time = dict(device=device, half=cuda, channels_last=True, stage_timings=False)
+    lean = Predictor(model, output_device=None, sync_free=True, **real_time)
     # The same, its device work captured as one CUDA graph per frame size (launch cost paid once).
-    graphed = None
-    if cuda:
-        graphed = Predictor(
-            model,
-            device=device,
-            half=True,
-            channels_last=True,
-            stage_timings=False,
-            output_device=None,
-            cuda_graph=True,
-        )
+    graphed = Predictor(model, output_device=None, cuda_graph=True, **real_time) if cuda else None
     net = predictor.model
     if args.compile:
         net = torch.compile(net)
@@ -263,10 +232,9 @@ def main() -> None:
     syncs = host_syncs({"Predictor defaults": predictor, "sync-free": lean}, frame)
     if graphed is not None:
         # Counted on the device by torch's sync debugging (SyncPoints cannot see into a replay).
-        syncs["CUDA graph (torch sync debug)"] = {"total": cuda_sync_warnings(graphed, frame)}
-        print(
-            f"host synchronizations per frame, CUDA graph: {syncs['CUDA graph (torch sync debug)']}"
-        )
+        count = len(cuda_syncs(lambda: graphed.predict(frame)))
+        syncs["CUDA graph (torch sync debug)"] = {"total": count}
+        print(f"host synchronizations per frame, CUDA graph (torch sync debug): {count}")
     write_results(
         "model",
         device,

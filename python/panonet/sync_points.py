@@ -15,13 +15,15 @@ a CPU run.
 """
 
 import traceback
+import warnings
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["PANONET_OP_SYNCS", "SyncPoints"]
+__all__ = ["PANONET_OP_SYNCS", "SyncPoints", "cuda_syncs"]
 
 _aten = torch.ops.aten
 
@@ -169,3 +171,19 @@ class SyncPoints(TorchDispatchMode):
             n = PANONET_OP_SYNCS[name](args)
             return (name, n) if n else None
         return None
+
+
+def cuda_syncs(fn: Callable[[], object]) -> list[str]:
+    """The host synchronizations that torch's CUDA sync debugging reports while ``fn()`` runs
+    (a GPU is needed; unlike :class:`SyncPoints` it also sees inside replayed CUDA graphs and
+    compiled code). Returns their warning messages; the device is synchronized first, so
+    earlier work does not count."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message) for w in caught if "synchroniz" in str(w.message)]

@@ -10,6 +10,7 @@ import torch
 from panonet.inference import Predictor
 from panonet.inference.graphed import GraphedFrame
 from panonet.models import PanoNet
+from panonet.sync_points import cuda_syncs
 from tests.conftest import requires_cuda
 
 
@@ -67,16 +68,8 @@ def test_graphed_predictor_waits_once_per_frame():
     )
     first, second = _frames(2, 128, 256)
     graphed.predict(first)  # captures
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            graphed.predict(second)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(syncs) <= 1, [str(w.message) for w in syncs]
+    syncs = cuda_syncs(lambda: graphed.predict(second))
+    assert len(syncs) <= 1, syncs
 
 
 @requires_cuda

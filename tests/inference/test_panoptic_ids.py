@@ -19,7 +19,7 @@ from panonet.inference.panoptic_ids import (
     panoptic_from_semantic_instance,
     warn_instances_over_limit,
 )
-from panonet.sync_points import SyncPoints
+from panonet.sync_points import SyncPoints, cuda_syncs
 from tests.conftest import requires_cuda
 
 
@@ -104,7 +104,6 @@ def test_predictor_sync_free_path_waits_once_per_frame():
 def test_cuda_predictor_waits_once_per_frame():
     # Issue 13: at most one host synchronization per frame (the read of the frame's status),
     # seen by torch's own sync debugging on a GPU.
-    import warnings
 
     from panonet.inference import Predictor
     from panonet.models import PanoNet
@@ -113,16 +112,8 @@ def test_cuda_predictor_waits_once_per_frame():
     lean = Predictor(PanoNet(), device="cuda", stage_timings=False, output_device=None)
     frame = np.random.default_rng(2).integers(0, 256, (256, 512, 3), dtype=np.uint8)
     lean.predict(frame)  # warm-up: cuDNN autotuning, tables uploaded once
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            lean.predict(frame)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(syncs) <= 1, [str(w.message) for w in syncs]
+    syncs = cuda_syncs(lambda: lean.predict(frame))
+    assert len(syncs) <= 1, syncs
 
 
 @requires_cuda
