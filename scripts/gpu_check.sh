@@ -22,7 +22,7 @@
 #   scripts/gpu_check.sh [--dry-run] [--pipeline]   (--dry-run: print the steps, run none)
 #
 # Environment: PYTHON (python3), TORCH_CUDA_ARCH_LIST (default: the GPU's compute capability),
-# GPU_CHECK_BUDGET (seconds for everything, 360; 540 with --pipeline), GPU_CHECK_LOGS (build/gpu-check),
+# GPU_CHECK_BUDGET (seconds for everything, 360; 570 with --pipeline), GPU_CHECK_LOGS (build/gpu-check),
 # GPU_CHECK_SITE (/tmp/panonet-site), GPU_CHECK_SKIP (step names not to run, e.g. "demo
 # bench-mean-shift": a short rerun within a lease), MEAN_SHIFT_ARGS (--sklearn-runs 1: one sklearn fit per
 # case, not 3; sklearn's CPU times are not what this run measures).
@@ -52,7 +52,7 @@ for arg in "$@"; do
     *) echo "usage: $0 [--dry-run] [--pipeline]" >&2; exit 2 ;;
   esac
 done
-((PIPELINE)) && BUDGET=${GPU_CHECK_BUDGET:-540}
+((PIPELINE)) && BUDGET=${GPU_CHECK_BUDGET:-570}
 
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
   PIP_NO_INPUT=1 HYPOTHESIS_PROFILE=ci
@@ -260,7 +260,7 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
       --steps 10 --warmup 3 --workers 4 --out "$TRAIN_JSON"
     ((DRY_RUN)) || grep -E '^\|' "$LOGS/7-bench-train.log" | sed 's/^/   /'
     DEMO=$LOGS/demo
-    if step demo 8-demo.log 240 "$PY" -m panonet demo --device cuda --no-progress --out "$DEMO"; then
+    if step demo 8-demo.log 360 "$PY" -m panonet demo --device cuda --no-progress --out "$DEMO"; then
       ((DRY_RUN)) || grep -h -i -E "PQ|AP|mIoU" "$LOGS/8-demo.log" | tail -n 4 | sed 's/^/   /'
     fi
     if [[ -f $DEMO/run/checkpoints/final.pt ]] || ((DRY_RUN)); then

@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "The whole pipeline on synthetic street scenes: synthesize a dataset, train both "
             "stages, search the per-class bandwidths, evaluate on the val split (Table I), and "
             "write overlays, the mirrored-twin test and the training curves. About 10 minutes "
-            "on a 2-core CPU; a GPU is used when present. Run it again to continue an "
+            "on a 2-core CPU; a GPU is used when present, for a longer training. Run it again to "
+            "continue an "
             "interrupted demo."
         ),
     )
