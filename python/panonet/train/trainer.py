@@ -49,33 +49,28 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from panonet.data.cityscapes import CityscapesPanoptic
 from panonet.data.transforms import collate, train_transforms
-from panonet.models.checkpoint import load_model, save_checkpoint
 from panonet.models.panonet import PanoNet
-from panonet.models.pretrained import load_imagenet_resnet50
-from panonet.models.surgery import check_state_dict
 from panonet.train.batches import batch_to_device
 from panonet.train.checkpoint_files import (
     CHECKPOINT_KIND,
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
     STAGE1_CHECKPOINT,
-    config_changes,
     find_checkpoint,
 )
+from panonet.train.checkpointing import TrainingCheckpoints
 from panonet.train.config import TrainConfig
 from panonet.train.distributed import DistInfo, destroy_distributed, dist_info, init_distributed
 from panonet.train.loss import PanoNetLoss
-from panonet.train.optim import build_optimizer, build_scheduler
 from panonet.train.passes import recalibrate_batchnorm, validation_metrics
 from panonet.train.run_log import RunLog
 from panonet.train.run_state import get_rng_state, hold_sigint, set_rng_state
 from panonet.train.sampling import SeededItems, StepBatchSampler, item_seed
-from panonet.train.stages import stage2_model
+from panonet.train.stages import TrainingStages, stage2_model
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -97,16 +92,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _bn_eval(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-# --------------------------------------------------------------------------------------------
-
-
-class Trainer:
+class Trainer(TrainingStages, TrainingCheckpoints):
     """Two-stage PanoNet training on a Cityscapes-layout dataset.
 
     Args:
@@ -228,157 +214,7 @@ class Trainer:
             raise FileNotFoundError(f"{path}: no such checkpoint")
         return path
 
-    def _model_kwargs(self, *, use_coords: bool) -> dict[str, Any]:
-        return {
-            "num_classes": self.cfg.num_classes,
-            "embedding_dim": self.cfg.embedding_dim,
-            "use_coords": use_coords,
-            "share_weights": self.cfg.share_weights,
-        }
-
-    def _load_pretrained(self, model: PanoNet) -> None:
-        """ImageNet backbones (``pretrained``), then a stage-1 PanoNet (``init_weights``)."""
-        cfg = self.cfg
-        if cfg.pretrained:
-            state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
-            icnets = (model.trunk,) if model.share_weights else (model.semantic, model.instance)
-            for icnet in icnets:
-                report = load_imagenet_resnet50(icnet, state)
-            self.log.say(f"pretrained {cfg.pretrained}: {report.summary()}")
-        if cfg.init_weights:
-            # load_model checks the file against the stage-1 configuration and names any
-            # missing / unexpected / mis-shaped key.
-            source = load_model(cfg.init_weights, **self._model_kwargs(use_coords=False))
-            model.load_state_dict(source.state_dict())
-            self.log.say(f"stage 1 starts from the weights of {cfg.init_weights}")
-
-    def _install(self, model: PanoNet, stage: int) -> None:
-        """Make ``model`` the trained model of ``stage``: device, BN, DDP, new optimizer and
-        schedule (the stage's own poly decay over its steps)."""
-        # NHWC convolutions: 7.5 % faster training steps on the CPU (measured, batch 4 of
-        # 128x256 crops, 2 threads) and the layout tensor cores prefer on CUDA.
-        model = model.to(self.device).to(memory_format=torch.channels_last)
-        self.stage = stage
-        if self.dist.distributed and self.device.type == "cuda" and not self._bn_frozen():
-            # Per-GPU batches are small; BN statistics over the global batch, as in one process.
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif self.dist.distributed and not self._bn_frozen():
-            self.log.say_once(
-                "bn",
-                "note: SyncBatchNorm needs GPUs; on the CPU each process normalises over its own "
-                "batch (set freeze_bn = true for results equal to one process)",
-            )
-        self.model = model
-        self._train_mode()
-        if self.dist.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(model, device_ids=ids)
-        else:
-            self.net = model
-        optim_cfg = self.cfg.stage_optim(stage)
-        self.optimizer = build_optimizer(model, optim_cfg)
-        self.scheduler = build_scheduler(self.optimizer, optim_cfg)
-        self._snapshot_buffers()
-
-    def _bn_frozen(self) -> bool:
-        """Whether BatchNorm runs on its running statistics in the current stage."""
-        return self.cfg.freeze_bn or (self.stage == 2 and self.cfg.freeze_bn_stage2)
-
-    def _train_mode(self) -> None:
-        self.model.train()
-        if self._bn_frozen():
-            _bn_eval(self.model)
-
-    def _enter_stage2(self) -> None:
-        """Stage 1 -> 2: surgery into a use_coords model (the same model when ``stage2_coords``
-        is false), new optimizer and schedule."""
-        with hold_sigint():
-            if self.cfg.stage2_coords:
-                model = stage2_model(self.model)
-            else:
-                model = PanoNet(**self._model_kwargs(use_coords=False))
-                model.load_state_dict(
-                    {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-                )
-            self._install(model, stage=2)
-            self._rng = get_rng_state(self.device)
-        self._event("stage2")
-
-    def _load(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, Mapping) or ckpt.get("kind") != CHECKPOINT_KIND:
-            raise ValueError(
-                f"{path}: not a training checkpoint of this trainer (kind "
-                f"{ckpt.get('kind') if isinstance(ckpt, Mapping) else None!r}, expected "
-                f"{CHECKPOINT_KIND!r}); to start stage 1 from a model's weights set init_weights"
-            )
-        stage, step = int(ckpt["stage"]), int(ckpt["step"])
-        if stage == 2 and step < self.cfg.stage1_steps:
-            raise ValueError(
-                f"{path}: a stage-2 checkpoint at step {step}, but stage1_steps = "
-                f"{self.cfg.stage1_steps} puts that step in stage 1"
-            )
-        if stage == 2 and self.cfg.stage2_steps == 0:
-            raise ValueError(f"{path}: a stage-2 checkpoint, but stage2_steps = 0")
-        if stage == 1 and step > self.cfg.stage1_steps:
-            raise ValueError(
-                f"{path}: a stage-1 checkpoint at step {step}, beyond stage1_steps = "
-                f"{self.cfg.stage1_steps}"
-            )
-        changed = config_changes(ckpt.get("train_config") or {}, self.cfg.to_dict())
-        if changed:
-            self.log.say(f"resuming with a changed config: {', '.join(changed)}")
-        model = PanoNet(**self._model_kwargs(use_coords=stage == 2 and self.cfg.stage2_coords))
-        check_state_dict(model, ckpt["model"], what=f"checkpoint {path}")
-        model.load_state_dict(ckpt["model"])
-        self._install(model, stage)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.step = step
-        set_rng_state(ckpt["rng"], self.device)
-        self._rng = get_rng_state(self.device)
-        if self.stage == 1 and self.step >= self.cfg.stage1_steps and self.cfg.stage2_steps:
-            # A checkpoint written at the end of stage 1 (stage1.pt): switch now, as the
-            # uninterrupted run did right after writing it.
-            self._enter_stage2()
-
-    # ---------------------------------------------------------------- checkpoints and logs
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        """The extra entries of a training checkpoint (besides "model" and "config")."""
-        return {
-            "kind": CHECKPOINT_KIND,
-            "step": self.step,
-            "stage": self.stage,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": self._rng,
-            "data": {
-                "seed": self.cfg.seed,
-                "epoch": self.step // self.steps_per_epoch,
-                "batch_in_epoch": self.step % self.steps_per_epoch,
-                "steps_per_epoch": self.steps_per_epoch,
-                "global_batch": self.cfg.batch_size,
-                "world_size": self.dist.world_size,
-                "batch_per_process": self.rank_batch,
-            },
-            "train_config": self.cfg.to_dict(),
-        }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write a training checkpoint atomically (rank 0 only; other ranks return the path).
-
-        Contents: ``model`` (state dict), ``config`` (PanoNet kwargs; so
-        :func:`panonet.models.load_model` and the Predictor read it), plus
-        :meth:`checkpoint_state`. Everything loads with ``torch.load(weights_only=True)``.
-        """
-        path = Path(path)
-        if self.dist.is_main:
-            save_checkpoint(path, self.model, **self.checkpoint_state())
-        return path
+    # ---------------------------------------------------------------- logs
 
     def _event(self, name: str, **info: Any) -> None:
         self.log.record(
