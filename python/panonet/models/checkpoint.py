@@ -8,7 +8,6 @@ tensors, containers and plain Python scalars/strings.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from panonet._atomic import publish_mode
+from panonet._atomic import write_atomic
 from panonet.models.panonet import PanoNet
 from panonet.models.surgery import check_state_dict, state_dict_mismatch
 
@@ -59,20 +58,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         "config": dict(getattr(model, "config", {})),
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        publish_mode(tmp)
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
+
+    return write_atomic(path, write)
 
 
 def load_model(path_or_state: str | os.PathLike | Mapping[str, Any], **overrides: Any) -> PanoNet:
