@@ -9,6 +9,7 @@
 #   tests        the CUDA tests of tests/ (pytest -k cuda, PANONET_EXPECT_CUDA=1)
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
+#   profile      benchmarks/profile_kernels.py --device cuda (the ops' kernels, torch.profiler)
 # and with --pipeline (issue 13: every GPU number of the README in one command; budget 9 min):
 #   bench-model  benchmarks/bench_model.py --device cuda (stages, end to end, CUDA graph, syncs)
 #   bench-train  benchmarks/bench_train.py --device cuda (training steps, fp32 and bf16)
@@ -43,6 +44,7 @@ MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
 MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
 TRAINED_JSON=benchmarks/results/predictor-trained-cuda-$DATE.json
 TRAIN_JSON=benchmarks/results/train-cuda-$DATE.json
+PROFILE_JSON=benchmarks/results/profile_kernels-cuda-$DATE.json
 DRY_RUN=0
 PIPELINE=0
 for arg in "$@"; do
@@ -251,6 +253,8 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     --device cuda $MEAN_SHIFT_ARGS --out "$MEAN_SHIFT_JSON" && ((!DRY_RUN)); then
     sed -n '/^| points/,$p' "$LOGS/5-bench-mean-shift.log" | sed 's/^/   /'
   fi
+  step profile 5-profile.log 90 "$PY" benchmarks/profile_kernels.py --device cuda \
+    --out "$PROFILE_JSON"
   if ((PIPELINE)); then
     # The short benches first: the demo is the longest step and the likeliest to run out.
     step bench-model 6-bench-model.log 150 "$PY" benchmarks/bench_model.py --device cuda \
@@ -297,7 +301,7 @@ if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
   mkdir -p "$OUT"
   cp "$LOGS/summary.txt" "$OUT"/
   files=()
-  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
+  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" "$PROFILE_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
     "$TRAINED_JSON" "$LOGS"/demo/metrics.json; do
     [[ -f $f && ! $f -ot $LOGS/.start ]] && files+=("${f#"$REPO"/}")
   done
