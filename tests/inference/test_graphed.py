@@ -61,6 +61,25 @@ def test_graphed_predictor_gives_the_eager_maps(half):
 
 @requires_cuda
 @pytest.mark.filterwarnings("ignore:the embedding looks untrained")
+def test_frames_already_on_the_gpu_take_both_paths():
+    # A (3, H, W) uint8 tensor on the GPU (e.g. decoded there): no page-locked upload, in the
+    # eager and the graphed predictor alike; the same maps as from host memory.
+    torch.manual_seed(0)
+    model = PanoNet()
+    kwargs = dict(device="cuda", stage_timings=False, output_device=None)
+    eager = Predictor(model, **kwargs)
+    graphed = Predictor(model, cuda_graph=True, **kwargs)
+    frames = _frames(2, 128, 256)
+    for frame in frames:
+        on_gpu = torch.from_numpy(frame).permute(2, 0, 1).cuda()
+        want = eager.predict(frame)
+        for got in (eager.predict(on_gpu), graphed.predict(on_gpu), graphed.predict(frame)):
+            for key in ("semantic", "instance", "panoptic"):
+                assert torch.equal(got[key], want[key]), key
+
+
+@requires_cuda
+@pytest.mark.filterwarnings("ignore:the embedding looks untrained")
 def test_graphed_predictor_waits_once_per_frame():
     torch.manual_seed(0)
     graphed = Predictor(

@@ -5,8 +5,9 @@ kernel launches (the network, then ~100 for the clustering alone), each costing 
 microseconds, so the GPU waits between them (on the H200: 21-25 ms per frame end to end against
 15 ms of summed stages). A graph replays all of them with one launch. What is captured must not
 wait for the host or read host memory it did not pin: the sync-free post-processing
-(``check_inputs=False``) and the network qualify; the upload is captured as a copy from a
-page-locked buffer that each frame refills.
+(``check_inputs=False``) and the network qualify. The frame reaches the graph's input buffer
+before each replay: from host memory through a page-locked buffer (an asynchronous upload), or
+copied on the device when it is already there.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class GraphedFrame:
         fn: the work: ``fn(hwc)`` with ``hwc`` a (N, H, W, 3) uint8 tensor on ``device`` returns
             ``(maps, status)``, a dict of tensors and a tensor, all on ``device``. It must not
             synchronize with the host nor create tensors from host data after its first call.
-        first: the first frame, a (N, H, W, 3) uint8 CPU tensor: its size is the graph's, and
-            the warm-up runs on it.
+        first: the first frame, a (N, H, W, 3) uint8 tensor (host or ``device``): its size is
+            the graph's, and the warm-up runs on it.
         device: the CUDA device.
         warmup: eager calls of ``fn`` on a side stream before the capture (cuDNN autotuning and
             tables cached on the device happen there, outside the graph).
@@ -40,33 +41,42 @@ class GraphedFrame:
         if device.type != "cuda":
             raise ValueError(f"GraphedFrame: expected a CUDA device, got {device}")
         self.shape = tuple(first.shape)
-        self._pinned = torch.empty(self.shape, dtype=torch.uint8, pin_memory=True)
-        self._pinned.copy_(first)
+        self._pinned: torch.Tensor | None = None  # made at the first frame from host memory
         self._hwc = torch.empty(self.shape, dtype=torch.uint8, device=device)
+        self._load(first)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(max(1, warmup)):
-                self._hwc.copy_(self._pinned, non_blocking=True)
                 fn(self._hwc)
         torch.cuda.current_stream(device).wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self._graph):
-            self._hwc.copy_(self._pinned, non_blocking=True)
             self._maps, self._status = fn(self._hwc)
 
+    def _load(self, hwc: torch.Tensor) -> None:
+        """The frame into the graph's input buffer, on the current stream (before the replay)."""
+        if hwc.device.type == "cuda":
+            self._hwc.copy_(hwc)
+            return
+        if self._pinned is None:
+            self._pinned = torch.empty(self.shape, dtype=torch.uint8, pin_memory=True)
+        self._pinned.copy_(hwc)
+        self._hwc.copy_(self._pinned, non_blocking=True)
+
     def run(self, hwc: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Replays the graph on ``hwc``, a (N, H, W, 3) uint8 CPU tensor of the captured size.
+        """Replays the graph on ``hwc``, a (N, H, W, 3) uint8 tensor of the captured size, in
+        host memory or on the graph's device.
 
         Returns the maps, copied (the graph's own buffers are rewritten by the next frame), and
         the status tensor itself, valid until the next call. The caller must wait for the
-        device (read the status) before the next call: the page-locked input buffer is refilled
-        then.
+        device (read the status) before the next call: the page-locked staging buffer is
+        refilled then.
         """
         if tuple(hwc.shape) != self.shape:
             raise ValueError(
                 f"GraphedFrame.run: expected a frame of shape {self.shape}, got {tuple(hwc.shape)}"
             )
-        self._pinned.copy_(hwc)
+        self._load(hwc)
         self._graph.replay()
         return {k: v.clone() for k, v in self._maps.items()}, self._status

@@ -204,7 +204,7 @@ class Predictor:
                 self._graphs[frame.shape] = frame
             maps, status = frame.run(hwc)
         else:
-            if self.device.type == "cuda":
+            if self.device.type == "cuda" and hwc.device.type == "cpu":
                 # From page-locked memory the upload does not wait for the GPU.
                 hwc = hwc.pin_memory().to(self.device, non_blocking=True)
             if semantic is not None:
