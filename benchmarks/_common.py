@@ -71,22 +71,6 @@ def time_back_to_back(fn: Callable[[], object], device: torch.device, *, runs: i
     return begin.elapsed_time(end) / 1e3 / runs
 
 
-def cuda_graph_replay(fn: Callable[[], object]) -> Callable[[], None]:
-    """fn captured once as a CUDA graph (after two eager calls on a side stream, as torch's
-    recipe has it); returns the replay. fn must not synchronize with the host, and replays
-    rerun its kernels on the same input tensors."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
 def summarize(times: Sequence[float]) -> dict:
     """Median, quartiles and extremes of a list of seconds, in milliseconds."""
     ms = sorted(t * 1e3 for t in times)

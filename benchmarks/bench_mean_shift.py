@@ -20,7 +20,6 @@ import warnings
 import numpy as np
 import torch
 from _common import (
-    cuda_graph_replay,
     print_table,
     resolve_device,
     summarize,
@@ -30,6 +29,7 @@ from _common import (
 )
 from sklearn.cluster import MeanShift, get_bin_seeds
 
+from panonet.inference.graphed import capture
 from panonet.ops import cluster_instances, mean_shift
 from panonet.ops.testing import assert_same_clustering
 
@@ -186,8 +186,8 @@ def main() -> None:
         # The same call replayed as a CUDA graph (check_inputs=False, the table on the device):
         # the kernels' time without the host's launches, as a graphed Predictor runs it.
         table = bandwidth.to(device)
-        replay = cuda_graph_replay(lambda: cluster_instances(emb, sem, table, check_inputs=False))
-        graph_stats = summarize(time_call(replay, device, warmup=2, runs=args.runs))
+        graph, _ = capture(lambda: cluster_instances(emb, sem, table, check_inputs=False), device)
+        graph_stats = summarize(time_call(graph.replay, device, warmup=2, runs=args.runs))
         frame_row["graph_median_ms"] = graph_stats["median_ms"]
     print(frame_row)
     # Written now and again at the end: a run stopped during the many-clusters cases keeps these.

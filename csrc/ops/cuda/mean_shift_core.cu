@@ -286,14 +286,14 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
   // The bound margin (mean_shift.h bound_margin) of each group, from its own rows: the rows of
   // no group (stuff pixels, say) do not widen it, and a non-finite value left unchecked spoils
   // its group only.
+  const int blocks = grid(N);
   at::Tensor scale_bits = at::zeros({G}, i64);  // bits of 0.0
-  group_scale_kernel<<<grid(N), kThreads, 0, stream>>>(
+  group_scale_kernel<<<blocks, kThreads, 0, stream>>>(
       x.data_ptr<double>(), N, D, group_of, G32,
       reinterpret_cast<unsigned long long*>(scale_bits.data_ptr<int64_t>()));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor margin = (scale_bits.view(at::kDouble) + 1.0) *
                             (64.0 * static_cast<double>(D + 2) * DBL_EPSILON);
-  const int blocks = grid(N);
 
   // 1. Bins: runs of one hash, split by key, then ordered by first point.
   at::Tensor keys = at::empty({N, D}, f64);

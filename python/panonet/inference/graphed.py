@@ -13,12 +13,34 @@ copied on the device when it is already there.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
-__all__ = ["GraphedFrame"]
+__all__ = ["GraphedFrame", "capture"]
 
 FrameFn = Callable[[torch.Tensor], tuple[dict[str, torch.Tensor], torch.Tensor]]
+T = TypeVar("T")
+
+
+def capture(
+    fn: Callable[[], T], device: torch.device, *, warmup: int = 2
+) -> tuple[torch.cuda.CUDAGraph, T]:
+    """``fn()`` captured as a CUDA graph on ``device``, after ``warmup`` (at least one) eager
+    calls on a side stream, torch's recipe: cuDNN autotuning and anything ``fn`` caches on the
+    device happen there, outside the graph. Returns the graph and the outputs of the captured
+    call, which each ``graph.replay()`` rewrites from the same input tensors. ``fn`` must not
+    synchronize with the host nor create tensors from host data after its first call."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(max(1, warmup)):
+            fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
 
 
 class GraphedFrame:
@@ -31,8 +53,7 @@ class GraphedFrame:
         first: the first frame, a (N, H, W, 3) uint8 tensor (host or ``device``): its size is
             the graph's, and the warm-up runs on it.
         device: the CUDA device.
-        warmup: eager calls of ``fn`` on a side stream before the capture (cuDNN autotuning and
-            tables cached on the device happen there, outside the graph).
+        warmup: eager calls of ``fn`` before the capture (see :func:`capture`).
     """
 
     def __init__(
@@ -44,15 +65,9 @@ class GraphedFrame:
         self._pinned: torch.Tensor | None = None  # made at the first frame from host memory
         self._hwc = torch.empty(self.shape, dtype=torch.uint8, device=device)
         self._load(first)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(max(1, warmup)):
-                fn(self._hwc)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._maps, self._status = fn(self._hwc)
+        self._graph, (self._maps, self._status) = capture(
+            lambda: fn(self._hwc), device, warmup=warmup
+        )
 
     def _load(self, hwc: torch.Tensor) -> None:
         """The frame into the graph's input buffer, on the current stream (before the replay)."""

@@ -63,9 +63,10 @@ class Predictor:
             CUDA (on the CPU reads cost nothing and the checks run as they go). With
             ``stage_timings=False`` and ``output_device=None`` a frame then waits for the GPU
             once; the image is uploaded from page-locked memory.
-        cuda_graph: capture each frame size's device work (upload, network, post-processing) as
-            a CUDA graph at its first frame and replay it for the next ones: one launch instead
-            of hundreds, for when the host's launch cost paces the GPU. Needs a CUDA device,
+        cuda_graph: capture each frame size's device work (network, post-processing, the
+            status) as a CUDA graph at its first frame and replay it for the next ones, each
+            frame copied into the graph's input first: one launch instead of hundreds, for when
+            the host's launch cost paces the GPU. Needs a CUDA device,
             ``sync_free`` and ``stage_timings=False``. Frames with ``semantic`` or
             ``return_logits`` run eagerly. The graph keeps the model's and the bandwidths'
             tensors as they were: after changing them in place nothing is needed, after
