@@ -173,6 +173,34 @@ def test_blocky_instance_map(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_pixel_order_does_not_change_losses_or_gradients(device):
+    # The same pixels, coherent (blocks: run loops) and shuffled (no two neighbours share an
+    # id: the per-pixel loops of fragmented tiles), in float64: every cluster keeps its members,
+    # so the losses agree to the rounding of sums taken in another order, and each pixel's
+    # gradient moves with it.
+    rng = np.random.default_rng(2)
+    ids = np.repeat(np.repeat(rng.integers(0, 7, size=(2, 4, 8)), 24, axis=1), 24, axis=2)
+    ids = torch.tensor(ids * 1000 + 26001)
+    ids[:, :10] = -1
+    embedding = torch.randn(2, 12, 96, 192, dtype=torch.float64)
+    perm = torch.randperm(96 * 192, generator=torch.Generator().manual_seed(3))
+    shuffled_emb = embedding.flatten(2)[:, :, perm].reshape(embedding.shape)
+    shuffled_ids = ids.flatten(1)[:, perm].reshape(ids.shape)
+    m = {"delta_v": 0.5, "delta_d": 1.5, "delta_r": 0.5, "ignore_index": -1}
+    grads, losses = [], []
+    for emb, i in ((embedding, ids), (shuffled_emb, shuffled_ids)):
+        e = emb.clone().to(device).requires_grad_(True)
+        loss = discriminative_loss(e, i.to(device), **m, reduction="none")
+        loss.sum().backward()
+        losses.append(loss.detach().cpu())
+        grads.append(e.grad.cpu())
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        grads[1], grads[0].flatten(2)[:, :, perm].reshape(embedding.shape), rtol=1e-10, atol=1e-14
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("B", [1, 9])
 def test_mean_reduction_skips_images_without_clusters(device, B):
     embedding, ids = make_inputs(5, B=B, D=4, H=10, W=12, n_clusters=6)
@@ -457,6 +485,25 @@ def test_unchecked_non_finite_embedding_gives_non_finite_losses(device):
         embedding.to(device), ids.to(device), reduction="none", check_inputs=False
     )
     assert torch.isfinite(losses[0]).all() and not torch.isfinite(losses[1]).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unchecked_non_finite_ignored_pixels_change_nothing(device):
+    # Ignored pixels belong to no cluster: whatever they hold, the losses and every other
+    # pixel's gradient are those of the clean input, and their own gradient is 0. Shuffled ids
+    # take the per-pixel loops (fragmented tiles).
+    embedding, ids = make_inputs(8, B=2, D=6, H=32, W=48, n_clusters=9, ignore_frac=0.3)
+    dirty = embedding.clone()
+    dirty.permute(0, 2, 3, 1)[ids == -1] = float("nan")
+    out = []
+    for emb in (embedding, dirty):
+        e = emb.to(device).requires_grad_(True)
+        loss = discriminative_loss(e, ids.to(device), reduction="none", check_inputs=False)
+        loss.sum().backward()
+        out.append((loss.detach().cpu(), e.grad.cpu()))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(out[1][1], out[0][1], rtol=0, atol=0)
+    assert torch.count_nonzero(out[1][1].permute(0, 2, 3, 1)[ids == -1]) == 0
 
 
 @requires_cuda

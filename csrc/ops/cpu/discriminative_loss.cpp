@@ -31,6 +31,15 @@ constexpr int64_t kTile = 256;
 // Cap on the thread-private accumulators (doubles); beyond it fewer threads share the work.
 constexpr int64_t kMaxPartial = int64_t(1) << 25;
 
+// The pixel loops of fragmented tiles index per-cluster rows per pixel; with AVX2 the compiler
+// turns those reads into gathers. GCC and Clang build such functions twice and pick the clone
+// at load time (the file is compiled with -ffp-contract=off: both clones round alike).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define PANONET_DL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PANONET_DL_CLONES
+#endif
+
 
 // Runs body(b, p0, p1, acc) over every tile [p0, p1) of every image, in parallel; each thread
 // accumulates into its own zeroed buffer of `width` doubles, and the buffers are summed at the end.
@@ -122,19 +131,23 @@ void run_backward(const scalar_t* x, const double* f, double mu, double scale, d
 
 // Squared distance of each pixel of the tile to its cluster mean (sq[p - p0]; 0 if ignored).
 template <typename scalar_t>
-void tile_sq_dist(const scalar_t* x, const int32_t* lab, const Run* runs, int64_t n_runs,
+PANONET_DL_CLONES void tile_sq_dist(const scalar_t* x, const int32_t* lab, const Run* runs, int64_t n_runs,
                   const double* means, int64_t K, int64_t D, int64_t HW, int64_t p0, int64_t p1,
                   double* sq) {
   std::fill(sq, sq + (p1 - p0), 0.0);
   if (fragmented(n_runs, p0, p1)) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const double* m = means + row_of(lab[p], K) * D;
-      double s = 0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double diff = static_cast<double>(x[d * HW + p]) - m[d];
-        s += diff * diff;
+    // Coordinate by coordinate, as for runs (the same sums in the same order), each pixel
+    // reading its cluster's mean through an index: a loop the compiler vectorizes (gathers).
+    int64_t row[kTile];
+    for (int64_t p = p0; p < p1; ++p) row[p - p0] = row_of(lab[p], K) * D;
+    for (int64_t d = 0; d < D; ++d) {
+      const scalar_t* xd = x + d * HW + p0;
+      const double* md = means + d;
+#pragma omp simd
+      for (int64_t i = 0; i < p1 - p0; ++i) {
+        const double diff = static_cast<double>(xd[i]) - md[row[i]];
+        sq[i] += diff * diff;
       }
-      sq[p - p0] = s;
     }
     return;
   }
@@ -150,6 +163,70 @@ void tile_sq_dist(const scalar_t* x, const int32_t* lab, const Run* runs, int64_
         const double diff = static_cast<double>(xd[p]) - mu;
         sq_r[p] += diff * diff;
       }
+    }
+  }
+}
+
+// Sums and counts of a fragmented tile's pixels into their rows of acc (row K: ignored pixels),
+// pixel by pixel with its D coordinates inner: D independent additions per pixel instead of
+// one chain of additions per coordinate.
+template <typename scalar_t>
+PANONET_DL_CLONES void fragmented_sums(const scalar_t* x, const int32_t* lab, int64_t K,
+                                       int64_t D, int64_t HW, int64_t p0, int64_t p1,
+                                       double* acc) {
+  const int64_t W = D + 1;
+  for (int64_t p = p0; p < p1; ++p) {
+    double* row = acc + row_of(lab[p], K) * W;
+    for (int64_t d = 0; d < D; ++d) row[d] += static_cast<double>(x[d * HW + p]);
+    row[D] += 1;
+  }
+}
+
+// The hinge pass of a fragmented tile: per pixel its factor f and v^2 (dl::var_factor) from
+// its squared distance sq[p - p0], then f (x - mu) and v^2 added to its cluster's row of acc.
+template <typename scalar_t>
+PANONET_DL_CLONES void fragmented_hinge(const scalar_t* x, const int32_t* lab, const double* sq,
+                                        const double* mu, int64_t K, int64_t D, int64_t HW,
+                                        int64_t p0, int64_t p1, double delta_v, double* acc) {
+  const int64_t W = D + 1;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t k = row_of(lab[p], K);
+    double v_sq;
+    const double fp = dl::var_factor(sq[p - p0], delta_v, &v_sq);
+    double* row = acc + k * W;
+    const double* m = mu + k * D;
+    for (int64_t d = 0; d < D; ++d) row[d] += fp * (static_cast<double>(x[d * HW + p]) - m[d]);
+    row[D] += v_sq;
+  }
+}
+
+// The backward of a fragmented tile: grad = s_c f (x - mu) + G_c per pixel and coordinate (0 for
+// ignored pixels, even where their embedding is not finite). Per pixel once its rows and its
+// factor s_c f, then one loop over the pixels per coordinate (gathers of mu and G).
+template <typename scalar_t>
+PANONET_DL_CLONES void fragmented_backward(const scalar_t* x, const int32_t* lab, const double* f,
+                                           const double* s, const double* mu, const double* G,
+                                           int64_t K, int64_t D, int64_t HW, int64_t p0,
+                                           int64_t p1, scalar_t* grad) {
+  int64_t row[kTile];
+  double sf[kTile];
+  bool ignored[kTile];
+  const int64_t n = p1 - p0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = row_of(lab[p0 + i], K);
+    row[i] = k * D;
+    sf[i] = s[k] * f[p0 + i];
+    ignored[i] = lab[p0 + i] < 0;
+  }
+  for (int64_t d = 0; d < D; ++d) {
+    const scalar_t* xd = x + d * HW + p0;
+    scalar_t* gd = grad + d * HW + p0;
+    const double* mud = mu + d;
+    const double* Gd = G + d;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = sf[i] * (static_cast<double>(xd[i]) - mud[row[i]]) + Gd[row[i]];
+      gd[i] = static_cast<scalar_t>(ignored[i] ? 0.0 : g);
     }
   }
 }
@@ -201,15 +278,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
               const int32_t* lab = lab_all + b * HW;
               const int64_t n_runs = tile_runs(lab, p0, p1, runs);
               bool finite = true;
-              if (fragmented(n_runs, p0, p1)) {  // row K collects the ignored pixels
+              if (fragmented(n_runs, p0, p1)) {
                 for (int64_t d = 0; d < D; ++d) finite = finite && all_finite(x + d * HW, p0, p1);
-                // Pixel by pixel, its D coordinates inner: D independent additions per pixel
-                // instead of one chain of additions per coordinate.
-                for (int64_t p = p0; p < p1; ++p) {
-                  double* row = acc + row_of(lab[p], K) * W;
-                  for (int64_t d = 0; d < D; ++d) row[d] += static_cast<double>(x[d * HW + p]);
-                  row[D] += 1;
-                }
+                fragmented_sums(x, lab, K, D, HW, p0, p1, acc);
               } else {
                 for (int64_t d = 0; d < D; ++d) {
                   const scalar_t* xd = x + d * HW;
@@ -257,18 +328,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
               double sq[kTile], f_tile[kTile];
               double* f = f_tile - p0;  // f[p] for p in [p0, p1)
               tile_sq_dist(x, lab, runs, n_runs, mu.data(), K, D, HW, p0, p1, sq);
-              if (fragmented(n_runs, p0, p1)) {  // row K collects the ignored pixels
-                for (int64_t p = p0; p < p1; ++p) {
-                  const int64_t k = row_of(lab[p], K);
-                  double v_sq;
-                  const double fp = dl::var_factor(sq[p - p0], delta_v, &v_sq);
-                  double* row = acc + k * W;
-                  const double* m = mu.data() + k * D;
-                  for (int64_t d = 0; d < D; ++d) {
-                    row[d] += fp * (static_cast<double>(x[d * HW + p]) - m[d]);
-                  }
-                  row[D] += v_sq;
-                }
+              if (fragmented(n_runs, p0, p1)) {
+                fragmented_hinge(x, lab, sq, mu.data(), K, D, HW, p0, p1, delta_v, acc);
                 return;
               }
               for (int64_t i = 0; i < n_runs; ++i) {
@@ -381,16 +442,8 @@ at::Tensor backward_cpu(const at::Tensor& grad_losses, const at::Tensor& embeddi
               f[p] = dl::var_factor(sq[p - p0], delta_v, &unused);
             }
             if (fragmented(n_runs, p0, p1)) {
-              for (int64_t d = 0; d < D; ++d) {
-                const scalar_t* xd = x + d * HW;
-                scalar_t* gd = grad_all + b * D * HW + d * HW;
-                for (int64_t p = p0; p < p1; ++p) {
-                  const int64_t k = row_of(lab[p], K);
-                  const double g = s[k] * f[p] * (static_cast<double>(xd[p]) - mu[k * D + d]) +
-                                   G[k * D + d];
-                  gd[p] = static_cast<scalar_t>(lab[p] < 0 ? 0.0 : g);
-                }
-              }
+              fragmented_backward(x, lab, f, s.data(), mu, G.data(), K, D, HW, p0, p1,
+                                  grad_all + b * D * HW);
               continue;
             }
             for (int64_t d = 0; d < D; ++d) {
