@@ -103,6 +103,30 @@ def test_transform_is_applied(tree):
     assert CityscapesPanoptic(tree, "train", transform=transform)[1]["seen"] is True
 
 
+def test_cache_decodes_each_file_once_and_hands_out_independent_items(tree, monkeypatch):
+    import panonet.data.cityscapes as cityscapes
+
+    reads: list[str] = []
+    read_png = cityscapes._read_png
+
+    def counting_read(path, kind):
+        reads.append(path.name)
+        return read_png(path, kind)
+
+    monkeypatch.setattr(cityscapes, "_read_png", counting_read)
+    plain, cached = CityscapesPanoptic(tree, "train"), CityscapesPanoptic(tree, "train", cache=True)
+    first = cached[1]
+    for key in ("image", "semantic", "instance"):
+        first[key].fill_(7)  # a caller's in-place change must not reach the cache
+    reads.clear()
+    for index in (1, -len(cached) + 1, 0, 0):
+        item, expected = cached[index], plain[index]
+        for key in ("image", "semantic", "instance"):
+            assert torch.equal(item[key], expected[key]), key
+    # plain decodes 3 files per item (4 items); cached only item 0's, once.
+    assert len(reads) == 4 * 3 + 3
+
+
 def test_dataloader_with_collate(tree):
     loader = DataLoader(CityscapesPanoptic(tree, "train"), batch_size=2, collate_fn=collate)
     batch = next(iter(loader))

@@ -44,6 +44,44 @@ def test_parameter_counts():
     assert PanoNet(share_weights=True, use_coords=False).count_parameters() == 7_197_853
 
 
+@pytest.mark.parametrize("share_weights", [False, True])
+def test_width_scales_inner_channels_only(share_weights):
+    half = PanoNet(width=0.5, share_weights=share_weights).eval()
+    with torch.no_grad():
+        out = half(torch.randn(1, 3, 64, 96))
+    assert [t.shape[1] for t in out.semantic] == [19] * 3
+    assert [t.shape[1] for t in out.embedding] == [12] * 3
+    full = PanoNet(share_weights=share_weights)
+    # Convs dominate and scale with width squared: about a quarter of the parameters.
+    assert 0.2 < half.count_parameters() / full.count_parameters() < 0.3
+    trunk = half.trunk if share_weights else half.instance.trunk
+    assert trunk.conv5[0].conv3.out_channels == 512 and trunk.sub1[0].conv.out_channels == 16
+    assert PanoNet(width=0.1).instance.trunk.sub1[0].conv.out_channels == 8  # at least 8
+
+
+def test_width_is_checked():
+    for bad in (0.0, -1.0, 5.0):
+        with pytest.raises(ValueError, match=rf"expected 0 < width <= 4, got {bad}"):
+            PanoNet(width=bad)
+
+
+def test_width_round_trips_through_checkpoints(tmp_path):
+    torch.manual_seed(4)
+    net = randomize_batchnorm(PanoNet(width=0.5)).eval()
+    path = save_checkpoint(tmp_path / "half.pt", net)
+    loaded = load_model(path)
+    assert loaded.config == net.config and loaded.width == 0.5
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x).embedding[0], net(x).embedding[0])
+    with pytest.raises(ValueError, match=r"shape mismatches"):
+        load_model(path, width=1.0)
+    # Checkpoints written before the option existed have no "width": the paper's network.
+    raw = torch.load(save_checkpoint(tmp_path / "full.pt", PanoNet()), weights_only=True)
+    del raw["config"]["width"]
+    assert load_model(raw).width == 1.0
+
+
 def test_shared_variant_separates_only_the_heads():
     names = {n.split(".")[0] for n, _ in PanoNet(share_weights=True).named_parameters()}
     assert names == {"trunk", "semantic_head", "instance_head"}

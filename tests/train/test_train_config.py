@@ -80,6 +80,8 @@ def test_example_config_overrides_and_stage_optimizers(tmp_path):
         (["device='tpu'"], r"device in"),
         (["amp=1"], r"amp true or false"),
         (["novalue"], r"KEY=VALUE"),
+        (["width=0"], r"expected width in \(0, 4\], got 0.0"),
+        (["width=0.5", "pretrained='r50.pth'"], r"fit width 1 only, got width 0.5"),
     ],
 )
 def test_bad_configs_raise(overrides, pattern):

@@ -79,16 +79,24 @@ class CityscapesPanoptic(Dataset):
         root: dataset root (holding ``leftImg8bit/`` and ``gtFine/``).
         split: subdirectory, e.g. ``"train"``, ``"val"``.
         transform: optional callable ``item -> item``.
+        cache: keep each image's decoded arrays in memory after its first read, so that later
+            epochs skip the PNG decoding (~5 ms per 256x512 image on one core). For small
+            datasets: about 0.8 MB per 256x512 image (the demo's 300: ~240 MB), held by every
+            DataLoader worker process separately.
 
     Raises:
         FileNotFoundError: a missing ``leftImg8bit/{split}`` or ``gtFine/{split}`` directory, a
             split without images, or images without their ground truth (named in the message).
     """
 
-    def __init__(self, root: str | os.PathLike, split: str, *, transform=None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, split: str, *, transform=None, cache: bool = False
+    ) -> None:
         self.root = Path(root)
         self.split = str(split)
         self.transform = transform
+        self.cache = bool(cache)
+        self._decoded: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         image_dir = self.root / "leftImg8bit" / self.split
         gt_dir = self.root / "gtFine" / self.split
         for d in (image_dir, gt_dir):
@@ -132,6 +140,27 @@ class CityscapesPanoptic(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"CityscapesPanoptic: index {index} out of range [0, {len(self)})")
+        index %= len(self)
+        image_path = self.samples[index][0]
+        decoded = self._decoded.get(index)
+        if decoded is None:
+            decoded = self._decode(index)
+            if self.cache:
+                self._decoded[index] = decoded
+        image, label_ids, instance_ids = decoded
+        instance = torch.from_numpy(instance_ids.astype(np.int64))
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "semantic": label_to_train_ids(torch.from_numpy(label_ids.astype(np.int64))),
+            "instance": torch.where(instance >= 1000, instance, -1),
+            "file": str(image_path),
+        }
+        if self.transform is not None:
+            item = self.transform(item)
+        return item
+
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image (H, W, 3) uint8, labelIds (H, W), instanceIds (H, W)) of sample ``index``."""
         image_path, label_path, instance_path = self.samples[index]
         image = _read_png(image_path, "RGB")
         label_ids = _read_png(label_path, "labelIds")
@@ -143,16 +172,7 @@ class CityscapesPanoptic(Dataset):
                     f"{path}: size {array.shape[1]}x{array.shape[0]} (WxH) does not match its "
                     f"image {image_path} of size {size[1]}x{size[0]}"
                 )
-        instance = torch.from_numpy(instance_ids.astype(np.int64))
-        item = {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "semantic": label_to_train_ids(torch.from_numpy(label_ids.astype(np.int64))),
-            "instance": torch.where(instance >= 1000, instance, -1),
-            "file": str(image_path),
-        }
-        if self.transform is not None:
-            item = self.transform(item)
-        return item
+        return image, label_ids, instance_ids
 
     def __repr__(self) -> str:
         return f"CityscapesPanoptic(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"

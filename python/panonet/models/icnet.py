@@ -159,6 +159,11 @@ class Bottleneck(nn.Module):
         return F.relu(y + shortcut)
 
 
+def scaled_channels(channels: int, width: float) -> int:
+    """``channels`` of the released layout scaled by ``width``, rounded, at least 8."""
+    return max(8, round(channels * width))
+
+
 def _stage(
     in_channels: int, out_channels: int, blocks: int, stride: int, dilation: int
 ) -> nn.Sequential:
@@ -234,29 +239,31 @@ class ICNetTrunk(nn.Module):
     """ICNet up to the fusion: sub1, the shared sub2/sub4 backbone, pyramid pooling.
 
     forward: (B, in_channels, H, W) float -> (f1, f2, f4) with f1 (B, 64, ceil(H/8), ceil(W/8)),
-    f2 (B, 256, ceil(H/16), ceil(W/16)) and f4 (B, 256, ceil(H/32), ceil(W/32)).
+    f2 (B, 256, ceil(H/16), ceil(W/16)) and f4 (B, 256, ceil(H/32), ceil(W/32)); every channel
+    count scaled by ``width`` (:func:`scaled_channels`; 1 is the released layout).
     """
 
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()
         self.in_channels = in_channels
+        c = {n: scaled_channels(n, width) for n in (32, 64, 128, 256, 512, 1024)}
         self.sub1 = nn.Sequential(
-            ConvBNReLU(in_channels, 32, 3, stride=2),
-            ConvBNReLU(32, 32, 3, stride=2),
-            ConvBNReLU(32, 64, 3, stride=2),
+            ConvBNReLU(in_channels, c[32], 3, stride=2),
+            ConvBNReLU(c[32], c[32], 3, stride=2),
+            ConvBNReLU(c[32], c[64], 3, stride=2),
         )
         self.stem = nn.Sequential(
-            ConvBNReLU(in_channels, 32, 3, stride=2),
-            ConvBNReLU(32, 32, 3),
-            ConvBNReLU(32, 64, 3),
+            ConvBNReLU(in_channels, c[32], 3, stride=2),
+            ConvBNReLU(c[32], c[32], 3),
+            ConvBNReLU(c[32], c[64], 3),
         )
-        self.conv2 = _stage(64, 128, 3, stride=1, dilation=1)
+        self.conv2 = _stage(c[64], c[128], 3, stride=1, dilation=1)
         # conv3[0] (= conv3_1) runs at 1/16 in sub2; conv3[1:] at 1/32 in sub4.
-        self.conv3 = _stage(128, 256, 4, stride=2, dilation=1)
-        self.conv4 = _stage(256, 512, 6, stride=1, dilation=2)
-        self.conv5 = _stage(512, 1024, 3, stride=1, dilation=4)
+        self.conv3 = _stage(c[128], c[256], 4, stride=2, dilation=1)
+        self.conv4 = _stage(c[256], c[512], 6, stride=1, dilation=2)
+        self.conv5 = _stage(c[512], c[1024], 3, stride=1, dilation=4)
         self.psp = PyramidPoolingSum(PSP_BINS)
-        self.conv5_4 = ConvBNReLU(1024, 256, 1)
+        self.conv5_4 = ConvBNReLU(c[1024], c[256], 1)
 
     def input_convs(self) -> list[str]:
         """Names (relative to this module) of the conv weights that see the raw input."""
@@ -287,12 +294,13 @@ class ICNetHead(nn.Module):
     :func:`icnet_output_sizes`.
     """
 
-    def __init__(self, out_channels: int = 19) -> None:
+    def __init__(self, out_channels: int = 19, width: float = 1.0) -> None:
         super().__init__()
         self.out_channels = out_channels
-        self.cff_sub24 = CascadeFeatureFusion(256, 256, 128, out_channels)
-        self.cff_sub12 = CascadeFeatureFusion(128, 64, 128, out_channels)
-        self.classifier = nn.Conv2d(128, out_channels, 1)
+        c64, c128, c256 = (scaled_channels(n, width) for n in (64, 128, 256))
+        self.cff_sub24 = CascadeFeatureFusion(c256, c256, c128, out_channels)
+        self.cff_sub12 = CascadeFeatureFusion(c128, c64, c128, out_channels)
+        self.classifier = nn.Conv2d(c128, out_channels, 1)
 
     def forward(
         self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, size_1_4: tuple[int, int]
@@ -309,6 +317,8 @@ class ICNet(nn.Module):
     Args:
         in_channels: channels of the input (3 for RGB, 5 for RGB + XY coordinates).
         out_channels: channels of each output (classes for logits, D for an embedding).
+        width: multiplier of every inner channel count (1: the released ICNet; 0.5 has about a
+            quarter of its parameters and multiply-adds, for short runs on a CPU).
 
     forward(x): x (B, in_channels, H, W) floating point, H, W >= 32 (any values: no size needs to
     be divisible by anything). Returns ``(out_1/4, out_1/8, out_1/16)``, each
@@ -322,12 +332,12 @@ class ICNet(nn.Module):
             floating point.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 19) -> None:
+    def __init__(self, in_channels: int = 3, out_channels: int = 19, width: float = 1.0) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.trunk = ICNetTrunk(in_channels)
-        self.head = ICNetHead(out_channels)
+        self.trunk = ICNetTrunk(in_channels, width)
+        self.head = ICNetHead(out_channels, width)
         init_weights(self)
 
     output_sizes = staticmethod(icnet_output_sizes)

@@ -95,6 +95,8 @@ class PanoNet(nn.Module):
             CFF ->sub1 with its 1/8 classifier, and the final 1/4 classifier. With
             ``use_coords`` the shared trunk takes RGB + coordinates, so the semantic predictions
             see the coordinates too.
+        width: multiplier of the ICNets' inner channel counts (1, the default, is the paper's
+            network; 0.5 is the demo's cheaper setting for a CPU, ~1/4 of the multiply-adds).
 
     Parameters (measured with :meth:`count_parameters`; BN running statistics not counted),
     19 classes, D = 12:
@@ -132,6 +134,7 @@ class PanoNet(nn.Module):
         *,
         use_coords: bool = True,
         share_weights: bool = False,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         if num_classes < 1 or embedding_dim < 1:
@@ -139,28 +142,32 @@ class PanoNet(nn.Module):
                 "PanoNet: expected num_classes >= 1 and embedding_dim >= 1, "
                 f"got {num_classes} and {embedding_dim}"
             )
+        if not 0 < width <= 4:
+            raise ValueError(f"PanoNet: expected 0 < width <= 4, got {width}")
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
         self.use_coords = bool(use_coords)
         self.share_weights = bool(share_weights)
+        self.width = float(width)
         instance_in = 5 if use_coords else 3
         if share_weights:
-            self.trunk = ICNetTrunk(instance_in)
-            self.semantic_head = ICNetHead(num_classes)
-            self.instance_head = ICNetHead(embedding_dim)
+            self.trunk = ICNetTrunk(instance_in, self.width)
+            self.semantic_head = ICNetHead(num_classes, self.width)
+            self.instance_head = ICNetHead(embedding_dim, self.width)
             init_weights(self)
         else:
-            self.semantic = ICNet(3, num_classes)
-            self.instance = ICNet(instance_in, embedding_dim)
+            self.semantic = ICNet(3, num_classes, self.width)
+            self.instance = ICNet(instance_in, embedding_dim, self.width)
 
     @property
-    def config(self) -> dict[str, int | bool]:
+    def config(self) -> dict[str, int | bool | float]:
         """The constructor's keyword arguments: ``PanoNet(**model.config)`` rebuilds the model."""
         return {
             "num_classes": self.num_classes,
             "embedding_dim": self.embedding_dim,
             "use_coords": self.use_coords,
             "share_weights": self.share_weights,
+            "width": self.width,
         }
 
     output_sizes = staticmethod(_icnet_output_sizes)

@@ -50,6 +50,7 @@ class TrainingStages:
             "embedding_dim": self.cfg.embedding_dim,
             "use_coords": use_coords,
             "share_weights": self.cfg.share_weights,
+            "width": self.cfg.width,
         }
 
     def _load_pretrained(self, model: PanoNet) -> None:

@@ -143,7 +143,7 @@ class Trainer(TrainingStages, TrainingCheckpoints):
             torch.backends.cudnn.deterministic = cfg.deterministic
 
         # Datasets first: a wrong path fails before any model is built.
-        self.train_set = CityscapesPanoptic(cfg.data_root, cfg.train_split)
+        self.train_set = CityscapesPanoptic(cfg.data_root, cfg.train_split, cache=cfg.cache_images)
         self.val_set = CityscapesPanoptic(cfg.data_root, cfg.val_split) if cfg.val_images else None
         self._sampler = DistributedSampler(
             self.train_set,
