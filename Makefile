@@ -29,15 +29,14 @@ build: $(VENV)/.deps
 test: build
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
-# The whole pipeline on synthetic street scenes into demo-output/ (about 12 minutes with the
+# The whole pipeline on synthetic street scenes into demo-output/ (about 13 minutes with the
 # setup on a 2-core CPU; a GPU is used when present). DEMO_ARGS=--quick for the few-second
-# version. OpenMP threads wait passively: while another process's tests used the 2 cores, a
-# training step took ~4 s with GNU OpenMP's default spin-waiting and 0.27-0.45 s with PASSIVE
-# (0.25 s on the idle machine); the variable set in the environment wins.
+# version. OpenMP keeps its default waiting: with the data loaded in-process a demo step took
+# 71 ms idle and 257 ms beside a busy process (2 cores), against 200 / 261 ms with
+# OMP_WAIT_POLICY=PASSIVE and 74 / 1169 ms with GOMP_SPINCOUNT=20000.
 DEMO_ARGS ?=
-OMP_WAIT_POLICY ?= PASSIVE
 demo: build
-	OMP_WAIT_POLICY=$(OMP_WAIT_POLICY) $(VENV)/bin/panonet demo $(DEMO_ARGS)
+	$(VENV)/bin/panonet demo $(DEMO_ARGS)
 
 lint: $(VENV)/.deps build
 	$(VENV)/bin/ruff check python tests benchmarks

@@ -1,6 +1,6 @@
 # Issue 14 experiment runner (docs/RESULTS.md, "Things quality in the demo"): the demo recipe
 # (panonet.demo.FULL + train_config) with overrides, then bandwidth search and evaluation.
-# Usage: OMP_WAIT_POLICY=PASSIVE python docs/scripts/demo_experiment.py NAME 'JSON spec'
+# Usage: python docs/scripts/demo_experiment.py NAME 'JSON spec'
 #   e.g. NAME=steps4200 spec='{"train": {"stage1_steps": 3000, "stage2_steps": 1200}, "eval": {"min_size": 32}}'
 # Writes /tmp/exp/NAME/ (run, bandwidths.json, result.json) and /tmp/exp/data_* (the scenes).
 """Experiment runner: python run.py NAME '{"data": {...}, "train": {...}, "eval": {...}}'"""
