@@ -66,21 +66,20 @@ class DemoSettings:
     min_instance_size: int = 0
 
 
-# About 11 minutes on an idle 2-core CPU (AMD EPYC, torch 2.13), ~13 with `make build` from a
-# fresh clone. Steps are the lever (docs/RESULTS.md, issue 14: 2100 -> 4200 -> 6300 steps of
-# the paper's network took things PQ 9.5 -> 16.2 -> 20.6), so the CPU demo trains a half-width
-# network (PanoNet width 0.5: 1/4 of the parameters) for more steps: 85 ms per step with the
-# decoded images cached and loaded in-process (the paper's width: 155 ms; a loader worker
-# competes with the step for the 2 cores). 7000 steps train in ~10 minutes and reached PQ
-# 38.8, things PQ 16.9, mIoU 60.8, AP 9.1 on the val set at lr 2e-3 (one seed), against 38.5 /
-# 16.2 / 60.6 / 8.2 for the paper's width at 4200 steps, which take as long; 18.7 / 10.6 at lr
-# 3e-3 (the demo's, see train_config).
+# 11.4 minutes on an idle 2-core CPU (AMD EPYC, torch 2.13), 12.8 with `make build` from a
+# fresh clone (measured 2026-12-01). Steps are the lever (docs/RESULTS.md, issue 14: 2100 ->
+# 4200 -> 6300 steps of the paper's network took things PQ 9.5 -> 16.2 -> 20.6), so the CPU demo
+# trains a half-width network (PanoNet width 0.5: 1/4 of the parameters) for more steps: 71-85
+# ms per step with the decoded images cached and loaded in-process (the paper's width: 155 ms;
+# a loader worker competes with the step for the 2 cores). 8800 steps (11 minutes of training)
+# reached PQ 41.5, things PQ 22.4, mIoU 63.1, AP 12.0 on the val set (one seed); 7000 steps
+# 38.8 / 18.7 / 61.7 / 10.6, the paper's width at 4200 steps (as long) 38.5 / 16.2 / 60.6 / 8.2.
 FULL = DemoSettings(
     size=(256, 512),
     train=300,
     val=30,
-    stage1_steps=5000,
-    stage2_steps=2000,
+    stage1_steps=6200,
+    stage2_steps=2600,
     batch_size=4,
     crop_size=(128, 256),
     search_images=20,
@@ -159,7 +158,7 @@ def train_config(settings: DemoSettings, data: Path, device: str, progress: bool
         # AdamW: the paper's Adadelta is meant for pretrained starts (see the synthetic config).
         # lr 3e-3: at 7000 steps of the half-width network it reached things PQ 18.7, AP 10.6
         # against 16.9 and 9.1 with 2e-3 (which beat 1e-3 at 2100 steps of the full width;
-        # docs/RESULTS.md, issue 14; one seed each).
+        # docs/RESULTS.md, issue 14; one seed each), though more mirrored twins merged.
         optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=1e-4),
         # The same lr in stage 2: the zero-initialised coordinate channels need it to grow in.
         stage2_optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=1e-4),
