@@ -159,12 +159,17 @@ def test_many_clusters_larger_image(device, dtype):
     )
 
 
+def block_ids(seed: int, grid: tuple[int, int, int], block: int, n_ids: int, base: int):
+    """(B, rows * block, cols * block) int64 instance ids, constant over block x block squares
+    (grid = (B, rows, cols)): ``base + 1000 * k`` for k < n_ids drawn per square."""
+    k = np.random.default_rng(seed).integers(0, n_ids, size=grid)
+    return torch.tensor(np.repeat(np.repeat(k, block, axis=1), block, axis=2) * 1000 + base)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_blocky_instance_map(device):
     # Long runs of one id, as in real instance maps (the warp / run fast paths).
-    rng = np.random.default_rng(0)
-    ids = np.repeat(np.repeat(rng.integers(0, 5, size=(3, 6, 8)), 16, axis=1), 16, axis=2)
-    ids = torch.tensor(ids * 1000 + 24001)
+    ids = block_ids(0, (3, 6, 8), 16, 5, 24001)
     ids[:, :20] = -1
     embedding = torch.randn(3, 8, 96, 128, generator=torch.Generator().manual_seed(1))
     check_against_reference(
@@ -178,9 +183,7 @@ def test_pixel_order_does_not_change_losses_or_gradients(device):
     # id: the per-pixel loops of fragmented tiles), in float64: every cluster keeps its members,
     # so the losses agree to the rounding of sums taken in another order, and each pixel's
     # gradient moves with it.
-    rng = np.random.default_rng(2)
-    ids = np.repeat(np.repeat(rng.integers(0, 7, size=(2, 4, 8)), 24, axis=1), 24, axis=2)
-    ids = torch.tensor(ids * 1000 + 26001)
+    ids = block_ids(2, (2, 4, 8), 24, 7, 26001)
     ids[:, :10] = -1
     embedding = torch.randn(2, 12, 96, 192, dtype=torch.float64)
     perm = torch.randperm(96 * 192, generator=torch.Generator().manual_seed(3))

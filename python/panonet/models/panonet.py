@@ -21,7 +21,10 @@ from panonet.models.icnet import ICNet, ICNetHead, ICNetTrunk, check_input, init
 from panonet.models.icnet import icnet_output_sizes as _icnet_output_sizes
 from panonet.models.surgery import widen_stage1_state_dict
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PanoNet", "PanoNetOutput", "preprocess"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAX_WIDTH", "PanoNet", "PanoNetOutput", "preprocess"]
+
+# Largest channel multiplier PanoNet (and TrainConfig) accept.
+MAX_WIDTH = 4.0
 
 # RGB statistics of ImageNet in [0, 1] (torchvision's): the backbone is initialised from
 # torchvision-format ImageNet weights (models.pretrained), which expect this normalisation.
@@ -142,8 +145,8 @@ class PanoNet(nn.Module):
                 "PanoNet: expected num_classes >= 1 and embedding_dim >= 1, "
                 f"got {num_classes} and {embedding_dim}"
             )
-        if not 0 < width <= 4:
-            raise ValueError(f"PanoNet: expected 0 < width <= 4, got {width}")
+        if not 0 < width <= MAX_WIDTH:
+            raise ValueError(f"PanoNet: expected 0 < width <= {MAX_WIDTH:g}, got {width}")
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
         self.use_coords = bool(use_coords)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from panonet.data.labels import IGNORE_INDEX, NUM_CLASSES
+from panonet.models.panonet import MAX_WIDTH
 
 __all__ = [
     "NUM_SCALES",
@@ -328,8 +329,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: expected {name} in [0, 1], got {value}")
             setattr(self, name, value)
         self.width = float(self.width)
-        if not 0 < self.width <= 4:
-            raise ValueError(f"TrainConfig: expected width in (0, 4], got {self.width}")
+        if not 0 < self.width <= MAX_WIDTH:
+            raise ValueError(f"TrainConfig: expected width in (0, {MAX_WIDTH:g}], got {self.width}")
         if self.pretrained and self.width != 1:
             raise ValueError(
                 "TrainConfig: ImageNet weights (pretrained) fit width 1 only, got width "
