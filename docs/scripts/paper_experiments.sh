@@ -1,52 +1,71 @@
 #!/usr/bin/env bash
-# The paper's experiments on synthetic street scenes, as reported in docs/RESULTS.md:
+# The paper's experiments on synthetic street scenes, as reported in docs/RESULTS.md, each
+# variant trained with every seed in SEEDS (default "0 1") and reported as mean and spread:
 #   Table III  PanoNet with vs without position-sensitive embedding (PQ, AP, AP_GT),
-#   Fig. 5     the mirrored-twin test with and without coordinates,
+#   Fig. 5     twin tests with and without coordinates: mirrored twins (the left half mirrored
+#              onto the right) and shifted twins (the left half copied, unflipped: identical
+#              instances in identical surroundings),
 #   IV-e       the shared-weights variant.
+# The recipe is configs/panonet_synthetic.toml (the CPU demo's): stage 1 of 6200 steps shared
+# by both Table III variants of a seed, then 2600 steps of stage 2 with and without the
+# coordinate input; the shared-weights variant trains both stages itself.
 # Usage: bash docs/scripts/paper_experiments.sh [OUT]   (OUT defaults to runs/paper)
-# About 75 minutes on a 2-core CPU; every step writes its outputs under OUT and can be rerun.
+#        SEEDS="0 1 2" bash docs/scripts/paper_experiments.sh runs/paper3
+# About 80 minutes on a 2-core CPU with 2 seeds; a step whose output exists is skipped, so an
+# interrupted run continues where it stopped (a training run resumes from its last.pt).
 set -euo pipefail
 OUT=${1:-runs/paper}
+SEEDS=${SEEDS:-"0 1"}
 CONFIG=configs/panonet_synthetic.toml
-COMMON=(
-  --set "data_root=\"$OUT/data\"" --set 'crop_size=[128, 256]' --set batch_size=4
-  --set 'scale=[0.75, 1.5]' --set val_every=300 --set val_images=20 --set checkpoint_every=300
-  --set workers=1 --set progress=false --set freeze_bn_stage2=true
-)
+PANONET=${PANONET:-panonet}
+COMMON=(--set "data_root=\"$OUT/data\"" --set progress=false)
 
-panonet synth --out "$OUT/data" --train 400 --val 50 --size 256x512
+$PANONET synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
 
-# Stage 1 (no coordinates), shared by both Table III variants: 1200 steps.
-panonet train --config "$CONFIG" --out "$OUT/stage1" "${COMMON[@]}" \
-  --set stage1_steps=1200 --set stage2_steps=0
+train() {  # train RUN_DIR OVERRIDES...
+  local run=$1
+  shift
+  [[ -f "$run/checkpoints/final.pt" ]] && return 0
+  $PANONET train --config "$CONFIG" --out "$run" --resume auto "${COMMON[@]}" "$@"
+}
 
-# Stage 2 from the same stage-1 weights, 600 steps, with and without the coordinate input.
-for coords in true false; do
-  run="$OUT/stage2_coords_$coords"
-  panonet train --config "$CONFIG" --out "$run" "${COMMON[@]}" \
-    --set stage1_steps=0 --set stage2_steps=600 --set stage2_coords=$coords \
-    --set "init_weights=\"$OUT/stage1/checkpoints/final.pt\""
+runs=()
+for seed in $SEEDS; do
+  dir="$OUT/seed$seed"
+  train "$dir/stage1" --set seed=$seed --set stage2_steps=0
+  for coords in true false; do
+    train "$dir/coords_$coords" --set seed=$seed --set stage1_steps=0 \
+      --set stage2_coords=$coords --set "init_weights=\"$dir/stage1/checkpoints/final.pt\""
+  done
+  train "$dir/shared" --set seed=$seed --set share_weights=true
+  runs+=("$dir/coords_true" "$dir/coords_false" "$dir/shared")
 done
 
-# The shared-weights variant (paper IV-e): one trunk for both heads, same schedule.
-panonet train --config "$CONFIG" --out "$OUT/shared" "${COMMON[@]}" \
-  --set stage1_steps=1200 --set stage2_steps=600 --set share_weights=true
-
-# Per-class bandwidths on 20 train images, then PQ/AP (predicted semantics) and AP_GT.
-for run in "$OUT/stage2_coords_true" "$OUT/stage2_coords_false" "$OUT/shared"; do
+# Per-class bandwidths on 20 train images, then PQ/AP (predicted semantics) and AP_GT, with the
+# demo's post-processing (instances under 32 pixels dropped).
+for run in "${runs[@]}"; do
   ckpt="$run/checkpoints/final.pt"
-  panonet search-bandwidth --checkpoint "$ckpt" --data "$OUT/data" --images 20 \
-    --out "$run/bandwidths.json" --no-progress
-  panonet eval --checkpoint "$ckpt" --data "$OUT/data" --bandwidths "$run/bandwidths.json" \
-    --out "$run/eval.json" --save-vis "$run/vis" --num-vis 4 --no-progress
-  panonet eval --checkpoint "$ckpt" --data "$OUT/data" --bandwidths "$run/bandwidths.json" \
-    --semantic gt --out "$run/eval_gt.json" --no-progress
+  [[ -f "$run/bandwidths.json" ]] || $PANONET search-bandwidth --checkpoint "$ckpt" \
+    --data "$OUT/data" --images 20 --out "$run/bandwidths.json" --no-progress
+  [[ -f "$run/eval.json" ]] || $PANONET eval --checkpoint "$ckpt" --data "$OUT/data" \
+    --bandwidths "$run/bandwidths.json" --min-instance-size 32 --out "$run/eval.json" \
+    --save-vis "$run/vis" --num-vis 4 --no-progress
+  [[ -f "$run/eval_gt.json" ]] || $PANONET eval --checkpoint "$ckpt" --data "$OUT/data" \
+    --bandwidths "$run/bandwidths.json" --min-instance-size 32 --semantic gt \
+    --out "$run/eval_gt.json" --no-progress
 done
 
-# Fig. 5: mirrored twins, clustered on the ground-truth semantic map.
-panonet mirror-test --data "$OUT/data" \
-  --checkpoint "$OUT/stage2_coords_true/checkpoints/final.pt" \
-  "$OUT/stage2_coords_false/checkpoints/final.pt" \
-  --bandwidths "$OUT/stage2_coords_true/bandwidths.json" \
-  "$OUT/stage2_coords_false/bandwidths.json" \
-  --out "$OUT/mirror.json" --save-vis "$OUT/mirror" --num-vis 4 --no-progress
+# Fig. 5: twins, clustered on the ground-truth semantic map, both test variants.
+for seed in $SEEDS; do
+  dir="$OUT/seed$seed"
+  for variant in mirror shift; do
+    [[ -f "$dir/$variant.json" ]] || $PANONET mirror-test --data "$OUT/data" \
+      --variant $variant \
+      --checkpoint "$dir/coords_true/checkpoints/final.pt" \
+      "$dir/coords_false/checkpoints/final.pt" \
+      --bandwidths "$dir/coords_true/bandwidths.json" "$dir/coords_false/bandwidths.json" \
+      --out "$dir/$variant.json" --save-vis "$dir/$variant" --num-vis 4 --no-progress
+  done
+done
+
+python docs/scripts/paper_table.py "$OUT" | tee "$OUT/table.md"

@@ -83,6 +83,10 @@ def runs(tmp_path_factory):
         "checkpoint_every=0",
         "freeze_bn=true",
         # The paper's optimizer (the example config uses AdamW): see the tolerance below.
+        # Per-process class weights normalise the CE per process (see the example config).
+        "loss.class_weights=none",
+        # The paper's width: the initial weights are rebuilt below with PanoNet's defaults.
+        "width=1.0",
         "optim.name='adadelta'",
         "optim.lr=0.003",
         "stage2_optim.name='adadelta'",

@@ -36,6 +36,16 @@ def test_every_train_config_field_has_a_comment():
         assert lines[node.lineno - 2].strip().startswith("#"), node.target.id
 
 
+def test_example_config_is_the_cpu_demos_recipe():
+    """configs/panonet_synthetic.toml and panonet.demo (FULL, train_config) state one recipe:
+    every field but the paths and the run's device and progress bar is equal."""
+    from panonet import demo
+
+    example = load_train_config(EXAMPLE, [])
+    ours = demo.train_config(demo.FULL, Path(example.data_root), example.device, example.progress)
+    assert example.to_dict() == ours.to_dict()
+
+
 def test_example_config_overrides_and_stage_optimizers(tmp_path):
     cfg = load_train_config(
         EXAMPLE,
@@ -56,8 +66,8 @@ def test_example_config_overrides_and_stage_optimizers(tmp_path):
     # Each stage's poly schedule spans that stage; [stage2_optim] only lists what differs.
     s1, s2 = cfg.stage_optim(1), cfg.stage_optim(2)
     assert (s1.name, s1.lr, s1.max_steps) == ("adadelta", 0.01, 7)
-    # The example's [stage2_optim] sets lr = 1e-3; the weight decay is inherited from [optim].
-    assert (s2.name, s2.lr, s2.weight_decay, s2.max_steps) == ("adamw", 1e-3, 0.0, 1500)
+    # The example's [stage2_optim] sets lr = 3e-3; the weight decay is inherited from [optim].
+    assert (s2.name, s2.lr, s2.weight_decay, s2.max_steps) == ("adamw", 3e-3, 0.0, 2600)
     # The config goes into checkpoints read with weights_only=True, and rebuilds.
     buf = io.BytesIO()
     torch.save(cfg.to_dict(), buf)

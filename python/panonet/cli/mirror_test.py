@@ -14,16 +14,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "mirror-test",
         help="count identical twins merged into one instance (paper Fig. 5)",
         description=(
-            "Mirror the left half of each image (and its ground truth) onto the right half, so "
-            "every thing on the left gets an identical twin, and count the twin pairs each model "
-            "merges into one instance. Give several checkpoints to compare them (e.g. with and "
-            "without coordinates). By default the clustering runs on the ground-truth semantic "
-            "map, so the count measures the embedding alone."
+            "Mirror the left half of each image (and its ground truth) onto the right half, or "
+            "with --variant shift copy it unflipped (identical twins in identical surroundings), "
+            "so every thing on the left gets a twin, and count the twin pairs each model merges "
+            "into one instance, also by the twins' distance. Give several checkpoints to compare "
+            "them (e.g. with and without coordinates). By default the clustering runs on the "
+            "ground-truth semantic map, so the count measures the embedding alone."
         ),
     )
     p.add_argument("--checkpoint", required=True, nargs="+", help="model checkpoint(s)")
     p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
     p.add_argument("--split", default="val", help="split (default: val)")
+    p.add_argument(
+        "--variant",
+        choices=("mirror", "shift"),
+        default="mirror",
+        help="the left half mirrored (default, the paper's) or copied unflipped (shift)",
+    )
     p.add_argument("--images", type=int, default=None, help="use the first N images only")
     p.add_argument(
         "--bandwidths",
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_mirror_test(
                 predictor,
                 dataset,
+                variant=args.variant,
                 images=args.images,
                 semantic_source=args.semantic,
                 progress=not args.no_progress,
