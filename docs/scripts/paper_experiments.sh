@@ -3,8 +3,9 @@
 # variant trained with every seed in SEEDS (default "0 1") and reported as mean and spread:
 #   Table III  PanoNet with vs without position-sensitive embedding (PQ, AP, AP_GT),
 #   Fig. 5     twin tests with and without coordinates: mirrored twins (the left half mirrored
-#              onto the right) and shifted twins (the left half copied, unflipped: identical
-#              instances in identical surroundings),
+#              onto the right), shifted twins (the left half copied, unflipped: identical
+#              instances in identical surroundings) and the scenes' own twins (the same sprite
+#              twice at one depth, side by side),
 #   IV-e       the shared-weights variant.
 # The recipe is configs/panonet_synthetic.toml (the CPU demo's): stage 1 of 6200 steps shared
 # by both Table III variants of a seed, then 2600 steps of stage 2 with and without the
@@ -58,7 +59,7 @@ done
 # Fig. 5: twins, clustered on the ground-truth semantic map, both test variants.
 for seed in $SEEDS; do
   dir="$OUT/seed$seed"
-  for variant in mirror shift; do
+  for variant in mirror shift scene; do
     [[ -f "$dir/$variant.json" ]] || $PANONET mirror-test --data "$OUT/data" \
       --variant $variant \
       --checkpoint "$dir/coords_true/checkpoints/final.pt" \

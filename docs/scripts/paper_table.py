@@ -80,7 +80,7 @@ def main(out: Path) -> None:
         + " |"
     )
 
-    for test in ("mirror", "shift"):
+    for test in ("mirror", "shift", "scene"):
         print(f"\n## Twin test: {test} (ground-truth semantics; merged / found pairs)\n")
         print("| model | merged % | " + " | ".join(f"distance {b}" for b in BANDS) + " |")
         print("|---|---|" + "---|" * len(BANDS))

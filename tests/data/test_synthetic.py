@@ -17,7 +17,7 @@ from panonet.data.labels import (
     THING_TRAIN_IDS,
     TRAIN_TO_LABEL,
 )
-from panonet.data.synthetic import MANIFEST, generate, render
+from panonet.data.synthetic import MANIFEST, generate, render, scene_of
 
 SIZE = (64, 128)
 THING_LABEL_IDS = {int(TRAIN_TO_LABEL[t]) for t in THING_TRAIN_IDS}
@@ -138,6 +138,27 @@ def test_refuses_to_mix_generations(tmp_path):
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         generate(tmp_path, **{"train": 1, "size": SIZE, **kwargs})
+
+
+def test_scene_of_renders_a_written_image_again(dataset, tmp_path):
+    for split in ("train", "val"):
+        data = CityscapesPanoptic(dataset, split)
+        for k in range(len(data)):
+            item = data[k]
+            scene = scene_of(item["file"])
+            assert np.array_equal(scene.image, item["image"].permute(1, 2, 0).numpy())
+            things = scene.instance_ids >= 1000
+            assert np.array_equal(scene.instance_ids[things], item["instance"].numpy()[things])
+    image = next((dataset / "leftImg8bit" / "val").rglob("*.png"))
+    with pytest.raises(ValueError, match=r"expected <root>/leftImg8bit/<split>/<city>/"):
+        scene_of(image.with_name("frame.png"))
+    # The name of another split's city, and a dataset without a manifest.
+    wrong = image.parents[1] / "synthhausen" / image.name.replace("renderdorf", "synthhausen")
+    with pytest.raises(ValueError, match="city 'synthhausen' is not one of the val cities"):
+        scene_of(wrong)
+    bare = tmp_path / "leftImg8bit" / "val" / "renderdorf" / image.name
+    with pytest.raises(ValueError, match=f"has no readable {MANIFEST}"):
+        scene_of(bare)
 
 
 def test_group_regions_twins_and_perspective():

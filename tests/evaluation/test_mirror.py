@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from panonet.data.cityscapes import CityscapesPanoptic
-from panonet.data.synthetic import generate
+from panonet.data.synthetic import generate, scene_of
 from panonet.evaluation.mirror import (
     TWIN_OFFSET,
     format_mirror,
@@ -141,6 +141,18 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.usefixtures("native_cpu_convolutions")
+def test_run_mirror_test_scene_variant_takes_the_generators_twins(data):
+    torch.manual_seed(0)
+    predictor = Predictor(PanoNet().eval())
+    result = run_mirror_test(predictor, data, variant="scene", progress=False)
+    twins = [scene_of(it["file"]).twins for it in data]
+    assert result["pairs"] == sum(len(t) for t in twins) > 0
+    assert sum(result[k] for k in ("merged", "separated", "missed", "skipped")) == result["pairs"]
+    # Side-by-side twins are closer than half the image apart.
+    assert result["variant"] == "scene" and ">= 1" not in result["by_distance"]
+
+
+@pytest.mark.usefixtures("native_cpu_convolutions")
 @pytest.mark.parametrize("variant", ["mirror", "shift"])
 def test_run_mirror_test_counts_every_pair_once(data, tmp_path, variant):
     torch.manual_seed(0)
@@ -172,6 +184,6 @@ def test_run_mirror_test_counts_every_pair_once(data, tmp_path, variant):
     assert table.count("\n") == 2 and "distance >= 1" in table
     with pytest.raises(ValueError, match="semantic_source"):
         run_mirror_test(predictor, data, semantic_source="bad")
-    with pytest.raises(ValueError, match=r"variant must be one of \('mirror', 'shift'\)"):
+    with pytest.raises(ValueError, match=r"one of \('mirror', 'shift', 'scene'\), got 'flip'"):
         run_mirror_test(predictor, data, variant="flip")
     assert isinstance(np.asarray(result["min_pixels"]).item(), int)

@@ -16,10 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Mirror the left half of each image (and its ground truth) onto the right half, or "
             "with --variant shift copy it unflipped (identical twins in identical surroundings), "
-            "so every thing on the left gets a twin, and count the twin pairs each model merges "
-            "into one instance, also by the twins' distance. Give several checkpoints to compare "
-            "them (e.g. with and without coordinates). By default the clustering runs on the "
-            "ground-truth semantic map, so the count measures the embedding alone."
+            "so every thing on the left gets a twin, or with --variant scene take the twins the "
+            "synthetic generator painted side by side, and count the twin pairs each model "
+            "merges into one instance, also by the twins' distance. Give several checkpoints to "
+            "compare them (e.g. with and without coordinates). By default the clustering runs on "
+            "the ground-truth semantic map, so the count measures the embedding alone."
         ),
     )
     p.add_argument("--checkpoint", required=True, nargs="+", help="model checkpoint(s)")
@@ -27,9 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="split (default: val)")
     p.add_argument(
         "--variant",
-        choices=("mirror", "shift"),
+        choices=("mirror", "shift", "scene"),
         default="mirror",
-        help="the left half mirrored (default, the paper's) or copied unflipped (shift)",
+        help=(
+            "the left half mirrored (default, the paper's), copied unflipped (shift), or the "
+            "synthetic scenes' own side-by-side twins (scene; panonet synth data only)"
+        ),
     )
     p.add_argument("--images", type=int, default=None, help="use the first N images only")
     p.add_argument(

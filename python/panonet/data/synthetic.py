@@ -60,7 +60,15 @@ from panonet.data.labels import LABEL_TO_TRAIN, PALETTE
 from panonet.data.synthetic_scene import Renderer, Scene
 from panonet.data.transforms import check_size
 
-__all__ = ["DEFAULT_CITIES", "MANIFEST", "Scene", "SynthSummary", "generate", "render"]
+__all__ = [
+    "DEFAULT_CITIES",
+    "MANIFEST",
+    "Scene",
+    "SynthSummary",
+    "generate",
+    "render",
+    "scene_of",
+]
 
 GENERATOR_VERSION = 1
 """Bumped whenever rendering changes, so a resumed run never mixes two generators' images."""
@@ -179,6 +187,47 @@ def generate(
     finally:
         bar.close()
     return SynthSummary(out, written, skipped, time.perf_counter() - start)
+
+
+def scene_of(image_file: str | os.PathLike) -> Scene:
+    """The scene behind one image that :func:`generate` wrote, rendered again in memory (e.g.
+    for its :attr:`Scene.twins`, which the files do not record).
+
+    Args:
+        image_file: ``<root>/leftImg8bit/<split>/<city>/<city>_<seq>_000019_leftImg8bit.png``
+            of a dataset written by :func:`generate` (its manifest is read from ``<root>``).
+
+    Raises:
+        ValueError: the file is not named as :func:`generate` names images, or ``<root>`` has
+            no manifest of this generator's version, or the city is not one of the split's.
+    """
+    path = Path(image_file)
+    m = re.fullmatch(rf"([A-Za-z0-9-]+)_(\d{{6}})_{_FRAME:06d}_leftImg8bit\.png", path.name)
+    if m is None or len(path.parents) < 4 or path.parents[2].name != "leftImg8bit":
+        raise ValueError(
+            "scene_of: expected <root>/leftImg8bit/<split>/<city>/<city>_<seq>_"
+            f"{_FRAME:06d}_leftImg8bit.png, got {str(path)!r}"
+        )
+    city, seq = m.group(1), int(m.group(2))
+    split, root = path.parents[1].name, path.parents[3]
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"scene_of: {root} has no readable {MANIFEST} ({e})") from e
+    if manifest.get("version") != GENERATOR_VERSION:
+        raise ValueError(
+            f"scene_of: {root} was written by generator version {manifest.get('version')!r}, "
+            f"this is version {GENERATOR_VERSION}: its scenes cannot be rendered again"
+        )
+    towns = manifest["cities"].get(split, [])
+    if city not in towns:
+        raise ValueError(f"scene_of: city {city!r} is not one of the {split} cities {towns}")
+    index = seq * len(towns) + towns.index(city)
+    return render(
+        tuple(manifest["size"]),
+        _image_seed(int(manifest["seed"]), split, index),
+        max_thing_depth=manifest.get("max_thing_depth"),
+    )
 
 
 def _image_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:

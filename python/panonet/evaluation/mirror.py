@@ -8,6 +8,10 @@ Two variants build a test image from the left half of an image (and of its groun
 - ``"shift"``: the left half copied, unflipped, onto the right half. Every thing on the left
   gets a pixel-identical twin half an image width to the right, in identical surroundings (up
   to the image border and the seam): only position can separate the two.
+- ``"scene"``: the images as they are, and the twins the synthetic generator painted into them
+  (:func:`panonet.data.synthetic.scene_of`): the same sprite twice at one depth, side by side
+  and often touching, like the same parked car repeated along a kerb. Close pairs, on the
+  ground that surrounds both; only for datasets written by ``panonet synth``.
 
 An embedding that only sees appearance maps both twins to the same point and mean-shift merges
 them into one instance; the position-sensitive embedding (coordinate input, paper Sec. III-C)
@@ -55,8 +59,9 @@ TWIN_OFFSET = 1_000_000
 """Added to a ground-truth instance id to name its mirrored twin (ids stay distinct; the value
 is internal to the test, not a Cityscapes id)."""
 
-VARIANTS = ("mirror", "shift")
-"""The twin tests: the left half mirrored, or copied unflipped (identical surroundings)."""
+VARIANTS = ("mirror", "shift", "scene")
+"""The twin tests: the left half mirrored, or copied unflipped (identical surroundings), or the
+synthetic scenes' own side-by-side twins."""
 
 DISTANCE_BANDS = (0.0, 0.25, 0.5, 1.0)
 """Lower edges of the twin-distance bands results are split by, in coordinate-channel units
@@ -253,8 +258,10 @@ def run_mirror_test(
         predictor: a :class:`~panonet.inference.Predictor`.
         dataset: items like :class:`~panonet.data.CityscapesPanoptic`'s (``image`` (3, H, W)
             uint8, ``semantic`` (H, W), ``instance`` (H, W), ``file``).
-        variant: ``"mirror"`` (:func:`mirror_left_half`, the paper's) or ``"shift"``
-            (:func:`shift_left_half`: identical surroundings).
+        variant: ``"mirror"`` (:func:`mirror_left_half`, the paper's), ``"shift"``
+            (:func:`shift_left_half`: identical surroundings) or ``"scene"`` (the images
+            unchanged, the twins the synthetic generator painted; needs items' ``file`` to be
+            an image written by ``panonet synth``).
         images: use the first ``images`` items (default: all).
         semantic_source: ``"gt"`` (default) clusters on the test image's ground-truth semantic
             map, so the count measures the embedding alone; ``"pred"`` on the predicted one.
@@ -284,14 +291,13 @@ def run_mirror_test(
     n = len(dataset) if images is None else min(int(images), len(dataset))
     if n == 0:
         raise ValueError("run_mirror_test: the dataset is empty")
-    build = mirror_left_half if variant == "mirror" else shift_left_half
     totals = {"pairs": 0, **dict.fromkeys(_OUTCOMES, 0)}
     bands: dict[str, dict[str, int]] = {}
     vis_dir = Path(save_vis) if save_vis is not None else None
     mp = min_pixels
     for k in tqdm(range(n), desc=f"{variant}-test", disable=not progress):
         item = dataset[k]
-        img, sem, inst, pairs = build(item["image"], item["semantic"], item["instance"])
+        img, sem, inst, pairs = _test_image(variant, item)
         if mp is None:
             mp = max(1, round(100 * img.shape[1] * img.shape[2] / (1024 * 2048)))
         hwc = img.permute(1, 2, 0).contiguous()
@@ -319,6 +325,19 @@ def run_mirror_test(
         "min_pixels": int(mp),
         "use_coords": bool(getattr(predictor.model, "use_coords", False)),
     }
+
+
+def _test_image(
+    variant: str, item: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """The variant's test image, semantic and instance maps, and twin pairs for one item."""
+    if variant == "scene":
+        from panonet.data.synthetic import scene_of
+
+        pairs = sorted((a, b) for a, b, _, _ in scene_of(item["file"]).twins)
+        return item["image"], item["semantic"].long(), item["instance"].long(), pairs
+    build = mirror_left_half if variant == "mirror" else shift_left_half
+    return build(item["image"], item["semantic"], item["instance"])
 
 
 def _merged_fraction(counts: dict[str, int]) -> float:
