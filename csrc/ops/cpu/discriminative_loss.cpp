@@ -70,10 +70,27 @@ std::vector<double> accumulate_tiles(int64_t B, int64_t HW, int64_t width, const
 // Whether a tile's runs are too short for run-wise loops (mean length below 4): an instance map
 // that is not spatially coherent. Such tiles are processed pixel by pixel, each pixel reading
 // its own cluster's values (run loops of one pixel made them 3x slower than coherent ones).
-// Ignored pixels are not branched around (in such maps they are as scattered as the rest, and
-// the branch mispredicted): they use row K of the per-cluster arrays, a row of zeros.
 inline bool fragmented(int64_t n_runs, int64_t p0, int64_t p1) { return 4 * n_runs > p1 - p0; }
-inline int64_t row_of(int32_t label, int64_t K) { return label < 0 ? K : label; }
+
+// The pixels of a fragmented tile that are not ignored, in pixel order: their offsets from the
+// tile's first pixel and their clusters. Compacted without branches (in such maps ignored
+// pixels are as scattered as the rest, and a branch on them mispredicted), so that the pixel
+// loops skip ignored pixels as the run loops do.
+struct Valid {
+  int64_t n;
+  int32_t at[kTile];
+  int32_t label[kTile];
+};
+
+inline void valid_pixels(const int32_t* lab, int64_t p0, int64_t p1, Valid& v) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < p1 - p0; ++i) {
+    v.at[n] = static_cast<int32_t>(i);
+    v.label[n] = lab[p0 + i];
+    n += lab[p0 + i] >= 0;
+  }
+  v.n = n;
+}
 
 // A maximal run of equal labels inside a tile: the unit of work of every pass, because pixels
 // of one run share their cluster, so the inner loops are plain (vectorizable) loops over memory.
@@ -129,28 +146,35 @@ void run_backward(const scalar_t* x, const double* f, double mu, double scale, d
 }
 
 
-// Squared distance of each pixel of the tile to its cluster mean (sq[p - p0]; 0 if ignored).
+// Squared distance of each valid pixel j of a fragmented tile to its cluster mean (sq[j]).
+// Coordinate by coordinate, as for runs (the same sums in the same order), each pixel reading
+// its value and its cluster's mean through an index: a loop the compiler vectorizes (gathers).
 template <typename scalar_t>
-PANONET_DL_CLONES void tile_sq_dist(const scalar_t* x, const int32_t* lab, const Run* runs, int64_t n_runs,
-                  const double* means, int64_t K, int64_t D, int64_t HW, int64_t p0, int64_t p1,
-                  double* sq) {
-  std::fill(sq, sq + (p1 - p0), 0.0);
-  if (fragmented(n_runs, p0, p1)) {
-    // Coordinate by coordinate, as for runs (the same sums in the same order), each pixel
-    // reading its cluster's mean through an index: a loop the compiler vectorizes (gathers).
-    int64_t row[kTile];
-    for (int64_t p = p0; p < p1; ++p) row[p - p0] = row_of(lab[p], K) * D;
-    for (int64_t d = 0; d < D; ++d) {
-      const scalar_t* xd = x + d * HW + p0;
-      const double* md = means + d;
-#pragma omp simd
-      for (int64_t i = 0; i < p1 - p0; ++i) {
-        const double diff = static_cast<double>(xd[i]) - md[row[i]];
-        sq[i] += diff * diff;
-      }
-    }
-    return;
+PANONET_DL_CLONES void fragmented_sq_dist(const scalar_t* x, const Valid& v, const double* means,
+                                          int64_t D, int64_t HW, int64_t p0, double* sq) {
+  int64_t row[kTile];
+  for (int64_t j = 0; j < v.n; ++j) {
+    row[j] = int64_t(v.label[j]) * D;
+    sq[j] = 0.0;
   }
+  for (int64_t d = 0; d < D; ++d) {
+    const scalar_t* xd = x + d * HW + p0;
+    const double* md = means + d;
+#pragma omp simd
+    for (int64_t j = 0; j < v.n; ++j) {
+      const double diff = static_cast<double>(xd[v.at[j]]) - md[row[j]];
+      sq[j] += diff * diff;
+    }
+  }
+}
+
+// Squared distance of each pixel of a tile of runs to its cluster mean (sq[p - p0]; 0 if
+// ignored).
+template <typename scalar_t>
+PANONET_DL_CLONES void tile_sq_dist(const scalar_t* x, const Run* runs, int64_t n_runs,
+                                    const double* means, int64_t D, int64_t HW, int64_t p0,
+                                    int64_t p1, double* sq) {
+  std::fill(sq, sq + (p1 - p0), 0.0);
   for (int64_t d = 0; d < D; ++d) {
     const scalar_t* xd = x + d * HW;
     for (int64_t i = 0; i < n_runs; ++i) {
@@ -167,32 +191,33 @@ PANONET_DL_CLONES void tile_sq_dist(const scalar_t* x, const int32_t* lab, const
   }
 }
 
-// Sums and counts of a fragmented tile's pixels into their rows of acc (row K: ignored pixels),
-// pixel by pixel with its D coordinates inner: D independent additions per pixel instead of
-// one chain of additions per coordinate.
+// Sums and counts of a fragmented tile's valid pixels into their clusters' rows of acc, pixel
+// by pixel with its D coordinates inner: D independent additions per pixel instead of one
+// chain of additions per coordinate.
 template <typename scalar_t>
-PANONET_DL_CLONES void fragmented_sums(const scalar_t* x, const int32_t* lab, int64_t K,
-                                       int64_t D, int64_t HW, int64_t p0, int64_t p1,
-                                       double* acc) {
+PANONET_DL_CLONES void fragmented_sums(const scalar_t* x, const Valid& v, int64_t D, int64_t HW,
+                                       int64_t p0, double* acc) {
   const int64_t W = D + 1;
-  for (int64_t p = p0; p < p1; ++p) {
-    double* row = acc + row_of(lab[p], K) * W;
+  for (int64_t j = 0; j < v.n; ++j) {
+    const int64_t p = p0 + v.at[j];
+    double* row = acc + int64_t(v.label[j]) * W;
     for (int64_t d = 0; d < D; ++d) row[d] += static_cast<double>(x[d * HW + p]);
     row[D] += 1;
   }
 }
 
-// The hinge pass of a fragmented tile: per pixel its factor f and v^2 (dl::var_factor) from
-// its squared distance sq[p - p0], then f (x - mu) and v^2 added to its cluster's row of acc.
+// The hinge pass of a fragmented tile: per valid pixel j its factor f and v^2 (dl::var_factor)
+// from its squared distance sq[j], then f (x - mu) and v^2 added to its cluster's row of acc.
 template <typename scalar_t>
-PANONET_DL_CLONES void fragmented_hinge(const scalar_t* x, const int32_t* lab, const double* sq,
-                                        const double* mu, int64_t K, int64_t D, int64_t HW,
-                                        int64_t p0, int64_t p1, double delta_v, double* acc) {
+PANONET_DL_CLONES void fragmented_hinge(const scalar_t* x, const Valid& v, const double* sq,
+                                        const double* mu, int64_t D, int64_t HW, int64_t p0,
+                                        double delta_v, double* acc) {
   const int64_t W = D + 1;
-  for (int64_t p = p0; p < p1; ++p) {
-    const int64_t k = row_of(lab[p], K);
+  for (int64_t j = 0; j < v.n; ++j) {
+    const int64_t p = p0 + v.at[j];
+    const int64_t k = v.label[j];
     double v_sq;
-    const double fp = dl::var_factor(sq[p - p0], delta_v, &v_sq);
+    const double fp = dl::var_factor(sq[j], delta_v, &v_sq);
     double* row = acc + k * W;
     const double* m = mu + k * D;
     for (int64_t d = 0; d < D; ++d) row[d] += fp * (static_cast<double>(x[d * HW + p]) - m[d]);
@@ -200,33 +225,31 @@ PANONET_DL_CLONES void fragmented_hinge(const scalar_t* x, const int32_t* lab, c
   }
 }
 
-// The backward of a fragmented tile: grad = s_c f (x - mu) + G_c per pixel and coordinate (0 for
-// ignored pixels, even where their embedding is not finite). Per pixel once its rows and its
-// factor s_c f, then one loop over the pixels per coordinate (gathers of mu and G).
+// The backward of a fragmented tile: grad = s_c f (x - mu) + G_c per valid pixel j (f[j]) and
+// coordinate, 0 for ignored pixels (even where their embedding is not finite). Per pixel once
+// its rows and its factor s_c f, then one loop over the pixels per coordinate (gathers of x, mu
+// and G).
 template <typename scalar_t>
-PANONET_DL_CLONES void fragmented_backward(const scalar_t* x, const int32_t* lab, const double* f,
+PANONET_DL_CLONES void fragmented_backward(const scalar_t* x, const Valid& v, const double* f,
                                            const double* s, const double* mu, const double* G,
-                                           int64_t K, int64_t D, int64_t HW, int64_t p0,
-                                           int64_t p1, scalar_t* grad) {
+                                           int64_t D, int64_t HW, int64_t p0, int64_t p1,
+                                           scalar_t* grad) {
   int64_t row[kTile];
   double sf[kTile];
-  bool ignored[kTile];
-  const int64_t n = p1 - p0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t k = row_of(lab[p0 + i], K);
-    row[i] = k * D;
-    sf[i] = s[k] * f[p0 + i];
-    ignored[i] = lab[p0 + i] < 0;
+  for (int64_t j = 0; j < v.n; ++j) {
+    row[j] = int64_t(v.label[j]) * D;
+    sf[j] = s[v.label[j]] * f[j];
   }
   for (int64_t d = 0; d < D; ++d) {
     const scalar_t* xd = x + d * HW + p0;
     scalar_t* gd = grad + d * HW + p0;
     const double* mud = mu + d;
     const double* Gd = G + d;
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      const double g = sf[i] * (static_cast<double>(xd[i]) - mud[row[i]]) + Gd[row[i]];
-      gd[i] = static_cast<scalar_t>(ignored[i] ? 0.0 : g);
+    if (v.n < p1 - p0) std::fill(gd, gd + (p1 - p0), scalar_t(0));
+    for (int64_t j = 0; j < v.n; ++j) {
+      const int64_t i = v.at[j];
+      gd[i] = static_cast<scalar_t>(sf[j] * (static_cast<double>(xd[i]) - mud[row[j]]) +
+                                    Gd[row[j]]);
     }
   }
 }
@@ -272,7 +295,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         const scalar_t* x_all = embedding.data_ptr<scalar_t>();
         std::atomic<bool> non_finite{false};
         const std::vector<double> sums =
-            accumulate_tiles(B, HW, (K + 1) * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
+            accumulate_tiles(B, HW, K * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
               const scalar_t* x = x_all + b * D * HW;
               Run runs[kTile];
               const int32_t* lab = lab_all + b * HW;
@@ -280,7 +303,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
               bool finite = true;
               if (fragmented(n_runs, p0, p1)) {
                 for (int64_t d = 0; d < D; ++d) finite = finite && all_finite(x + d * HW, p0, p1);
-                fragmented_sums(x, lab, K, D, HW, p0, p1, acc);
+                Valid v;
+                valid_pixels(lab, p0, p1, v);
+                fragmented_sums(x, v, D, HW, p0, acc);
               } else {
                 for (int64_t d = 0; d < D; ++d) {
                   const scalar_t* xd = x + d * HW;
@@ -301,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
         // Means are rounded to their stored dtype first, so that the backward, which reads the
         // stored means, sees the very distances the forward used.
-        std::vector<double> mu((K + 1) * D, 0.0), count(K);  // row K: see row_of
+        std::vector<double> mu(K * D, 0.0), count(K);
         auto* means_out = means.data_ptr();
         auto* counts_out = counts.data_ptr<int64_t>();
         for (int64_t k = 0; k < K; ++k) {
@@ -320,18 +345,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         }
 
         const std::vector<double> var =
-            accumulate_tiles(B, HW, (K + 1) * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
+            accumulate_tiles(B, HW, K * W, [&](int64_t b, int64_t p0, int64_t p1, double* acc) {
               const scalar_t* x = x_all + b * D * HW;
               Run runs[kTile];
               const int32_t* lab = lab_all + b * HW;
               const int64_t n_runs = tile_runs(lab, p0, p1, runs);
               double sq[kTile], f_tile[kTile];
-              double* f = f_tile - p0;  // f[p] for p in [p0, p1)
-              tile_sq_dist(x, lab, runs, n_runs, mu.data(), K, D, HW, p0, p1, sq);
               if (fragmented(n_runs, p0, p1)) {
-                fragmented_hinge(x, lab, sq, mu.data(), K, D, HW, p0, p1, delta_v, acc);
+                Valid v;
+                valid_pixels(lab, p0, p1, v);
+                fragmented_sq_dist(x, v, mu.data(), D, HW, p0, sq);
+                fragmented_hinge(x, v, sq, mu.data(), D, HW, p0, delta_v, acc);
                 return;
               }
+              double* f = f_tile - p0;  // f[p] for p in [p0, p1)
+              tile_sq_dist(x, runs, n_runs, mu.data(), D, HW, p0, p1, sq);
               for (int64_t i = 0; i < n_runs; ++i) {
                 const Run& r = runs[i];
                 if (r.label < 0) continue;
@@ -402,13 +430,10 @@ at::Tensor backward_cpu(const at::Tensor& grad_losses, const at::Tensor& embeddi
   const at::Tensor mu_grads = as_double(mu_grads_in), counts = as_double(counts_in);
   const at::Tensor offsets = offsets_in.contiguous();
   const int64_t* off = offsets.data_ptr<int64_t>();
-  // Row K of mu, s and G is zeros, for the ignored pixels of fragmented tiles (see row_of).
-  std::vector<double> mu_rows((K + 1) * D, 0.0);
-  std::copy_n(means.data_ptr<double>(), K * D, mu_rows.data());
-  const double* mu = mu_rows.data();
+  const double* mu = means.data_ptr<double>();
 
   // Per cluster: the pixel factor s_c and the through-the-mean vector G_c.
-  std::vector<double> s(K + 1, 0.0), G((K + 1) * D, 0.0);
+  std::vector<double> s(K, 0.0), G(K * D, 0.0);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t C = off[b + 1] - off[b];
     for (int64_t k = off[b]; k < off[b + 1]; ++k) {
@@ -435,16 +460,23 @@ at::Tensor backward_cpu(const at::Tensor& grad_losses, const at::Tensor& embeddi
             const scalar_t* x = x_all + b * D * HW;
             const int32_t* lab = lab_all + b * HW;
             const int64_t n_runs = tile_runs(lab, p0, p1, runs);
+            if (fragmented(n_runs, p0, p1)) {
+              Valid v;
+              valid_pixels(lab, p0, p1, v);
+              fragmented_sq_dist(x, v, mu, D, HW, p0, sq);
+              for (int64_t j = 0; j < v.n; ++j) {
+                double unused;
+                f_tile[j] = dl::var_factor(sq[j], delta_v, &unused);
+              }
+              fragmented_backward(x, v, f_tile, s.data(), mu, G.data(), D, HW, p0, p1,
+                                  grad_all + b * D * HW);
+              continue;
+            }
             double* f = f_tile - p0;
-            tile_sq_dist(x, lab, runs, n_runs, mu, K, D, HW, p0, p1, sq);
+            tile_sq_dist(x, runs, n_runs, mu, D, HW, p0, p1, sq);
             for (int64_t p = p0; p < p1; ++p) {
               double unused;
               f[p] = dl::var_factor(sq[p - p0], delta_v, &unused);
-            }
-            if (fragmented(n_runs, p0, p1)) {
-              fragmented_backward(x, lab, f, s.data(), mu, G.data(), K, D, HW, p0, p1,
-                                  grad_all + b * D * HW);
-              continue;
             }
             for (int64_t d = 0; d < D; ++d) {
               const scalar_t* xd = x + d * HW;
