@@ -1,6 +1,7 @@
 """The twin tests of the paper's Fig. 5: identical-looking twins at different positions.
 
-Two variants build a test image from the left half of an image (and of its ground truth):
+Three variants; the first two build a test image from the left half of an image (and of its
+ground truth):
 
 - ``"mirror"`` (the paper's): the left half mirrored onto the right half. Every thing on the
   left gets a mirror-image twin on the right, at the mirrored column. A CNN sees each twin
