@@ -63,7 +63,6 @@ std::vector<double> accumulate_tiles(int64_t B, int64_t HW, int64_t width, const
 // its own cluster's values (run loops of one pixel made them 3x slower than coherent ones).
 inline bool fragmented(int64_t n_runs, int64_t p0, int64_t p1) { return 4 * n_runs > p1 - p0; }
 
-
 // A maximal run of equal labels inside a tile: the unit of work of every pass, because pixels
 // of one run share their cluster, so the inner loops are plain (vectorizable) loops over memory.
 struct Run {
@@ -116,8 +115,6 @@ void run_backward(const scalar_t* x, const double* f, double mu, double scale, d
     grad[p] = static_cast<scalar_t>(scale * f[p] * (static_cast<double>(x[p]) - mu) + g);
   }
 }
-
-
 
 // Squared distance of each pixel of a tile of runs to its cluster mean (sq[p - p0]; 0 if
 // ignored).

@@ -65,6 +65,7 @@ PANONET_DL_CLONES void fragmented_sq_dist(const scalar_t* x, const Valid& v, con
     }
   }
 }
+
 // Sums and counts of a fragmented tile's valid pixels into their clusters' rows of acc, pixel
 // by pixel with its D coordinates inner: D independent additions per pixel instead of one
 // chain of additions per coordinate.

@@ -135,6 +135,9 @@ def _copy_left_half(
     return img, sem, inst, pairs
 
 
+_OUTCOMES = ("merged", "separated", "missed", "skipped")
+
+
 def twin_outcomes(
     pred_instance: torch.Tensor | np.ndarray,
     gt_instance: torch.Tensor | np.ndarray,
@@ -151,9 +154,6 @@ def twin_outcomes(
     for outcome in pair_outcomes(pred_instance, gt_instance, pairs, min_pixels=min_pixels):
         counts[outcome] += 1
     return counts
-
-
-_OUTCOMES = ("merged", "separated", "missed", "skipped")
 
 
 def pair_outcomes(
@@ -185,7 +185,7 @@ def pair_outcomes(
     gt = torch.as_tensor(gt_instance).long().reshape(-1)
     if pred.numel() != gt.numel():
         raise ValueError(
-            f"twin_outcomes: expected maps of the same size, got {tuple(pred_instance.shape)} "
+            f"pair_outcomes: expected maps of the same size, got {tuple(pred_instance.shape)} "
             f"and {tuple(gt_instance.shape)}"
         )
 
