@@ -269,13 +269,15 @@ WORK_COUNTS = (
     "suppression_distances",
     "iterations_merged_per_step",
     "distinct_means",
+    "index_searches",
 )
 
 
 def gpu_work(cases, many_sizes) -> list[dict]:
     """Work of the CUDA mean-shift on the bench data, counted by running its algorithm on the
     host (torch.ops.panonet._mean_shift_gpu_work): window tests of bins by a full scan of the
-    group (the algorithm before pruning by projection) and within the projection's reach (now),
+    group (the algorithm before any pruning) and within the reach of its index on two axes (now;
+    mean_shift_grid.h) with the index's binary searches,
     points tested in straddling bins (before: all of them; now: those that the triangle
     inequality with their bin's center leaves undecided), label distances by a full scan and by
     the projection search; rounds and distances of the device-side suppression; the climb
@@ -310,9 +312,7 @@ def gpu_work(cases, many_sizes) -> list[dict]:
             )
             rows.append(row)
             print(row, flush=True)
-    print(
-        "\nwork of the CUDA mean-shift, counted on the host (before: full scans; now: projection)"
-    )
+    print("\nwork of the CUDA mean-shift, counted on the host (before: full scans; now: index)")
     print_table(
         rows,
         [
@@ -321,7 +321,8 @@ def gpu_work(cases, many_sizes) -> list[dict]:
             ("seeds", "seeds"),
             ("iterations", "iterations"),
             ("bins_full_scan", "bins tested, full scan"),
-            ("bins_projection", "bins tested, projection"),
+            ("bins_projection", "bins tested, index"),
+            ("index_searches", "index searches"),
             ("points_of_straddling_bins", "points tested before"),
             ("points_tested", "points tested now"),
             ("window_work_ratio", "window work now / before"),

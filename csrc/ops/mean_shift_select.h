@@ -16,7 +16,7 @@
 
 #include "host_device.h"
 #include "mean_shift.h"
-#include "mean_shift_projection.h"
+#include "mean_shift_grid.h"
 
 namespace panonet::ms {
 
@@ -32,27 +32,42 @@ PANONET_HD inline int compare_means(const double* a, const double* b, int64_t D)
   return 0;
 }
 
+// A group's centers indexed for the suppression (mean_shift_grid.h): keys and cells in (cell,
+// key) order, rank_at[j] the center (its rank) at position j; key axis, cell axis, the columns'
+// width (the reach) and first cell.
+struct CenterGrid {
+  const double* cells;
+  const double* keys;
+  const int64_t* rank_at;
+  int64_t axis, cell_axis;
+  double width, first;
+};
+
 // The decision of one round for center a of a group whose K centers are in rank order (rows,
-// K x D). keys: the centers' coordinates on `axis`, ascending; rank_at[j]: the center with the
-// j-th key. Only centers whose key is within reach of a's (projection_reach with no radius)
-// can be within bandwidth (mean_shift_projection.h). *distances counts the distances computed.
-PANONET_HD inline int8_t suppression_decision(int64_t a, const double* rows, const double* keys,
-                                              const int64_t* rank_at, int64_t K, int64_t D,
-                                              int64_t axis, double bandwidth, double reach,
-                                              const int8_t* status, int64_t* distances) {
+// K x D), indexed by `grid`. Only centers within reach of a's (projection_reach with no radius)
+// on both axes can be within bandwidth (mean_shift_grid.h). *distances counts the distances
+// computed, *searches the index's binary searches.
+PANONET_HD inline int8_t suppression_decision(int64_t a, const double* rows, const CenterGrid& grid,
+                                              int64_t K, int64_t D, double bandwidth,
+                                              double reach, const int8_t* status,
+                                              int64_t* distances, int64_t* searches) {
   const double* ca = rows + a * D;
-  const double ka = ca[axis], bw2 = bandwidth * bandwidth;
-  const int64_t end = upper_index(keys, 0, K, ka + reach);
+  const double bw2 = bandwidth * bandwidth;
+  int64_t begin[kGridRanges], end[kGridRanges];
+  const int ranges = grid_ranges(grid.cells, grid.keys, 0, K, grid.width, grid.first,
+                                 ca[grid.cell_axis], ca[grid.axis], reach, begin, end, searches);
   bool waits = false;
-  for (int64_t j = lower_index(keys, 0, end, ka - reach); j < end; ++j) {
-    const int64_t r = rank_at[j];
-    if (r >= a) continue;
-    const int8_t s = status[r];
-    if (s == kSuppressed) continue;
-    ++*distances;
-    if (sq_dist(ca, rows + r * D, D) <= bw2) {
-      if (s == kKept) return kSuppressed;
-      waits = true;
+  for (int r = 0; r < ranges; ++r) {
+    for (int64_t j = begin[r]; j < end[r]; ++j) {
+      const int64_t c = grid.rank_at[j];
+      if (c >= a) continue;
+      const int8_t s = status[c];
+      if (s == kSuppressed) continue;
+      ++*distances;
+      if (sq_dist(ca, rows + c * D, D) <= bw2) {
+        if (s == kKept) return kSuppressed;
+        waits = true;
+      }
     }
   }
   return waits ? kUndecided : kKept;

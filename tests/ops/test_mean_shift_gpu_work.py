@@ -30,6 +30,7 @@ def counts_of(counts: torch.Tensor) -> dict:
         "suppression_distances",
         "iterations_merged_per_step",
         "distinct_means",
+        "index_searches",
     )
     return dict(zip(names, counts.tolist(), strict=True))
 
@@ -92,15 +93,42 @@ def test_suppression_chain_takes_rounds_and_matches_greedy():
 
 
 def test_many_clusters_cost_near_linear_work():
-    # Every point its own cluster: a full scan tests n bins per seed, the projection a few.
+    # Every point its own cluster: a full scan tests n bins per seed; the index on two axes
+    # (mean_shift_grid.h) about one (its own), and about one distance per center to suppress.
     X = torch.tensor(np.random.default_rng(5).normal(scale=700.0, size=(4000, 12)))
     counts, labels, centers = OP(X, 0.5, True, 1, 300)
     c = counts_of(counts)
     assert len(centers) == 4000 and c["iterations"] == 4000
     assert c["bins_full"] == 4000 * 4000
-    assert c["bins_projection"] < 20 * 4000
-    assert c["labels_projection"] < 20 * 4000
-    assert c["suppression_rounds"] <= 3 and c["suppression_distances"] < 20 * 4000
+    assert c["bins_projection"] < 2 * 4000
+    assert c["labels_projection"] < 2 * 4000
+    assert c["suppression_rounds"] <= 3 and c["suppression_distances"] < 4000
+    assert c["index_searches"] <= 2 * 4 * (c["iterations"] + 4000)
+
+
+def test_many_clusters_work_grows_linearly():
+    # 4x the points, 4x the clusters: the work per seed must stay flat (the one-axis index of
+    # before grew ~15x per 4x: its reach holds ever more rows).
+    work = []
+    for n in (2000, 8000):
+        X = torch.tensor(np.random.default_rng(6).normal(scale=700.0, size=(n, 12)))
+        work.append(counts_of(OP(X, 0.5, True, 1, 300)[0]))
+    for name in ("bins_projection", "suppression_distances", "labels_projection"):
+        assert work[1][name] <= 4.5 * max(work[0][name], 1), name
+    assert work[1]["index_searches"] <= 5 * work[0]["index_searches"]
+
+
+def test_coordinates_beyond_the_cells_range_still_cluster_exactly():
+    # Spread over 1e12 bandwidths: cells past 2^32 are clamped into one column, which the
+    # searches then bound by key only (more rows looked at, the same decisions). Seeded from the
+    # points: sklearn's float32 bin seeds would land nowhere near them at this scale.
+    X = torch.tensor(np.random.default_rng(7).normal(scale=1e11, size=(300, 3)))
+    X = torch.cat([X, X[:50] + 0.01])  # some clusters of two
+    counts, labels, centers = OP(X, 0.5, False, 1, 300)
+    cpu_labels, cpu_centers = mean_shift(X, 0.5, bin_seeding=False)
+    assert len(centers) == len(cpu_centers) == 300
+    torch.testing.assert_close(centers, cpu_centers, rtol=0, atol=0)
+    np.testing.assert_array_equal(labels.numpy(), cpu_labels.numpy())
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

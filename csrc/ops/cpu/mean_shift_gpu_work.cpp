@@ -17,6 +17,7 @@
 #include "../hash.h"
 #include "../mean_shift.h"
 #include "../mean_shift_bins.h"
+#include "../mean_shift_grid.h"
 #include "../mean_shift_checks.h"
 #include "../mean_shift_post.h"
 #include "../mean_shift_projection.h"
@@ -52,6 +53,7 @@ enum Count {
   kSuppressionDistances,
   kIterationsMergedPerStep,
   kDistinctMeans,
+  kIndexSearches,
   kCounts
 };
 
@@ -158,14 +160,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   const int64_t S = static_cast<int64_t>(seeds.size()) / D;
   work[kSeeds] = S;
 
-  // The bins sorted on the axis of widest spread of their centers (as the CUDA kernels sort a
-  // group's bins), and the largest bin radius.
-  const ProjectedCenters by_axis = project_centers(center.data(), R, D);
-  const int64_t axis = by_axis.axis;
-  const std::vector<int64_t>& by_key = by_axis.rank;
-  const std::vector<double>& sorted_key = by_axis.keys;
+  // The bins indexed as the CUDA kernels index a group's bins (mean_shift_grid.h): sorted by
+  // (cell, key) on the axes of widest and second widest spread of their centers (ties: bin
+  // order), columns as wide as the climb's reach.
+  GridAxes axes;
+  for (int64_t d = 0; d < D && R > 0; ++d) {
+    double lo = center[d], hi = center[d];
+    for (int64_t b = 1; b < R; ++b) {
+      lo = std::min(lo, center[b * D + d]);
+      hi = std::max(hi, center[b * D + d]);
+    }
+    axes.offer(d, lo, hi);
+  }
+  const int64_t axis = axes.axis, cell_axis = axes.cell_axis;
   const double max_radius = R > 0 ? *std::max_element(radius.begin(), radius.end()) : 0.0;
   const double reach = projection_reach(bw, max_radius, margin);
+  const double first_cell = grid_first_cell(axes.cell_lo, reach);
+  std::vector<int64_t> by_grid(R);
+  std::vector<double> sorted_key(R), sorted_cell(R);
+  for (int64_t b = 0; b < R; ++b) by_grid[b] = b;
+  const auto cell_of = [&](int64_t b) {
+    return grid_cell(center[b * D + cell_axis], reach, first_cell);
+  };
+  std::stable_sort(by_grid.begin(), by_grid.end(), [&](int64_t a, int64_t b) {
+    const double ca = cell_of(a), cb = cell_of(b);
+    return ca != cb ? ca < cb : center[a * D + axis] < center[b * D + axis];
+  });
+  for (int64_t j = 0; j < R; ++j) {
+    sorted_key[j] = center[by_grid[j] * D + axis];
+    sorted_cell[j] = cell_of(by_grid[j]);
+  }
 
   // 4. Climb, as one warp of the CUDA kernel does it, bin after bin.
   std::vector<double> final_mean(S * D), mean(D), old(D), acc(D);
@@ -182,35 +206,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
       work[kBinsFull] += R;
       std::fill(acc.begin(), acc.end(), 0.0);
       int64_t count = 0;
-      const int64_t first = lower_index(sorted_key.data(), 0, R, mean[axis] - reach);
-      const int64_t last = upper_index(sorted_key.data(), first, R, mean[axis] + reach);
-      work[kBinsProjection] += last - first;
-      for (int64_t pos = first; pos < last; ++pos) {
-        const int64_t b = by_key[pos];
-        const double d2 = sq_dist(&center[b * D], mean.data(), D);
-        const double far = bw + radius[b] + margin, near = bw - radius[b] - margin;
-        if (d2 > far * far) continue;
-        if (near > 0 && d2 <= near * near) {
-          for (int64_t d = 0; d < D; ++d) acc[d] += sum[b * D + d];
-          count += static_cast<int64_t>(members[b].size());
-          continue;
-        }
-        ++work[kStraddling];
-        work[kPointsStraddling] += start[b + 1] - start[b];
-        // Points decided by the triangle inequality with the bin's center are taken (or not) as
-        // one suffix; the others get sklearn's test.
-        const double dist = std::sqrt(d2);
-        const int64_t split = first_decided(rho_pos.data(), start[b], start[b + 1], dist, bw, margin);
-        if (split < start[b + 1] && dist < bw) {
-          for (int64_t d = 0; d < D; ++d) acc[d] += suffix[split * D + d];
-          count += start[b + 1] - split;
-        }
-        for (int64_t p = start[b]; p < split; ++p) {
-          const int64_t i = at_pos[p];
-          ++work[kPointsTested];
-          if (sq_dist(x + i * D, mean.data(), D) <= bw2) {
-            for (int64_t d = 0; d < D; ++d) acc[d] += x[i * D + d];
-            ++count;
+      int64_t range_begin[kGridRanges], range_end[kGridRanges];
+      const int ranges = grid_ranges(sorted_cell.data(), sorted_key.data(), 0, R, reach,
+                                     first_cell, mean[cell_axis], mean[axis], reach, range_begin,
+                                     range_end, &work[kIndexSearches]);
+      for (int r = 0; r < ranges; ++r) work[kBinsProjection] += range_end[r] - range_begin[r];
+      for (int r = 0; r < ranges; ++r) {
+        for (int64_t pos = range_begin[r]; pos < range_end[r]; ++pos) {
+          const int64_t b = by_grid[pos];
+          const double d2 = sq_dist(&center[b * D], mean.data(), D);
+          const double far = bw + radius[b] + margin, near = bw - radius[b] - margin;
+          if (d2 > far * far) continue;
+          if (near > 0 && d2 <= near * near) {
+            for (int64_t d = 0; d < D; ++d) acc[d] += sum[b * D + d];
+            count += static_cast<int64_t>(members[b].size());
+            continue;
+          }
+          ++work[kStraddling];
+          work[kPointsStraddling] += start[b + 1] - start[b];
+          // Points decided by the triangle inequality with the bin's center are taken (or not) as
+          // one suffix; the others get sklearn's test.
+          const double dist = std::sqrt(d2);
+          const int64_t split =
+              first_decided(rho_pos.data(), start[b], start[b + 1], dist, bw, margin);
+          if (split < start[b + 1] && dist < bw) {
+            for (int64_t d = 0; d < D; ++d) acc[d] += suffix[split * D + d];
+            count += start[b + 1] - split;
+          }
+          for (int64_t p = start[b]; p < split; ++p) {
+            const int64_t i = at_pos[p];
+            ++work[kPointsTested];
+            if (sq_dist(x + i * D, mean.data(), D) <= bw2) {
+              for (int64_t d = 0; d < D; ++d) acc[d] += x[i * D + d];
+              ++count;
+            }
           }
         }
       }
@@ -261,16 +290,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     return ranks_before(final_count[a], mean_at(a), final_count[b], mean_at(b), D);
   });
   const int64_t K0 = static_cast<int64_t>(ranked.size());
-  std::vector<double> rows(K0 * D), row_keys(K0);
+  // The ranked centers indexed on the bins' two axes, columns as wide as the suppression's reach.
+  const double suppress_reach = projection_reach(bw, 0.0, margin);
+  const double suppress_first = grid_first_cell(axes.cell_lo, suppress_reach);
+  std::vector<double> rows(K0 * D), row_keys(K0), row_cells(K0);
   std::vector<int64_t> rank_at(K0);
   for (int64_t a = 0; a < K0; ++a) {
     std::copy_n(mean_at(ranked[a]), D, rows.data() + a * D);
     rank_at[a] = a;
   }
-  std::stable_sort(rank_at.begin(), rank_at.end(),
-                   [&](int64_t a, int64_t b) { return rows[a * D + axis] < rows[b * D + axis]; });
-  for (int64_t j = 0; j < K0; ++j) row_keys[j] = rows[rank_at[j] * D + axis];
-  const double suppress_reach = projection_reach(bw, 0.0, margin);
+  const auto center_cell = [&](int64_t a) {
+    return grid_cell(rows[a * D + cell_axis], suppress_reach, suppress_first);
+  };
+  std::stable_sort(rank_at.begin(), rank_at.end(), [&](int64_t a, int64_t b) {
+    const double ca = center_cell(a), cb = center_cell(b);
+    return ca != cb ? ca < cb : rows[a * D + axis] < rows[b * D + axis];
+  });
+  for (int64_t j = 0; j < K0; ++j) {
+    row_keys[j] = rows[rank_at[j] * D + axis];
+    row_cells[j] = center_cell(rank_at[j]);
+  }
+  const CenterGrid grid{row_cells.data(), row_keys.data(), rank_at.data(), axis, cell_axis,
+                        suppress_reach, suppress_first};
   std::vector<int8_t> status(K0, kUndecided), next;
   for (bool open = K0 > 0; open;) {
     ++work[kSuppressionRounds];
@@ -278,9 +319,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     open = false;
     for (int64_t a = 0; a < K0; ++a) {
       if (status[a] != kUndecided) continue;
-      next[a] = suppression_decision(a, rows.data(), row_keys.data(), rank_at.data(), K0, D, axis,
-                                     bw, suppress_reach, status.data(),
-                                     &work[kSuppressionDistances]);
+      next[a] = suppression_decision(a, rows.data(), grid, K0, D, bw, suppress_reach,
+                                     status.data(), &work[kSuppressionDistances],
+                                     &work[kIndexSearches]);
       open |= next[a] == kUndecided;
     }
     status.swap(next);

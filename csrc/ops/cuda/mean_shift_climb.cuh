@@ -3,6 +3,7 @@
 #pragma once
 
 #include "../mean_shift.h"
+#include "../mean_shift_grid.h"
 #include "../mean_shift_projection.h"
 
 namespace panonet::ms::cuda {
@@ -61,15 +62,15 @@ __global__ void group_scale_kernel(const double* x, int64_t N, int64_t D, const 
   if (g < G && (threadIdx.x & 31) == __ffs(same) - 1) atomicMax(scale_bits + g, best);
 }
 
-// Per group (one block each): the axis of widest spread of its bin centers and its largest bin
-// radius, for the climb's pruning by projection.
+// Per group (one block each): the axes of widest and second widest spread of its bin centers,
+// the smallest coordinate on the second (mean_shift_grid.h GridAxes), and its largest bin
+// radius, for the climb's and the suppression's index.
 __global__ void group_axis_kernel(const double* bin_center, const double* bin_radius,
                                   const int64_t* group_bin_lo, int64_t D, int64_t* axis,
-                                  double* max_radius) {
+                                  int64_t* cell_axis, double* cell_lo, double* max_radius) {
   __shared__ double lo_s[kAxisThreads], hi_s[kAxisThreads];
   const int64_t g = blockIdx.x, b0 = group_bin_lo[g], b1 = group_bin_lo[g + 1];
-  double widest = -1;
-  int64_t best = 0;
+  GridAxes axes;
   for (int64_t d = 0; d < D; ++d) {
     double lo = INFINITY, hi = -INFINITY;
     for (int64_t b = b0 + threadIdx.x; b < b1; b += blockDim.x) {
@@ -86,10 +87,7 @@ __global__ void group_axis_kernel(const double* bin_center, const double* bin_ra
       }
       __syncthreads();
     }
-    if (hi_s[0] - lo_s[0] > widest) {  // every thread reads the same values
-      widest = hi_s[0] - lo_s[0];
-      best = d;
-    }
+    axes.offer(d, lo_s[0], hi_s[0]);  // every thread reads the same values
     __syncthreads();
   }
   double r = 0;
@@ -101,11 +99,35 @@ __global__ void group_axis_kernel(const double* bin_center, const double* bin_ra
     __syncthreads();
   }
   if (threadIdx.x == 0) {
-    axis[g] = best;
+    axis[g] = axes.axis;
+    cell_axis[g] = axes.cell_axis;
+    cell_lo[g] = axes.cell_lo;
     max_radius[g] = hi_s[0];
   }
 }
 
+// Per bin: its key (center on the group's axis), its cell (mean_shift_grid.h; columns as wide
+// as the climb's reach) and the sort key (group, cell) of the climb's index, group in the high
+// 32 bits. Bins of no group get (G, 0).
+__global__ void bin_grid_kernel(const double* bin_center, const int32_t* bin_group, int32_t G,
+                                int64_t N, int64_t D, const int64_t* axis,
+                                const int64_t* cell_axis, const double* cell_lo,
+                                const double* group_bw, const double* max_radius,
+                                const double* margin, double* key, double* cell,
+                                int64_t* group_cell) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= N) return;
+  const int32_t g = bin_group[b];
+  double k = 0, c = 0;
+  if (g < G) {
+    const double width = projection_reach(group_bw[g], max_radius[g], margin[g]);
+    k = bin_center[b * D + axis[g]];
+    c = grid_cell(bin_center[b * D + cell_axis[g]], width, grid_first_cell(cell_lo[g], width));
+  }
+  key[b] = k;
+  cell[b] = c;
+  group_cell[b] = (static_cast<int64_t>(g) << 32) | static_cast<int64_t>(c);
+}
 
 // The inputs of the climb, all on the GPU (see mean_shift_core.cu for how they are built).
 struct ClimbInputs {
@@ -118,10 +140,13 @@ struct ClimbInputs {
   const int64_t* bin_first_point;
   const int64_t* group_bin_lo;   // (G + 1)
   const double* group_bw;        // (G)
-  const int64_t* group_axis;     // (G)
+  const int64_t* group_axis;     // (G) key axis of the index (mean_shift_grid.h)
+  const int64_t* group_cell_axis;
+  const double* group_cell_lo;
   const double* group_max_radius;
-  const int64_t* bin_by_key;     // bins of each group sorted on its axis, and their keys
+  const int64_t* bin_by_grid;    // bins of each group sorted by (cell, key), their keys, cells
   const double* sorted_key;
+  const double* sorted_cell;
   const double* bin_center;
   const double* bin_radius;
   const double* bin_sum;
@@ -142,9 +167,10 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
   const int32_t g = in.seed_group[s];
   const double bw = in.group_bw[g], bw2 = bw * bw;
   const int64_t lo = in.group_bin_lo[g], hi = in.group_bin_lo[g + 1];
-  const int64_t axis = in.group_axis[g];
+  const int64_t axis = in.group_axis[g], cell_axis = in.group_cell_axis[g];
   const double margin = in.margin[g];
   const double reach = projection_reach(bw, in.group_max_radius[g], margin);
+  const double first_cell = grid_first_cell(in.group_cell_lo[g], reach);
   const int64_t code = in.seed_code[s];
   double mean[kMaxD], old[kMaxD], acc[kMaxD];
 #pragma unroll
@@ -163,63 +189,74 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
 #pragma unroll
     for (int d = 0; d < kMaxD; ++d) acc[d] = 0.0;
     long long count = 0;
-    // Only bins whose center is within reach of the mean on the group's axis can meet the
-    // window (mean_shift_projection.h); they are a range of the group's bins sorted on it.
-    double ma = 0;
+    // Only bins whose center is within reach of the mean on both axes of the group's index can
+    // meet the window (mean_shift_grid.h): a range of keys in each of a few columns.
+    double ma = 0, mc = 0;
 #pragma unroll
-    for (int d = 0; d < kMaxD; ++d) ma = d == axis ? mean[d] : ma;
-    const int64_t range_lo = lower_index(in.sorted_key, lo, hi, ma - reach);
-    const int64_t range_hi = upper_index(in.sorted_key, range_lo, hi, ma + reach);
+    for (int d = 0; d < kMaxD; ++d) {
+      ma = d == axis ? mean[d] : ma;
+      mc = d == cell_axis ? mean[d] : mc;
+    }
+    int64_t range_begin[kGridRanges], range_end[kGridRanges], searches = 0;
+    const int ranges = grid_ranges(in.sorted_cell, in.sorted_key, lo, hi, reach, first_cell, mc,
+                                   ma, reach, range_begin, range_end, &searches);
     // Chunks of 32 aligned to the group's start, so that a bin's lane does not depend on the
-    // range: seeds with the same window sum it in the same order (bit-identical means).
-    for (int64_t base = lo + ((range_lo - lo) & ~int64_t(31)); base < range_hi; base += 32) {
-      const int64_t pos = base + lane;
-      const bool in_range = pos >= range_lo && pos < range_hi;
-      const int64_t b = in_range ? in.bin_by_key[pos] : -1;
-      bool straddle = false;
-      double d2 = 0;
-      if (in_range) {
-        d2 = sq_dist_to<kMaxD>(in.bin_center + b * D, mean, D);
-        const double far = bw + in.bin_radius[b] + margin;
-        const double near = bw - in.bin_radius[b] - margin;
-        if (d2 <= far * far) {
-          if (near > 0 && d2 <= near * near) {
+    // ranges: seeds with the same window sum it in the same order (bit-identical means). The
+    // ranges ascend, so each lane still meets its bins in ascending position.
 #pragma unroll
-            for (int d = 0; d < kMaxD; ++d) {
-              if (d < D) acc[d] += in.bin_sum[b * D + d];
+    for (int r = 0; r < kGridRanges; ++r) {
+      const int64_t range_lo = r < ranges ? range_begin[r] : 0;
+      const int64_t range_hi = r < ranges ? range_end[r] : 0;
+      if (range_lo >= range_hi) continue;  // warp-uniform
+      for (int64_t base = lo + ((range_lo - lo) & ~int64_t(31)); base < range_hi; base += 32) {
+        const int64_t pos = base + lane;
+        const bool in_range = pos >= range_lo && pos < range_hi;
+        const int64_t b = in_range ? in.bin_by_grid[pos] : -1;
+        bool straddle = false;
+        double d2 = 0;
+        if (in_range) {
+          d2 = sq_dist_to<kMaxD>(in.bin_center + b * D, mean, D);
+          const double far = bw + in.bin_radius[b] + margin;
+          const double near = bw - in.bin_radius[b] - margin;
+          if (d2 <= far * far) {
+            if (near > 0 && d2 <= near * near) {
+#pragma unroll
+              for (int d = 0; d < kMaxD; ++d) {
+                if (d < D) acc[d] += in.bin_sum[b * D + d];
+              }
+              count += in.bin_start[b + 1] - in.bin_start[b];
+            } else {
+              straddle = true;
             }
-            count += in.bin_start[b + 1] - in.bin_start[b];
-          } else {
-            straddle = true;
           }
         }
-      }
-      // Straddling bins are scanned by the whole warp, one after the other. A bin's points are
-      // ordered by decreasing distance to its center: from the first that the triangle
-      // inequality decides, the rest are one suffix, taken whole (by lane 0) or not at all.
-      unsigned todo = __ballot_sync(kFull, straddle);
-      while (todo) {
-        const int src = __ffs(todo) - 1;
-        todo &= todo - 1;
-        const long long sb = __shfl_sync(kFull, static_cast<long long>(b), src);
-        const double dist = sqrt(__shfl_sync(kFull, d2, src));
-        const int64_t s0 = in.bin_start[sb], s1 = in.bin_start[sb + 1];
-        const int64_t split = first_decided(in.rho, s0, s1, dist, bw, margin);
-        if (lane == 0 && split < s1 && dist < bw) {
-#pragma unroll
-          for (int d = 0; d < kMaxD; ++d) {
-            if (d < D) acc[d] += in.suffix[split * D + d];
-          }
-          count += s1 - split;
-        }
-        for (int64_t p = s0 + lane; p < split; p += 32) {
-          const double* xp = in.xb + p * D;
-          if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
+        // Straddling bins are scanned by the whole warp, one after the other. A bin's points are
+        // ordered by decreasing distance to its center: from the first that the triangle
+        // inequality decides, the rest are one suffix, taken whole (by lane 0) or not at all.
+        unsigned todo = __ballot_sync(kFull, straddle);
+        while (todo) {
+          const int src = __ffs(todo) - 1;
+          todo &= todo - 1;
+          const long long sb = __shfl_sync(kFull, static_cast<long long>(b), src);
+          const double dist = sqrt(__shfl_sync(kFull, d2, src));
+          const int64_t s0 = in.bin_start[sb], s1 = in.bin_start[sb + 1];
+          const int64_t split = first_decided(in.rho, s0, s1, dist, bw, margin);
+          if (lane == 0 && split < s1 && dist < bw) {
 #pragma unroll
             for (int d = 0; d < kMaxD; ++d) {
-              if (d < D) acc[d] += xp[d];
+              if (d < D) acc[d] += in.suffix[split * D + d];
             }
-            ++count;
+            count += s1 - split;
+          }
+          for (int64_t p = s0 + lane; p < split; p += 32) {
+            const double* xp = in.xb + p * D;
+            if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
+#pragma unroll
+              for (int d = 0; d < kMaxD; ++d) {
+                if (d < D) acc[d] += xp[d];
+              }
+              ++count;
+            }
           }
         }
       }

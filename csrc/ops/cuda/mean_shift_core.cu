@@ -10,15 +10,16 @@
 //   3. seeds: bins with >= min_bin_freq points, or a group's points where sklearn falls back,
 //      each group's in its own range of seed slots;
 //   4. climb (mean_shift_climb.cuh): warps take seeds in turn. The lanes test the bins of the
-//      seed's group that are within reach of the mean on the group's axis of widest spread
-//      (the group's bins sorted on it, the range found by binary search:
-//      mean_shift_projection.h) against the window (bounding ball inside: add the bin's sum;
-//      outside: skip); in a straddling bin the points that the triangle inequality with the
-//      bin's center decides are a suffix (rho below |dist - bw| less the margin: mean_shift.h
-//      first_decided), added whole or skipped, and the rest are scanned by all 32 lanes with
-//      sklearn's float64 test. Warp sums are reduced in a fixed order and broadcast from lane 0,
+//      seed's group that are within reach of the mean on the group's axes of widest and second
+//      widest spread (the group's bins sorted by column on the second and coordinate on the
+//      first, a range of each column found by binary search: mean_shift_grid.h) against the
+//      window (bounding ball inside: add the bin's sum; outside: skip); in a straddling bin the
+//      points that the triangle inequality with the bin's center decides are a suffix (rho
+//      below |dist - bw| less the margin: mean_shift.h first_decided), added whole or skipped,
+//      and the rest are scanned by all 32 lanes with sklearn's float64 test. Warp sums are reduced in a fixed order and broadcast from lane 0,
 //      so all lanes agree bit for bit and loop together;
-//   5. centers: dedupe, ranking and suppression on the device (mean_shift_select.cu);
+//   5. centers: dedupe, ranking and suppression on the device (mean_shift_select.cu), the
+//      suppression's search indexed like the climb's;
 //   6. labels: nearest center, one thread per point, searching the group's centers sorted on
 //      the group's axis (nearest_by_projection).
 // How many bins, seeds and centers there are is known on the device only: buffers have one
@@ -370,22 +371,30 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
       N, D, suffix.data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor group_bin_lo = at::searchsorted(bin_group, at::arange(G + 1, i32));
-  // Bins of each group sorted on the group's axis (stable sorts: by key, then by group), for
-  // the climb's pruning by projection.
-  at::Tensor group_axis = at::empty({G}, i64);
-  at::Tensor group_max_radius = at::empty({G}, f64);
+  // Bins of each group indexed for the climb (mean_shift_grid.h): sorted by (group, cell, key)
+  // (stable sorts: by key, then by group and cell).
+  at::Tensor group_axis = at::empty({G}, i64), group_cell_axis = at::empty({G}, i64);
+  at::Tensor group_cell_lo = at::empty({G}, f64), group_max_radius = at::empty({G}, f64);
   group_axis_kernel<<<G, kAxisThreads, 0, stream>>>(
       bin_center.data_ptr<double>(), bin_radius.data_ptr<double>(),
       group_bin_lo.data_ptr<int64_t>(), D, group_axis.data_ptr<int64_t>(),
+      group_cell_axis.data_ptr<int64_t>(), group_cell_lo.data_ptr<double>(),
       group_max_radius.data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const at::Tensor bin_key =
-      bin_center.gather(1, group_axis.index_select(0, bin_group.clamp_max(G - 1)).unsqueeze(1))
-          .squeeze(1);
+  at::Tensor bin_key = at::empty({N}, f64), bin_cell = at::empty({N}, f64);
+  at::Tensor bin_group_cell = at::empty({N}, i64);
+  bin_grid_kernel<<<blocks, kThreads, 0, stream>>>(
+      bin_center.data_ptr<double>(), bin_group.data_ptr<int32_t>(), G32, N, D,
+      group_axis.data_ptr<int64_t>(), group_cell_axis.data_ptr<int64_t>(),
+      group_cell_lo.data_ptr<double>(), group_bw.data_ptr<double>(),
+      group_max_radius.data_ptr<double>(), margin.data_ptr<double>(), bin_key.data_ptr<double>(),
+      bin_cell.data_ptr<double>(), bin_group_cell.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor by_key = std::get<1>(at::sort(bin_key, /*stable=*/true, 0, false));
-  const at::Tensor bin_by_key = by_key.index_select(
-      0, std::get<1>(at::sort(bin_group.index_select(0, by_key), /*stable=*/true, 0, false)));
-  const at::Tensor sorted_key = bin_key.index_select(0, bin_by_key).contiguous();
+  const at::Tensor bin_by_grid = by_key.index_select(
+      0, std::get<1>(at::sort(bin_group_cell.index_select(0, by_key), /*stable=*/true, 0, false)));
+  const at::Tensor sorted_key = bin_key.index_select(0, bin_by_grid);
+  const at::Tensor sorted_cell = bin_cell.index_select(0, bin_by_grid);
 
   // 3. Seeds: group g takes slots [seed_lo[g], seed_lo[g + 1]).
   const at::Tensor eligible = bin_group.lt(G).logical_and(bin_count.ge(params.min_bin_freq));
@@ -421,8 +430,10 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
                        seed_lo.data_ptr<int64_t>() + G, D, x.data_ptr<double>(),
                        keys.data_ptr<double>(), bin_first_point.data_ptr<int64_t>(),
                        group_bin_lo.data_ptr<int64_t>(), group_bw.data_ptr<double>(),
-                       group_axis.data_ptr<int64_t>(), group_max_radius.data_ptr<double>(),
-                       bin_by_key.data_ptr<int64_t>(), sorted_key.data_ptr<double>(),
+                       group_axis.data_ptr<int64_t>(), group_cell_axis.data_ptr<int64_t>(),
+                       group_cell_lo.data_ptr<double>(), group_max_radius.data_ptr<double>(),
+                       bin_by_grid.data_ptr<int64_t>(), sorted_key.data_ptr<double>(),
+                       sorted_cell.data_ptr<double>(),
                        bin_center.data_ptr<double>(), bin_radius.data_ptr<double>(),
                        bin_sum.data_ptr<double>(), bin_start.data_ptr<int64_t>(),
                        xb.data_ptr<double>(), rho.data_ptr<double>(), suffix.data_ptr<double>(),
@@ -441,7 +452,7 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
 
   // 5-6. Centers, then labels.
   const SelectedCenters c = select_centers(final_mean, final_count, seed_group, G, group_bw,
-                                           group_axis, margin);
+                                           group_axis, group_cell_axis, group_cell_lo, margin);
   GroupsResult out{at::empty({N}, i64), c.center_lo, c.centers};
   labels_kernel<<<blocks, kThreads, 0, stream>>>(
       x.data_ptr<double>(), group_of, G32, N, D, c.center_lo.data_ptr<int64_t>(),

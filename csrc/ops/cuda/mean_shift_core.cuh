@@ -45,7 +45,8 @@ GroupsResult mean_shift_groups(const Groups& groups, int64_t G, const GroupParam
 // Centers of every group from its seeds' final means, as sklearn selects them
 // (../mean_shift_select.h), without waiting for the GPU: final_mean (S, D) and final_count (S)
 // of the seeds, seed_group (S) int32 (G for an unused slot; a count of 0 drops the seed), the
-// groups' bandwidths (G) and projection axes (G, int64), and their bound margins (G, float64).
+// groups' bandwidths (G), their index's axes (G, int64: key axis, cell axis) and smallest
+// coordinate on the cell axis (G, float64; mean_shift_grid.h), and their bound margins (G).
 // -> center_lo, centers (S, D) as in GroupsResult, and the centers sorted on their group's axis
 // for nearest_by_projection: rows (S, D), keys (S), rank (S, index within the group).
 struct SelectedCenters {
@@ -54,6 +55,7 @@ struct SelectedCenters {
 SelectedCenters select_centers(const at::Tensor& final_mean, const at::Tensor& final_count,
                                const at::Tensor& seed_group, int64_t G,
                                const at::Tensor& group_bw, const at::Tensor& group_axis,
-                               const at::Tensor& margin);
+                               const at::Tensor& group_cell_axis,
+                               const at::Tensor& group_cell_lo, const at::Tensor& margin);
 
 }  // namespace panonet::ms::cuda
