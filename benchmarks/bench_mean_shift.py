@@ -112,7 +112,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.work_only:
-        work = gpu_work(CPU_CASES + GPU_ONLY_CASES, MANY_SIZES[:3])
+        work = gpu_work(CPU_CASES + GPU_ONLY_CASES, MANY_SIZES)
         write_results("mean_shift_gpu_work", torch.device("cpu"), {"work": work}, args.out)
         return
     device = resolve_device(args.device)
@@ -270,6 +270,8 @@ WORK_COUNTS = (
     "iterations_merged_per_step",
     "distinct_means",
     "index_searches",
+    "warp_steps",
+    "longest_climb_steps",
 )
 
 
@@ -323,6 +325,8 @@ def gpu_work(cases, many_sizes) -> list[dict]:
             ("bins_full_scan", "bins tested, full scan"),
             ("bins_projection", "bins tested, index"),
             ("index_searches", "index searches"),
+            ("warp_steps", "climb warp steps"),
+            ("longest_climb_steps", "longest climb, warp steps"),
             ("points_of_straddling_bins", "points tested before"),
             ("points_tested", "points tested now"),
             ("window_work_ratio", "window work now / before"),

@@ -40,15 +40,16 @@ TORCH_LIBRARY(panonet, m) {
   m.def("_nearest_by_projection(Tensor points, Tensor centers) -> (Tensor labels, Tensor visited)");
   // Benchmark and test hook: the CUDA mean-shift's algorithm run sequentially on the host (any
   // device's points; results on the CPU), counting its work; the bins' hash keeps its lowest
-  // hash_bits bits (fewer than 64: collisions, for the tests). -> counts (14) int64: seeds, climb
+  // hash_bits bits (fewer than 64: collisions, for the tests). -> counts (16) int64: seeds, climb
   // iterations, bins tested by a full scan of the group per iteration, bins tested within the
   // index's reach (mean_shift_grid.h), straddling bins met, points tested (those of straddling
   // bins that the triangle inequality with their bin's center leaves undecided), label distances
   // by a full scan, label distances by the projection search, points of the straddling bins (all
   // tested before that inequality was used), suppression rounds, suppression distances, climb
   // iterations if seeds at one mean were merged after each step, distinct means over all steps,
-  // binary searches of the climb's and the suppression's index; then labels (N) and centers
-  // (K, D) float64.
+  // binary searches of the climb's and the suppression's index, the climb's warp steps (chunks
+  // of 32 bins or points a warp takes one after the other, plus two per iteration) over all
+  // seeds and for the longest seed; then labels (N) and centers (K, D) float64.
   m.def(
       "_mean_shift_gpu_work(Tensor points, float bandwidth, bool bin_seeding, int min_bin_freq, "
       "int max_iter, int hash_bits=64) -> (Tensor counts, Tensor labels, Tensor centers)");

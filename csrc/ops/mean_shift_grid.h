@@ -113,33 +113,56 @@ PANONET_HD inline int64_t grid_upper(const double* cells, const double* keys, in
   return lo;
 }
 
-// The rows among [lo, hi) that may lie within `reach` of a point whose coordinates on the cell
-// axis and the axis are pc and pk: ranges [begin[r], end[r]), r < the returned count (at most
-// kGridRanges), ascending and disjoint, possibly empty. *searches counts the binary searches.
-// Columns too many to take one by one (only when rounding at huge coordinates widens the span)
-// are taken whole, as one range.
+// What a search for the rows within `reach` of a point covers, the point's coordinates on the
+// cell axis and the axis being pc and pk: `columns` columns from c0, each a range of keys in
+// [k0, k1]. Columns too many to take one by one (only when rounding at huge coordinates widens
+// the span) are taken whole, as one range from column c0 to column c1.
+struct GridSpan {
+  double c0, c1, k0, k1;
+  int columns;
+};
+
+PANONET_HD inline GridSpan grid_span(double width, double first, double pc, double pk,
+                                     double reach) {
+  GridSpan s;
+  s.c0 = grid_cell(pc - reach, width, first);
+  s.c1 = grid_cell(pc + reach, width, first);
+  if (s.c1 - s.c0 < kGridRanges) {  // not when c1 < c0, which monotone cells rule out
+    s.columns = static_cast<int>(s.c1 - s.c0) + 1;
+    s.k0 = pk - reach;
+    s.k1 = pk + reach;
+  } else {
+    s.columns = 1;
+    s.k0 = -INFINITY;
+    s.k1 = INFINITY;
+  }
+  return s;
+}
+
+// Bound i < 2 * span.columns of a search's ranges among the rows [lo, hi): the first row of
+// range i / 2 (i even) or the first row past it (i odd). The bounds are independent binary
+// searches: the GPU's lanes take one each.
+PANONET_HD inline int64_t grid_bound(const double* cells, const double* keys, int64_t lo,
+                                     int64_t hi, const GridSpan& span, int i) {
+  const int r = i / 2;
+  if (i % 2 == 0) return grid_lower(cells, keys, lo, hi, span.c0 + r, span.k0);
+  // exact: cells are integers below 2^32
+  const double c = span.columns == 1 ? span.c1 : span.c0 + r;
+  return grid_upper(cells, keys, lo, hi, c, span.k1);
+}
+
+// The ranges of a search, [begin[r], end[r]) for r < the returned count (at most kGridRanges),
+// ascending and disjoint, possibly empty. *searches counts the binary searches.
 PANONET_HD inline int grid_ranges(const double* cells, const double* keys, int64_t lo, int64_t hi,
                                   double width, double first, double pc, double pk, double reach,
                                   int64_t* begin, int64_t* end, int64_t* searches) {
-  const double c0 = grid_cell(pc - reach, width, first);
-  const double c1 = grid_cell(pc + reach, width, first);
-  const double k0 = pk - reach, k1 = pk + reach;
-  if (!(c1 - c0 < kGridRanges)) {  // also c1 < c0, which monotone cells rule out
-    begin[0] = grid_lower(cells, keys, lo, hi, c0, -INFINITY);
-    end[0] = grid_upper(cells, keys, begin[0], hi, c1, INFINITY);
-    *searches += 2;
-    return 1;
+  const GridSpan span = grid_span(width, first, pc, pk, reach);
+  for (int r = 0; r < span.columns; ++r) {
+    begin[r] = grid_bound(cells, keys, lo, hi, span, 2 * r);
+    end[r] = grid_bound(cells, keys, lo, hi, span, 2 * r + 1);
   }
-  const int n = static_cast<int>(c1 - c0) + 1;
-  int64_t from = lo;
-  for (int r = 0; r < n; ++r) {
-    const double c = c0 + r;  // exact: cells are integers below 2^32
-    begin[r] = grid_lower(cells, keys, from, hi, c, k0);
-    end[r] = grid_upper(cells, keys, begin[r], hi, c, k1);
-    from = end[r];
-  }
-  *searches += 2 * n;
-  return n;
+  *searches += 2 * span.columns;
+  return span.columns;
 }
 
 }  // namespace panonet::ms

@@ -31,6 +31,8 @@ def counts_of(counts: torch.Tensor) -> dict:
         "iterations_merged_per_step",
         "distinct_means",
         "index_searches",
+        "warp_steps",
+        "longest_climb_steps",
     )
     return dict(zip(names, counts.tolist(), strict=True))
 

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "../ceil_div.h"
 #include "../hash.h"
 #include "../mean_shift.h"
 #include "../mean_shift_bins.h"
@@ -54,6 +55,8 @@ enum Count {
   kIterationsMergedPerStep,
   kDistinctMeans,
   kIndexSearches,
+  kWarpSteps,
+  kLongestClimbSteps,
   kCounts
 };
 
@@ -199,9 +202,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   std::vector<std::vector<uint64_t>> visited(S);
   for (int64_t s = 0; s < S; ++s) {
     std::copy_n(seeds.data() + s * D, D, mean.data());
-    int64_t last_count = 0;
+    int64_t last_count = 0, steps = 0;
     for (int64_t it = 0;; ++it) {
       ++work[kIterations];
+      steps += 2;  // the index's searches (a lane each) and the warp's sums
       visited[s].push_back(hash_of_mean(mean.data(), D));
       work[kBinsFull] += R;
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -210,7 +214,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
       const int ranges = grid_ranges(sorted_cell.data(), sorted_key.data(), 0, R, reach,
                                      first_cell, mean[cell_axis], mean[axis], reach, range_begin,
                                      range_end, &work[kIndexSearches]);
-      for (int r = 0; r < ranges; ++r) work[kBinsProjection] += range_end[r] - range_begin[r];
+      for (int r = 0; r < ranges; ++r) {
+        work[kBinsProjection] += range_end[r] - range_begin[r];
+        // The warp's chunks of 32 bins, aligned to the group's start (here 0).
+        if (range_begin[r] < range_end[r]) {
+          steps += ceil_div(range_end[r] - (range_begin[r] & ~int64_t{31}), 32);
+        }
+      }
       for (int r = 0; r < ranges; ++r) {
         for (int64_t pos = range_begin[r]; pos < range_end[r]; ++pos) {
           const int64_t b = by_grid[pos];
@@ -233,6 +243,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
             for (int64_t d = 0; d < D; ++d) acc[d] += suffix[split * D + d];
             count += start[b + 1] - split;
           }
+          steps += 1 + ceil_div(split - start[b], 32);  // the warp scans it in chunks
           for (int64_t p = start[b]; p < split; ++p) {
             const int64_t i = at_pos[p];
             ++work[kPointsTested];
@@ -254,6 +265,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     }
     final_count[s] = last_count;
     std::copy_n(mean.data(), D, final_mean.data() + s * D);
+    work[kWarpSteps] += steps;
+    work[kLongestClimbSteps] = std::max(work[kLongestClimbSteps], steps);
   }
   // Iterations if the seeds at one mean at the same step were merged after every step, and the
   // distinct means of all steps (the iterations with a perfect memo of mean -> future).

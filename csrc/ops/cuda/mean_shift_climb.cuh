@@ -197,16 +197,18 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
       ma = d == axis ? mean[d] : ma;
       mc = d == cell_axis ? mean[d] : mc;
     }
-    int64_t range_begin[kGridRanges], range_end[kGridRanges], searches = 0;
-    const int ranges = grid_ranges(in.sorted_cell, in.sorted_key, lo, hi, reach, first_cell, mc,
-                                   ma, reach, range_begin, range_end, &searches);
+    // The ranges' bounds are independent binary searches: lane i finds bound i (the lanes hold
+    // the same mean, so the span is warp-uniform), then each range is read from its two lanes.
+    const GridSpan span = grid_span(reach, first_cell, mc, ma, reach);
+    const int64_t bound = lane < 2 * span.columns
+                              ? grid_bound(in.sorted_cell, in.sorted_key, lo, hi, span, lane)
+                              : 0;
     // Chunks of 32 aligned to the group's start, so that a bin's lane does not depend on the
     // ranges: seeds with the same window sum it in the same order (bit-identical means). The
     // ranges ascend, so each lane still meets its bins in ascending position.
-#pragma unroll
-    for (int r = 0; r < kGridRanges; ++r) {
-      const int64_t range_lo = r < ranges ? range_begin[r] : 0;
-      const int64_t range_hi = r < ranges ? range_end[r] : 0;
+    for (int r = 0; r < span.columns; ++r) {  // warp-uniform
+      const int64_t range_lo = __shfl_sync(kFull, static_cast<long long>(bound), 2 * r);
+      const int64_t range_hi = __shfl_sync(kFull, static_cast<long long>(bound), 2 * r + 1);
       if (range_lo >= range_hi) continue;  // warp-uniform
       for (int64_t base = lo + ((range_lo - lo) & ~int64_t(31)); base < range_hi; base += 32) {
         const int64_t pos = base + lane;
