@@ -82,6 +82,31 @@ def test_width_round_trips_through_checkpoints(tmp_path):
     assert load_model(raw).width == 1.0
 
 
+def test_coord_scale_scales_the_coordinate_input(tmp_path):
+    # coord_scale s on the coordinates is the same network as s times the weights that read
+    # them; it round-trips through checkpoints, and old checkpoints load with 1.
+    torch.manual_seed(5)
+    scaled = randomize_batchnorm(PanoNet(width=0.25, coord_scale=4.0)).eval()
+    plain = PanoNet(width=0.25).eval()
+    state = scaled.state_dict()
+    for key in plain.input_conv_keys():
+        state[key] = state[key].clone()
+        state[key][:, 3:] *= 4.0
+    plain.load_state_dict(state)
+    x = torch.randn(2, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = scaled.double()(x).embedding[0], plain.double()(x).embedding[0]
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    loaded = load_model(save_checkpoint(tmp_path / "s.pt", scaled))
+    assert loaded.coord_scale == 4.0 and loaded.config == scaled.config
+    raw = torch.load(save_checkpoint(tmp_path / "p.pt", PanoNet(width=0.25)), weights_only=True)
+    del raw["config"]["coord_scale"]
+    assert load_model(raw).coord_scale == 1.0
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"expected a finite coord_scale > 0"):
+            PanoNet(coord_scale=bad)
+
+
 def test_shared_variant_separates_only_the_heads():
     names = {n.split(".")[0] for n, _ in PanoNet(share_weights=True).named_parameters()}
     assert names == {"trunk", "semantic_head", "instance_head"}

@@ -21,7 +21,14 @@ from panonet.models.surgery import check_state_dict, state_dict_mismatch
 
 __all__ = ["load_model", "save_checkpoint"]
 
-_CONFIG_KEYS = ("num_classes", "embedding_dim", "use_coords", "share_weights", "width")
+_CONFIG_KEYS = (
+    "num_classes",
+    "embedding_dim",
+    "use_coords",
+    "share_weights",
+    "width",
+    "coord_scale",
+)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

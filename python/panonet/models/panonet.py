@@ -100,6 +100,10 @@ class PanoNet(nn.Module):
             see the coordinates too.
         width: multiplier of the ICNets' inner channel counts (1, the default, is the paper's
             network; 0.5 is the demo's cheaper setting for a CPU, ~1/4 of the multiply-adds).
+        coord_scale: factor on the coordinate maps (1, the default, gives the paper's normalised
+            coordinates in [-1, 1]). Under Adam a factor s on an input acts as an s times larger
+            step (and s times weaker weight decay) for the weights that read it: a lever for a
+            network that leaves its zero-initialised coordinate weights small.
 
     Parameters (measured with :meth:`count_parameters`; BN running statistics not counted),
     19 classes, D = 12:
@@ -138,6 +142,7 @@ class PanoNet(nn.Module):
         use_coords: bool = True,
         share_weights: bool = False,
         width: float = 1.0,
+        coord_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if num_classes < 1 or embedding_dim < 1:
@@ -147,11 +152,14 @@ class PanoNet(nn.Module):
             )
         if not 0 < width <= MAX_WIDTH:
             raise ValueError(f"PanoNet: expected 0 < width <= {MAX_WIDTH:g}, got {width}")
+        if not (0 < coord_scale < float("inf")):
+            raise ValueError(f"PanoNet: expected a finite coord_scale > 0, got {coord_scale}")
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
         self.use_coords = bool(use_coords)
         self.share_weights = bool(share_weights)
         self.width = float(width)
+        self.coord_scale = float(coord_scale)
         instance_in = 5 if use_coords else 3
         if share_weights:
             self.trunk = ICNetTrunk(instance_in, self.width)
@@ -171,6 +179,7 @@ class PanoNet(nn.Module):
             "use_coords": self.use_coords,
             "share_weights": self.share_weights,
             "width": self.width,
+            "coord_scale": self.coord_scale,
         }
 
     output_sizes = staticmethod(_icnet_output_sizes)
@@ -211,6 +220,8 @@ class PanoNet(nn.Module):
                 dtype=images.dtype,
                 device=images.device,
             )
+        if self.coord_scale != 1.0:
+            coords = coords * self.coord_scale
         return torch.cat((images, coords), dim=1)
 
     def forward(

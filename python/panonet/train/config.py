@@ -243,6 +243,9 @@ class TrainConfig:
     # Multiplier of the ICNets' inner channel counts (1: the paper's network; 0.5, the CPU
     # demo's, has 1/4 of the parameters and takes ~0.6x the time per step on 2 cores).
     width: float = 1.0
+    # Factor on the coordinate input of stage 2 (PanoNet's coord_scale; 1: the paper's
+    # normalised coordinates).
+    coord_scale: float = 1.0
     # Optional torchvision-format ImageNet ResNet-50 state dict (a local file) for the
     # backbones at the start of stage 1 (panonet.models.load_imagenet_resnet50); None: random
     # init (seeded by `seed`).
@@ -329,6 +332,11 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: expected {name} in [0, 1], got {value}")
             setattr(self, name, value)
         self.width = float(self.width)
+        self.coord_scale = float(self.coord_scale)
+        if not (0 < self.coord_scale < float("inf")):
+            raise ValueError(
+                f"TrainConfig: expected a finite coord_scale > 0, got {self.coord_scale}"
+            )
         if not 0 < self.width <= MAX_WIDTH:
             raise ValueError(f"TrainConfig: expected width in (0, {MAX_WIDTH:g}], got {self.width}")
         if self.pretrained and self.width != 1:

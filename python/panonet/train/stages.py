@@ -51,6 +51,7 @@ class TrainingStages:
             "use_coords": use_coords,
             "share_weights": self.cfg.share_weights,
             "width": self.cfg.width,
+            "coord_scale": self.cfg.coord_scale,
         }
 
     def _load_pretrained(self, model: PanoNet) -> None:
