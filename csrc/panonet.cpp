@@ -48,8 +48,9 @@ TORCH_LIBRARY(panonet, m) {
   // tested before that inequality was used), suppression rounds, suppression distances, climb
   // iterations if seeds at one mean were merged after each step, distinct means over all steps,
   // binary searches of the climb's and the suppression's index, the climb's warp steps (chunks
-  // of 32 bins or points a warp takes one after the other, plus two per iteration) over all
-  // seeds and for the longest seed; then labels (N) and centers (K, D) float64.
+  // of 32 bins, a step and the undecided points in 32s for each chunk with straddling bins, two
+  // per iteration) over all seeds and for the longest seed; then labels (N) and centers (K, D)
+  // float64.
   m.def(
       "_mean_shift_gpu_work(Tensor points, float bandwidth, bool bin_seeding, int min_bin_freq, "
       "int max_iter, int hash_bits=64) -> (Tensor counts, Tensor labels, Tensor centers)");

@@ -288,12 +288,15 @@ def _hard_case(name: str) -> tuple[np.ndarray, float, bool]:
     if name == "duplicates":  # bitwise-equal points and means from different seeds
         base = np.random.default_rng(4).normal(size=(40, 5))
         return np.repeat(base, 7, axis=0), 0.8, False
+    if name == "beyond cells":  # spread over 1e12 bandwidths: the GPU index's cells clamp
+        X = np.random.default_rng(6).normal(scale=1e11, size=(400, 3))
+        return np.concatenate([X, X[:60] + 0.01]), 0.5, False
     assert name == "wide"  # wider than the GPU kernels take: computed on the CPU
     return np.random.default_rng(5).normal(size=(200, 70)), 6.0, True
 
 
 @requires_cuda
-@pytest.mark.parametrize("case", ["chain", "many clusters", "duplicates", "wide"])
+@pytest.mark.parametrize("case", ["chain", "many clusters", "duplicates", "beyond cells", "wide"])
 def test_cuda_matches_cpu_hard_cases(case):
     X, bw, bin_seeding = _hard_case(case)
     points = torch.tensor(X)

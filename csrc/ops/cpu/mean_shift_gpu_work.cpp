@@ -221,8 +221,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
           steps += ceil_div(range_end[r] - (range_begin[r] & ~int64_t{31}), 32);
         }
       }
+      // The undecided points of a chunk's straddling bins, which the warp tests together.
+      int64_t chunk = -1, chunk_points = 0;
+      bool chunk_straddles = false;
+      const auto end_chunk = [&] {
+        if (chunk_straddles) steps += 1 + ceil_div(chunk_points, 32);
+        chunk_points = 0;
+        chunk_straddles = false;
+      };
       for (int r = 0; r < ranges; ++r) {
         for (int64_t pos = range_begin[r]; pos < range_end[r]; ++pos) {
+          if (pos >> 5 != chunk) {
+            end_chunk();
+            chunk = pos >> 5;
+          }
           const int64_t b = by_grid[pos];
           const double d2 = sq_dist(&center[b * D], mean.data(), D);
           const double far = bw + radius[b] + margin, near = bw - radius[b] - margin;
@@ -243,7 +255,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
             for (int64_t d = 0; d < D; ++d) acc[d] += suffix[split * D + d];
             count += start[b + 1] - split;
           }
-          steps += 1 + ceil_div(split - start[b], 32);  // the warp scans it in chunks
+          chunk_straddles = true;
+          chunk_points += split - start[b];
           for (int64_t p = start[b]; p < split; ++p) {
             const int64_t i = at_pos[p];
             ++work[kPointsTested];
@@ -254,6 +267,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
           }
         }
       }
+      end_chunk();
       if (count == 0) {  // dropped
         last_count = 0;
         break;

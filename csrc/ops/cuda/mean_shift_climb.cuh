@@ -204,8 +204,8 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
                               ? grid_bound(in.sorted_cell, in.sorted_key, lo, hi, span, lane)
                               : 0;
     // Chunks of 32 aligned to the group's start, so that a bin's lane does not depend on the
-    // ranges: seeds with the same window sum it in the same order (bit-identical means). The
-    // ranges ascend, so each lane still meets its bins in ascending position.
+    // ranges (the ranges ascend, so each lane meets its bins in ascending position): seeds
+    // whose windows take the same bins, decided the same way, get bit-identical sums.
     for (int r = 0; r < span.columns; ++r) {  // warp-uniform
       const int64_t range_lo = __shfl_sync(kFull, static_cast<long long>(bound), 2 * r);
       const int64_t range_hi = __shfl_sync(kFull, static_cast<long long>(bound), 2 * r + 1);
@@ -232,32 +232,55 @@ __device__ void climb_one(const ClimbInputs& in, int64_t s, int lane, double* fi
             }
           }
         }
-        // Straddling bins are scanned by the whole warp, one after the other. A bin's points are
-        // ordered by decreasing distance to its center: from the first that the triangle
-        // inequality decides, the rest are one suffix, taken whole (by lane 0) or not at all.
-        unsigned todo = __ballot_sync(kFull, straddle);
-        while (todo) {
-          const int src = __ffs(todo) - 1;
-          todo &= todo - 1;
-          const long long sb = __shfl_sync(kFull, static_cast<long long>(b), src);
-          const double dist = sqrt(__shfl_sync(kFull, d2, src));
-          const int64_t s0 = in.bin_start[sb], s1 = in.bin_start[sb + 1];
-          const int64_t split = first_decided(in.rho, s0, s1, dist, bw, margin);
-          if (lane == 0 && split < s1 && dist < bw) {
-#pragma unroll
-            for (int d = 0; d < kMaxD; ++d) {
-              if (d < D) acc[d] += in.suffix[split * D + d];
-            }
-            count += s1 - split;
-          }
-          for (int64_t p = s0 + lane; p < split; p += 32) {
-            const double* xp = in.xb + p * D;
-            if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
+        // Straddling bins: each lane finds its own bin's first point that the triangle
+        // inequality decides (a bin's points are ordered by decreasing distance to its center,
+        // so the rest are one suffix, taken whole or not at all), then the undecided points of
+        // all the chunk's straddling bins get sklearn's test together, 32 at a time (a warp
+        // step per bin was most of the climb's steps: bins of a few undecided points each).
+        if (__any_sync(kFull, straddle)) {  // warp-uniform
+          int64_t s0 = 0, undecided = 0;
+          if (straddle) {
+            const double dist = sqrt(d2);
+            s0 = in.bin_start[b];
+            const int64_t s1 = in.bin_start[b + 1];
+            const int64_t split = first_decided(in.rho, s0, s1, dist, bw, margin);
+            if (split < s1 && dist < bw) {
 #pragma unroll
               for (int d = 0; d < kMaxD; ++d) {
-                if (d < D) acc[d] += xp[d];
+                if (d < D) acc[d] += in.suffix[split * D + d];
               }
-              ++count;
+              count += s1 - split;
+            }
+            undecided = split - s0;
+          }
+          // The lanes' undecided points numbered one after the other: lane l's are
+          // [end_l - undecided_l, end_l).
+          long long end = undecided;
+          for (int o = 1; o < 32; o <<= 1) {
+            const long long before = __shfl_up_sync(kFull, end, o);
+            if (lane >= o) end += before;
+          }
+          const long long first = end - undecided;
+          const long long total = __shfl_sync(kFull, end, 31);
+          for (long long q0 = 0; q0 < total; q0 += 32) {  // warp-uniform
+            const long long q = q0 + lane;
+            // The first lane whose end exceeds q holds point q (ends ascend; q < total, the
+            // last lane's end, so one does).
+            int owner = 0;
+            for (int step = 16; step > 0; step >>= 1) {
+              if (__shfl_sync(kFull, end, owner + step - 1) <= q) owner += step;
+            }
+            const long long from = __shfl_sync(kFull, first, owner);
+            const long long bin_s0 = __shfl_sync(kFull, static_cast<long long>(s0), owner);
+            if (q < total) {
+              const double* xp = in.xb + (bin_s0 + (q - from)) * D;
+              if (sq_dist_to<kMaxD>(xp, mean, D) <= bw2) {
+#pragma unroll
+                for (int d = 0; d < kMaxD; ++d) {
+                  if (d < D) acc[d] += xp[d];
+                }
+                ++count;
+              }
             }
           }
         }
