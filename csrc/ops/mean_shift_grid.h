@@ -29,9 +29,9 @@ namespace panonet::ms {
 constexpr double kMaxCell = 4294967295.0;  // 2^32 - 1: a cell fits in 32 bits of a sort key
 constexpr int kGridRanges = 4;             // a search covers at most this many columns
 
-// The two widest spreads seen so far: offer each axis d in turn with its spread (hi - lo); the
+// The two widest spreads seen so far: offer each axis d in turn with its range [lo, hi]; the
 // first axis of the largest spread wins, as the one-axis search picks its axis. NaN spreads never
-// win. Start from {0, -1, 0, -1}.
+// win; until a second axis has a spread, the cell axis is the axis itself.
 struct GridAxes {
   int64_t axis = 0;
   double spread = -1;
