@@ -39,6 +39,31 @@ uint64_t hash_of_mean(const double* m, int64_t D) {
   return h;
 }
 
+// n rows (n x D) indexed as the CUDA kernels index them (../mean_shift_grid.h): their order by
+// (cell, key), ties by row (the GPU's stable sorts by key, then by cell), and the keys and cells
+// in that order.
+struct GridIndex {
+  std::vector<int64_t> order;
+  std::vector<double> keys, cells;
+};
+
+GridIndex grid_index(const double* rows, int64_t n, int64_t D, int64_t axis, int64_t cell_axis,
+                     double width, double first) {
+  GridIndex g;
+  std::vector<double> cell(n);
+  for (int64_t i = 0; i < n; ++i) cell[i] = grid_cell(rows[i * D + cell_axis], width, first);
+  g.order.resize(n);
+  for (int64_t i = 0; i < n; ++i) g.order[i] = i;
+  std::stable_sort(g.order.begin(), g.order.end(), [&](int64_t a, int64_t b) {
+    return cell[a] != cell[b] ? cell[a] < cell[b] : rows[a * D + axis] < rows[b * D + axis];
+  });
+  for (const int64_t i : g.order) {
+    g.keys.push_back(rows[i * D + axis]);
+    g.cells.push_back(cell[i]);
+  }
+  return g;
+}
+
 // Indices of the returned counts (documented in csrc/panonet.cpp).
 enum Count {
   kSeeds,
@@ -179,20 +204,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   const double max_radius = R > 0 ? *std::max_element(radius.begin(), radius.end()) : 0.0;
   const double reach = projection_reach(bw, max_radius, margin);
   const double first_cell = grid_first_cell(axes.cell_lo, reach);
-  std::vector<int64_t> by_grid(R);
-  std::vector<double> sorted_key(R), sorted_cell(R);
-  for (int64_t b = 0; b < R; ++b) by_grid[b] = b;
-  const auto cell_of = [&](int64_t b) {
-    return grid_cell(center[b * D + cell_axis], reach, first_cell);
-  };
-  std::stable_sort(by_grid.begin(), by_grid.end(), [&](int64_t a, int64_t b) {
-    const double ca = cell_of(a), cb = cell_of(b);
-    return ca != cb ? ca < cb : center[a * D + axis] < center[b * D + axis];
-  });
-  for (int64_t j = 0; j < R; ++j) {
-    sorted_key[j] = center[by_grid[j] * D + axis];
-    sorted_cell[j] = cell_of(by_grid[j]);
-  }
+  const GridIndex bins = grid_index(center.data(), R, D, axis, cell_axis, reach, first_cell);
+  const std::vector<int64_t>& by_grid = bins.order;
+  const std::vector<double>& sorted_key = bins.keys;
+  const std::vector<double>& sorted_cell = bins.cells;
 
   // 4. Climb, as one warp of the CUDA kernel does it, bin after bin.
   std::vector<double> final_mean(S * D), mean(D), old(D), acc(D);
@@ -320,25 +335,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   // The ranked centers indexed on the bins' two axes, columns as wide as the suppression's reach.
   const double suppress_reach = projection_reach(bw, 0.0, margin);
   const double suppress_first = grid_first_cell(axes.cell_lo, suppress_reach);
-  std::vector<double> rows(K0 * D), row_keys(K0), row_cells(K0);
-  std::vector<int64_t> rank_at(K0);
-  for (int64_t a = 0; a < K0; ++a) {
-    std::copy_n(mean_at(ranked[a]), D, rows.data() + a * D);
-    rank_at[a] = a;
-  }
-  const auto center_cell = [&](int64_t a) {
-    return grid_cell(rows[a * D + cell_axis], suppress_reach, suppress_first);
-  };
-  std::stable_sort(rank_at.begin(), rank_at.end(), [&](int64_t a, int64_t b) {
-    const double ca = center_cell(a), cb = center_cell(b);
-    return ca != cb ? ca < cb : rows[a * D + axis] < rows[b * D + axis];
-  });
-  for (int64_t j = 0; j < K0; ++j) {
-    row_keys[j] = rows[rank_at[j] * D + axis];
-    row_cells[j] = center_cell(rank_at[j]);
-  }
-  const CenterGrid grid{row_cells.data(), row_keys.data(), rank_at.data(), axis, cell_axis,
-                        suppress_reach, suppress_first};
+  std::vector<double> rows(K0 * D);
+  for (int64_t a = 0; a < K0; ++a) std::copy_n(mean_at(ranked[a]), D, rows.data() + a * D);
+  const GridIndex centers_index =
+      grid_index(rows.data(), K0, D, axis, cell_axis, suppress_reach, suppress_first);
+  const CenterGrid grid{centers_index.cells.data(), centers_index.keys.data(),
+                        centers_index.order.data(), axis, cell_axis, suppress_reach,
+                        suppress_first};
   std::vector<int8_t> status(K0, kUndecided), next;
   for (bool open = K0 > 0; open;) {
     ++work[kSuppressionRounds];
