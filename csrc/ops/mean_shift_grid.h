@@ -76,35 +76,15 @@ PANONET_HD inline double grid_cell(double v, double width, double first) {
   return c < 0 ? 0.0 : kMaxCell;
 }
 
-// Whether row (cell, key) sorts before (c, v), and before or at it. A NaN key sorts after every
-// key of its cell, as at::sort puts NaN last.
-PANONET_HD inline bool grid_before(double cell, double key, double c, double v) {
-  return cell < c || (cell == c && key < v);
-}
-PANONET_HD inline bool grid_at_or_before(double cell, double key, double c, double v) {
-  return cell < c || (cell == c && key <= v);
-}
-
-// First index in [lo, hi) whose (cell, key) is >= (c, v), hi if none; rows sorted by (cell, key).
-PANONET_HD inline int64_t grid_lower(const double* cells, const double* keys, int64_t lo,
-                                     int64_t hi, double c, double v) {
+// First index in [lo, hi) whose (cell, key) is past (c, v), hi if none; rows sorted by (cell,
+// key). Past: >= (c, v), or > (c, v) with `inclusive` (the first row after a range that ends
+// at v). A NaN key sorts after every key of its cell, as at::sort puts NaN last.
+PANONET_HD inline int64_t grid_search(const double* cells, const double* keys, int64_t lo,
+                                      int64_t hi, double c, double v, bool inclusive) {
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
-    if (grid_before(cells[mid], keys[mid], c, v)) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
-// First index in [lo, hi) whose (cell, key) is > (c, v), hi if none.
-PANONET_HD inline int64_t grid_upper(const double* cells, const double* keys, int64_t lo,
-                                     int64_t hi, double c, double v) {
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (grid_at_or_before(cells[mid], keys[mid], c, v)) {
+    const double k = keys[mid];
+    if (cells[mid] < c || (cells[mid] == c && (k < v || (inclusive && k == v)))) {
       lo = mid + 1;
     } else {
       hi = mid;
@@ -145,10 +125,10 @@ PANONET_HD inline GridSpan grid_span(double width, double first, double pc, doub
 PANONET_HD inline int64_t grid_bound(const double* cells, const double* keys, int64_t lo,
                                      int64_t hi, const GridSpan& span, int i) {
   const int r = i / 2;
-  if (i % 2 == 0) return grid_lower(cells, keys, lo, hi, span.c0 + r, span.k0);
+  if (i % 2 == 0) return grid_search(cells, keys, lo, hi, span.c0 + r, span.k0, false);
   // exact: cells are integers below 2^32
   const double c = span.columns == 1 ? span.c1 : span.c0 + r;
-  return grid_upper(cells, keys, lo, hi, c, span.k1);
+  return grid_search(cells, keys, lo, hi, c, span.k1, true);
 }
 
 // The ranges of a search, [begin[r], end[r]) for r < the returned count (at most kGridRanges),

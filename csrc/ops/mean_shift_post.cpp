@@ -84,20 +84,22 @@ std::vector<double> select_centers(const double* final_mean, const int64_t* fina
   return centers;
 }
 
+GridAxes grid_axes(const double* rows, int64_t K, int64_t D) {
+  GridAxes axes;
+  for (int64_t d = 0; d < D && K > 0; ++d) {
+    double lo = rows[d], hi = rows[d];
+    for (int64_t k = 1; k < K; ++k) {
+      lo = std::min(lo, rows[k * D + d]);
+      hi = std::max(hi, rows[k * D + d]);
+    }
+    axes.offer(d, lo, hi);
+  }
+  return axes;
+}
+
 ProjectedCenters project_centers(const double* centers, int64_t K, int64_t D) {
   ProjectedCenters out;
-  double widest = -1;
-  for (int64_t d = 0; d < D && K > 0; ++d) {
-    double lo = centers[d], hi = centers[d];
-    for (int64_t k = 1; k < K; ++k) {
-      lo = std::min(lo, centers[k * D + d]);
-      hi = std::max(hi, centers[k * D + d]);
-    }
-    if (hi - lo > widest) {
-      widest = hi - lo;
-      out.axis = d;
-    }
-  }
+  out.axis = grid_axes(centers, K, D).axis;
   out.rank.resize(K);
   for (int64_t k = 0; k < K; ++k) out.rank[k] = k;
   std::stable_sort(out.rank.begin(), out.rank.end(), [&](int64_t a, int64_t b) {

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "mean_shift_grid.h"
+
 namespace panonet::ms {
 
 // From every seed's final mean (S x D) and last window size (0: the seed was dropped), sklearn's
@@ -22,5 +24,10 @@ struct ProjectedCenters {
   std::vector<int64_t> rank;  // K: row j's index in sklearn's order
 };
 ProjectedCenters project_centers(const double* centers, int64_t K, int64_t D);
+
+// The axes of widest and second widest spread of K rows (K x D) and the smallest coordinate on
+// the second, by mean_shift_grid.h's GridAxes rule (as the CUDA kernels pick them per group);
+// its `axis` is project_centers' axis.
+GridAxes grid_axes(const double* rows, int64_t K, int64_t D);
 
 }  // namespace panonet::ms

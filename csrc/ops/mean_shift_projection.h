@@ -31,19 +31,6 @@ PANONET_HD inline int64_t lower_index(const double* keys, int64_t lo, int64_t hi
   return lo;
 }
 
-// First index i in [lo, hi) with keys[i] > v (keys ascending), hi if none.
-PANONET_HD inline int64_t upper_index(const double* keys, int64_t lo, int64_t hi, double v) {
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (keys[mid] <= v) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
 // How far (on the axis) a bin's center may be from a window's center and the bin still meet the
 // window: bandwidth + the group's largest bin radius + the bound margin of every other bin
 // decision (see bound_margin), widened by a few ulps for the rounding of the difference itself.

@@ -33,29 +33,31 @@ PANONET_HD inline int compare_means(const double* a, const double* b, int64_t D)
 }
 
 // A group's centers indexed for the suppression (mean_shift_grid.h): keys and cells in (cell,
-// key) order, rank_at[j] the center (its rank) at position j; key axis, cell axis, the columns'
-// width (the reach) and first cell.
+// key) order, rank_at[j] the center (its rank) at position j; key axis, cell axis, the reach of
+// a search (projection_reach with no radius), which is also the columns' width, and the first
+// cell.
 struct CenterGrid {
   const double* cells;
   const double* keys;
   const int64_t* rank_at;
   int64_t axis, cell_axis;
-  double width, first;
+  double reach, first;
 };
 
 // The decision of one round for center a of a group whose K centers are in rank order (rows,
-// K x D), indexed by `grid`. Only centers within reach of a's (projection_reach with no radius)
-// on both axes can be within bandwidth (mean_shift_grid.h). *distances counts the distances
-// computed, *searches the index's binary searches.
+// K x D), indexed by `grid`. Only centers within the grid's reach of a's on both axes can be
+// within bandwidth (mean_shift_grid.h). *distances counts the distances computed, *searches the
+// index's binary searches.
 PANONET_HD inline int8_t suppression_decision(int64_t a, const double* rows, const CenterGrid& grid,
                                               int64_t K, int64_t D, double bandwidth,
-                                              double reach, const int8_t* status,
-                                              int64_t* distances, int64_t* searches) {
+                                              const int8_t* status, int64_t* distances,
+                                              int64_t* searches) {
   const double* ca = rows + a * D;
   const double bw2 = bandwidth * bandwidth;
   int64_t begin[kGridRanges], end[kGridRanges];
-  const int ranges = grid_ranges(grid.cells, grid.keys, 0, K, grid.width, grid.first,
-                                 ca[grid.cell_axis], ca[grid.axis], reach, begin, end, searches);
+  const int ranges = grid_ranges(grid.cells, grid.keys, 0, K, grid.reach, grid.first,
+                                 ca[grid.cell_axis], ca[grid.axis], grid.reach, begin, end,
+                                 searches);
   bool waits = false;
   for (int r = 0; r < ranges; ++r) {
     for (int64_t j = begin[r]; j < end[r]; ++j) {

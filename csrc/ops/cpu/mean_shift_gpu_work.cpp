@@ -191,15 +191,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
   // The bins indexed as the CUDA kernels index a group's bins (mean_shift_grid.h): sorted by
   // (cell, key) on the axes of widest and second widest spread of their centers (ties: bin
   // order), columns as wide as the climb's reach.
-  GridAxes axes;
-  for (int64_t d = 0; d < D && R > 0; ++d) {
-    double lo = center[d], hi = center[d];
-    for (int64_t b = 1; b < R; ++b) {
-      lo = std::min(lo, center[b * D + d]);
-      hi = std::max(hi, center[b * D + d]);
-    }
-    axes.offer(d, lo, hi);
-  }
+  const GridAxes axes = grid_axes(center.data(), R, D);
   const int64_t axis = axes.axis, cell_axis = axes.cell_axis;
   const double max_radius = R > 0 ? *std::max_element(radius.begin(), radius.end()) : 0.0;
   const double reach = projection_reach(bw, max_radius, margin);
@@ -349,9 +341,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gpu_work_cpu(const at::Tensor& po
     open = false;
     for (int64_t a = 0; a < K0; ++a) {
       if (status[a] != kUndecided) continue;
-      next[a] = suppression_decision(a, rows.data(), grid, K0, D, bw, suppress_reach,
-                                     status.data(), &work[kSuppressionDistances],
-                                     &work[kIndexSearches]);
+      next[a] = suppression_decision(a, rows.data(), grid, K0, D, bw, status.data(),
+                                     &work[kSuppressionDistances], &work[kIndexSearches]);
       open |= next[a] == kUndecided;
     }
     status.swap(next);

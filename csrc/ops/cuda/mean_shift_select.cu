@@ -160,8 +160,7 @@ struct SuppressInputs {
     const CenterGrid grid{cells + lo, keys + lo, rank_at + lo, group_axis[g], group_cell_axis[g],
                           reach, grid_first_cell(group_cell_lo[g], reach)};
     int64_t searches = 0;
-    return suppression_decision(a, rows + lo * D, grid, K, D, bw, reach, st + lo, distances,
-                                &searches);
+    return suppression_decision(a, rows + lo * D, grid, K, D, bw, st + lo, distances, &searches);
   }
 };
 
