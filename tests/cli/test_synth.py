@@ -53,3 +53,12 @@ def test_synth_max_thing_depth(tmp_path):
     assert cli.main([*args, "--max-thing-depth", "25"]) == 0
     assert json.loads((out / "panonet_synth.json").read_text())["max_thing_depth"] == 25.0
     assert cli.main([*args, "--max-thing-depth", "-2"]) == 2
+
+
+def test_synth_twin_rows(tmp_path):
+    out = tmp_path / "rows"
+    args = ["synth", "--out", str(out), "--train", "1", "--size", "32x64", "--no-progress"]
+    assert cli.main([*args, "--twin-row", "4", "--twin-groups", "3"]) == 0
+    manifest = json.loads((out / "panonet_synth.json").read_text())
+    assert (manifest["twin_row"], manifest["twin_groups"]) == (4, 3)
+    assert cli.main([*args, "--twin-row", "1"]) == 2

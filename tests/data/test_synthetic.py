@@ -168,20 +168,7 @@ def test_group_regions_twins_and_perspective():
     assert any(g.any() for g in groups)
 
     # Twins are pixel-identical where both are visible, at different positions.
-    pairs = 0
-    for s in scenes:
-        inst = s.instance_ids.astype(np.int64)
-        for a, b, dy, dx in s.twins:
-            assert (dy, dx) != (0, 0) and a // 1000 == b // 1000
-            ys, xs = np.nonzero(inst == a)
-            ys2, xs2 = ys + dy, xs + dx
-            inside = (ys2 >= 0) & (ys2 < inst.shape[0]) & (xs2 >= 0) & (xs2 < inst.shape[1])
-            ys, xs, ys2, xs2 = ys[inside], xs[inside], ys2[inside], xs2[inside]
-            both = inst[ys2, xs2] == b
-            if both.sum() >= 10:
-                pairs += 1
-                assert np.array_equal(s.image[ys[both], xs[both]], s.image[ys2[both], xs2[both]])
-    assert pairs >= 3
+    assert sum(_identical_twins(s) for s in scenes) >= 3
 
     # Scale with depth: cars whose bottom is lower in the image are taller.
     bottoms, heights = [], []
@@ -192,6 +179,56 @@ def test_group_regions_twins_and_perspective():
             bottoms.append(ys.max())
             heights.append(ys.max() - ys.min() + 1)
     assert len(bottoms) >= 10 and np.corrcoef(bottoms, heights)[0, 1] > 0.5
+
+
+def _identical_twins(scene) -> int:
+    """Asserts that each of ``scene.twins`` is a pair of distinct instances of one class whose
+    pixels are identical where both are visible; returns how many overlap on >= 10 pixels."""
+    inst = scene.instance_ids.astype(np.int64)
+    pairs = 0
+    for a, b, dy, dx in scene.twins:
+        assert (dy, dx) != (0, 0) and a != b and a // 1000 == b // 1000
+        ys, xs = np.nonzero(inst == a)
+        ys2, xs2 = ys + dy, xs + dx
+        inside = (ys2 >= 0) & (ys2 < inst.shape[0]) & (xs2 >= 0) & (xs2 < inst.shape[1])
+        ys, xs, ys2, xs2 = ys[inside], xs[inside], ys2[inside], xs2[inside]
+        both = inst[ys2, xs2] == b
+        if both.sum() >= 10:
+            pairs += 1
+            assert np.array_equal(
+                scene.image[ys[both], xs[both]], scene.image[ys2[both], xs2[both]]
+            )
+    return pairs
+
+
+def test_twin_rows_and_groups(tmp_path):
+    seeds = range(10)
+    plain = [render((96, 192), seed) for seed in seeds]
+    # twin_groups=2 is the default's draw: the same scenes, byte for byte.
+    for seed, scene in zip(seeds, plain, strict=True):
+        same = render((96, 192), seed, twin_groups=2)
+        assert np.array_equal(same.image, scene.image) and same.twins == scene.twins
+    rows = [render((96, 192), seed, twin_row=4, twin_groups=4) for seed in seeds]
+    identical = sum(_identical_twins(s) for s in rows)
+    assert identical > 1.5 * sum(_identical_twins(s) for s in plain)
+    # Rows of three or more: a copy that is the second of one pair and the first of the next.
+    chained = sum(len({a for a, *_ in s.twins} & {b for _, b, *_ in s.twins}) for s in rows)
+    assert chained >= 2
+    # Pairs only by default: no instance in two pairs.
+    assert all(len({a for a, *_ in s.twins} & {b for _, b, *_ in s.twins}) == 0 for s in plain)
+
+    generate(tmp_path / "rows", val=2, size=(64, 128), twin_row=3, twin_groups=3, progress=False)
+    manifest = json.loads((tmp_path / "rows" / MANIFEST).read_text())
+    assert (manifest["twin_row"], manifest["twin_groups"]) == (3, 3)
+    for image in sorted((tmp_path / "rows" / "leftImg8bit" / "val").rglob("*.png")):
+        again = scene_of(image)  # rendered with the manifest's options
+        assert np.array_equal(again.image, np.asarray(Image.open(image).convert("RGB")))
+    with pytest.raises(ValueError, match="twin_row: 3 there vs None now"):
+        generate(tmp_path / "rows", val=2, size=(64, 128), twin_groups=3, progress=False)
+    for kwargs in ({"twin_row": 1}, {"twin_row": 2.5}, {"twin_row": True}, {"twin_groups": 0}):
+        name = next(iter(kwargs))
+        with pytest.raises(ValueError, match=f"expected {name} as an integer >= "):
+            render((32, 64), 0, **kwargs)
 
 
 def _instance_areas(scene) -> list[int]:

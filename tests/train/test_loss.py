@@ -8,6 +8,7 @@ float64 outputs keep the loss in float64 (the op accumulates in float64 on the C
 gradients agree to ~1e-12 relative.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -173,6 +174,54 @@ def test_terms_are_detached_and_consistent():
     torch.testing.assert_close(terms["sem"], sem)
     torch.testing.assert_close(terms["inst"], inst)
     torch.testing.assert_close(terms["total"], sem + inst)
+
+
+def reference_active_dist(emb: torch.Tensor, ins: torch.Tensor, delta_d: float) -> torch.Tensor:
+    """L_dist with dist_norm="active", by its definition: per image the squared hinges of all
+    ordered pairs of instance means over the number of pairs closer than 2 delta_d, averaged
+    over the images with instances."""
+    values = []
+    for b in range(ins.shape[0]):
+        ids = [int(k) for k in torch.unique(ins[b]) if k >= 0]
+        if not ids:
+            continue
+        means = [emb[b].double()[:, ins[b] == k].mean(dim=1) for k in ids]
+        hinge, active = emb.double().sum() * 0, 0
+        for i, j in itertools.permutations(range(len(ids)), 2):
+            d = torch.linalg.vector_norm(means[i] - means[j])
+            hinge = hinge + torch.clamp(2 * delta_d - d, min=0) ** 2
+            active += int(d < 2 * delta_d)
+        values.append(hinge / max(active, 1))
+    return torch.stack(values).mean() if values else emb.double().sum() * 0
+
+
+def test_active_pair_normaliser_matches_its_definition():
+    semantic, instance = make_labels(4)
+    output = make_output(5, scale=0.3)
+    # A ramp along x in channel 0 spreads the instance means 0 to ~3 apart, so that with
+    # 2 delta_d = 1.2 some pairs are pushed and others are not.
+    for emb in output.embedding:
+        with torch.no_grad():
+            emb[:, 0] += torch.linspace(0, 3, emb.shape[-1], dtype=emb.dtype)
+    cfg = LossConfig(delta_d=0.6, dist_norm="active")
+    total, terms = PanoNetLoss(cfg)(output, semantic, instance)
+    # The paper's total with each scale's L_dist swapped for the definition above.
+    ref_total, plain = reference_loss(output, semantic, instance, LossConfig(delta_d=0.6))
+    partial = 0
+    for name, tau, emb in zip(SCALE_NAMES, cfg.tau, output.embedding, strict=True):
+        ins = reference_nearest(instance, tuple(emb.shape[-2:]))
+        ins = torch.where(ins < 0, -1, ins)
+        ref = reference_active_dist(emb, ins, cfg.delta_d)
+        per_image = losses_torch(emb, ins, cfg.delta_v, cfg.delta_d, cfg.delta_r, -1)
+        has = torch.tensor([bool((ins[b] >= 0).any()) for b in range(ins.shape[0])])
+        ref_total = ref_total + tau * cfg.beta * (ref - per_image[has, 1].mean())
+        assert float(terms[f"dist_{name}"]) == pytest.approx(ref.item(), rel=1e-10)
+        assert float(terms[f"var_{name}"]) == pytest.approx(plain[f"var_{name}"], rel=1e-10)
+        partial += ref.item() > plain[f"dist_{name}"] * (1 + 1e-6)
+    # The case exercises the normaliser: at some scale fewer pairs are active than exist.
+    assert partial >= 1
+    for got, ref in zip(_grads(total, output), _grads(ref_total, output), strict=True):
+        assert float((got - ref).abs().max()) <= 1e-10 * max(float(ref.abs().max()), 1e-300)
 
 
 # ---------------------------------------------------------------- (b) nearest downsampling
@@ -384,6 +433,7 @@ def test_bad_inputs_raise_clear_errors():
         ({"gamma": -1}, r"gamma finite and >= 0, got -1"),
         ({"class_weights": [0.0] * C}, r"not all 0"),
         ({"class_weights": "abc"}, r"sequence of numbers"),
+        ({"dist_norm": "hard"}, r"dist_norm in \('pairs', 'active'\), got 'hard'"),
     ],
 )
 def test_bad_loss_config_raises(kwargs, pattern):

@@ -39,6 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="METRES",
         help="place instances no farther than this (bigger things; default: up to 70 m)",
     )
+    p.add_argument(
+        "--twin-row",
+        type=int,
+        default=None,
+        metavar="K",
+        help="twins in rows of 2 to K identical copies side by side (default: pairs)",
+    )
+    p.add_argument(
+        "--twin-groups",
+        type=int,
+        default=None,
+        metavar="G",
+        help="1 to G groups of twins per image (default: 1 or 2)",
+    )
     add_no_progress(p)
     p.set_defaults(func=run)
 
@@ -61,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             cities=args.cities,
             max_thing_depth=args.max_thing_depth,
+            twin_row=args.twin_row,
+            twin_groups=args.twin_groups,
         )
     except ValueError as e:
         raise CLIError(str(e)) from e

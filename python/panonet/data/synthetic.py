@@ -28,8 +28,9 @@ image are nearer and bigger. The scene has
   groups, crossing), bicycles and motorcycles each with a rider, parked bicycles and motorcycles,
   chains of parked cars that overlap in depth;
 - *twins*: pairs of pixel-identical objects (same sprite: shape, colour, texture, shading) side
-  by side at the same depth, sometimes touching. Appearance alone cannot separate them, only
-  position can (PanoNet Fig. 5: the reason for the coordinate channels);
+  by side at the same depth, sometimes touching (optionally rows of them, ``twin_row``).
+  Appearance alone cannot separate them, only position can (PanoNet Fig. 5: the reason for the
+  coordinate channels);
 - occlusion by painting far to near (painter's algorithm), soft contact shadows, texture noise,
   vertical and horizontal shading, a per-image colour grade, sometimes the ego vehicle's bonnet
   (labelId 1, void) at the bottom.
@@ -113,6 +114,8 @@ def generate(
     progress: bool = True,
     cities: Sequence[str] | None = None,
     max_thing_depth: float | None = None,
+    twin_row: int | None = None,
+    twin_groups: int | None = None,
 ) -> SynthSummary:
     """Write a synthetic dataset in the Cityscapes layout under ``out_dir``.
 
@@ -132,6 +135,10 @@ def generate(
             :data:`DEFAULT_CITIES` (different cities for train and val).
         max_thing_depth: farthest depth of instances in metres (see :func:`render`); None:
             the generator's own range. Recorded in the manifest when set.
+        twin_row: twins in rows of 2 to ``twin_row`` identical copies (see :func:`render`);
+            None: pairs. Recorded in the manifest when set.
+        twin_groups: 1 to ``twin_groups`` groups of twins per image (see :func:`render`);
+            None: 1 or 2. Recorded in the manifest when set.
 
     Returns:
         :class:`SynthSummary` with the number of images written and skipped.
@@ -150,6 +157,7 @@ def generate(
         s: _check_cities(cities) if cities is not None else DEFAULT_CITIES[s] for s in counts
     }
     _check_max_depth(max_thing_depth)
+    _check_twins(twin_row, twin_groups)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -162,6 +170,9 @@ def generate(
     if max_thing_depth is not None:
         # Only when set: datasets written before the option existed keep their manifest.
         manifest["max_thing_depth"] = float(max_thing_depth)
+    for key, value in (("twin_row", twin_row), ("twin_groups", twin_groups)):
+        if value is not None:
+            manifest[key] = int(value)
     _check_or_write_manifest(out, manifest)
 
     start = time.perf_counter()
@@ -178,7 +189,11 @@ def generate(
                     skipped += 1
                 else:
                     scene = render(
-                        (H, W), _image_seed(seed, split, i), max_thing_depth=max_thing_depth
+                        (H, W),
+                        _image_seed(seed, split, i),
+                        max_thing_depth=max_thing_depth,
+                        twin_row=twin_row,
+                        twin_groups=twin_groups,
                     )
                     _write_scene(scene, paths)
                     written += 1
@@ -227,6 +242,8 @@ def scene_of(image_file: str | os.PathLike) -> Scene:
         tuple(manifest["size"]),
         _image_seed(int(manifest["seed"]), split, index),
         max_thing_depth=manifest.get("max_thing_depth"),
+        twin_row=manifest.get("twin_row"),
+        twin_groups=manifest.get("twin_groups"),
     )
 
 
@@ -330,6 +347,8 @@ def render(
     seed: int | np.random.SeedSequence | np.random.Generator,
     *,
     max_thing_depth: float | None = None,
+    twin_row: int | None = None,
+    twin_groups: int | None = None,
 ) -> Scene:
     """Render one street scene in memory.
 
@@ -341,14 +360,21 @@ def render(
             are bigger: at 256x512 a person at 70 m is about 13 pixels tall, 3 at the
             network's 1/4 output. Group regions, poles and trees keep their depths. None
             renders exactly the scene the generator rendered before this option existed.
+        twin_row: each group of twins is a row of 2 to ``twin_row`` copies of one sprite at
+            one depth (e.g. identical parked cars along a kerb), evenly spaced, often touching:
+            more instances that only their position tells apart. None: pairs, exactly the
+            scene rendered before this option existed.
+        twin_groups: 1 to ``twin_groups`` groups of twins per scene (each group placed where
+            it fits in view, so groups may overlap). None: 1 or 2, as before the option.
 
     Returns:
         :class:`Scene` with the RGB image and its labelIds / instanceIds maps.
     """
     H, W = check_size(size, "render", minimum=MIN_SIZE)
     far = _check_max_depth(max_thing_depth)
+    _check_twins(twin_row, twin_groups)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    return Renderer(H, W, rng, far=far).run()
+    return Renderer(H, W, rng, far=far, twin_row=twin_row, twin_groups=twin_groups).run()
 
 
 def _check_max_depth(value: float | None) -> float:
@@ -358,3 +384,12 @@ def _check_max_depth(value: float | None) -> float:
     if isinstance(value, bool) or not np.isfinite(float(value)) or float(value) <= 0:
         raise ValueError(f"expected max_thing_depth > 0 metres or None, got {value!r}")
     return float(value)
+
+
+def _check_twins(twin_row: int | None, twin_groups: int | None) -> None:
+    for name, value, least in (("twin_row", twin_row, 2), ("twin_groups", twin_groups, 1)):
+        ok = value is None or (
+            not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= least
+        )
+        if not ok:
+            raise ValueError(f"expected {name} as an integer >= {least} or None, got {value!r}")

@@ -4,6 +4,7 @@ painting of everything far to near (see :mod:`panonet.data.synthetic` for the sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -23,9 +24,9 @@ class Scene:
         label_ids: (H, W) uint8 Cityscapes labelIds.
         instance_ids: (H, W) uint16 Cityscapes instanceIds (``labelId * 1000 + k`` for
             individual things, ``labelId`` elsewhere).
-        twins: ``(id_a, id_b, dy, dx)`` per pair of identical-looking things that are both
-            visible: pixel (y, x) of ``id_a``'s sprite corresponds to (y + dy, x + dx) of
-            ``id_b``'s.
+        twins: ``(id_a, id_b, dy, dx)`` per pair of identical-looking neighbours that are both
+            visible (a twin pair; in a row of twins, each two consecutive visible copies):
+            pixel (y, x) of ``id_a``'s sprite corresponds to (y + dy, x + dx) of ``id_b``'s.
     """
 
     image: np.ndarray
@@ -38,11 +39,22 @@ class Renderer(StreetPainter, ThingPainter):
     """Builds one scene: camera and street layout, background regions, objects, then paints."""
 
     def __init__(
-        self, H: int, W: int, rng: np.random.Generator, *, far: float = float("inf")
+        self,
+        H: int,
+        W: int,
+        rng: np.random.Generator,
+        *,
+        far: float = float("inf"),
+        twin_row: int | None = None,
+        twin_groups: int | None = None,
     ) -> None:
         self.H, self.W, self.rng = H, W, rng
         # Cap on the depth of instances (render's max_thing_depth).
         self.far = far
+        # Most copies in a row of twins (render's twin_row); None: pairs.
+        self.twin_row = twin_row
+        # Most groups of twins per scene (render's twin_groups); None: 2.
+        self.twin_groups = 2 if twin_groups is None else twin_groups
         r = rng
         self.f = W * r.uniform(0.9, 1.2)  # focal length, pixels
         self.y_h = H * r.uniform(0.36, 0.47)  # horizon row
@@ -183,8 +195,8 @@ class Renderer(StreetPainter, ThingPainter):
             kind = "bicycle" if r.random() < 0.7 else "motorcycle"
             self.place(self.two_wheeler(kind, z, facing=r.choice([-1, 1])), r.uniform(lo, hi), z)
 
-        # Twins: the same sprite twice at one depth, side by side, often touching.
-        for _ in range(r.integers(1, 3)):
+        # Twins: the same sprite twice (or a row of it) at one depth, side by side, often touching.
+        for _ in range(r.integers(1, self.twin_groups + 1)):
             self.twins(lane_x, walk)
 
         # Group regions: a class's area without instance numbers (instanceIds = labelId).
@@ -220,12 +232,15 @@ class Renderer(StreetPainter, ThingPainter):
             self.place(self.tree(z), r.uniform(lo, hi), z, shadow=False)
 
     def twins(self, lane_x, walk) -> None:
-        """Two copies of one sprite at one depth, side by side (touching when gap = 0), placed
-        where both are in view: a pair the embedding can only tell apart by position."""
+        """Copies of one sprite at one depth, side by side (touching when gap = 0), placed
+        where all are in view: instances the embedding can only tell apart by position. Two
+        copies, or 2 to ``twin_row`` when set (a row of identical parked cars along a kerb)."""
         r = self.rng
         kind = r.choice(["car", "car", "person", "person", "bicycle", "truck"])
         key = self._twin_keys
         self._twin_keys += 1
+        # Drawn only when set, so the default scenes stay what they were.
+        copies = 2 if self.twin_row is None else int(r.integers(2, self.twin_row + 1))
         gap = 0.0 if r.random() < 0.5 else r.uniform(0.2, 1.5)
         z = self.thing_depth(self.z_min * 1.5, 30.0)
         p = self.p(z)
@@ -237,7 +252,7 @@ class Renderer(StreetPainter, ThingPainter):
         else:
             sprite = self.vehicle(kind, "rear", z)
         width = sprite.parts.shape[1] / p  # metres
-        pair = 2 * width + gap
+        row = copies * width + (copies - 1) * gap
         # Lateral range in view at this depth, and where this kind of object belongs.
         view = ((0 - self.x_v) / p, (self.W - self.x_v) / p)
         if kind in ("person", "bicycle"):
@@ -245,13 +260,13 @@ class Renderer(StreetPainter, ThingPainter):
         else:
             lane = r.choice(lane_x)
             home = (lane - width, lane + width + gap)
-        lo, hi = max(home[0], view[0]), min(home[1], view[1]) - pair
+        lo, hi = max(home[0], view[0]), min(home[1], view[1]) - row
         if lo > hi:  # its usual place is out of view at this depth: anywhere in view
-            lo, hi = view[0], max(view[0], view[1] - pair)
+            lo, hi = view[0], max(view[0], view[1] - row)
         left = r.uniform(lo, hi)
         # Same depth, same sprite: identical pixels, only the position differs.
-        self.place(sprite, left + width / 2, z, twin_key=key)
-        self.place(sprite, left + width * 1.5 + gap, z, twin_key=key)
+        for k in range(copies):
+            self.place(sprite, left + width * (k + 0.5) + k * gap, z, twin_key=key)
 
     # --- sprites -------------------------------------------------------------------------
 
@@ -284,8 +299,8 @@ class Renderer(StreetPainter, ThingPainter):
         inst, remap = renumber(inst)
         twins = []
         for members in twin_ids.values():
-            if len(members) == 2:
-                (a, ya, xa), (b, yb, xb) = members
+            # Copies of a key are painted left to right (equal depth and order): neighbours.
+            for (a, ya, xa), (b, yb, xb) in pairwise(members):
                 a, b = remap.get(a), remap.get(b)
                 if a is not None and b is not None:
                     twins.append((a, b, yb - ya, xb - xa))

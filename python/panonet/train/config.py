@@ -26,6 +26,7 @@ from panonet.data.labels import IGNORE_INDEX, NUM_CLASSES
 from panonet.models.panonet import MAX_WIDTH
 
 __all__ = [
+    "DIST_NORMS",
     "NUM_SCALES",
     "OPTIMIZERS",
     "LossConfig",
@@ -35,6 +36,9 @@ __all__ = [
 
 NUM_SCALES = 3
 """Number of supervised output scales (1/4, 1/8, 1/16): the paper's T = 3 cascade guidance."""
+
+DIST_NORMS = ("pairs", "active")
+"""Normalisers of L_dist that :attr:`LossConfig.dist_norm` accepts."""
 
 OPTIMIZERS = ("adadelta", "adamw")
 """Names accepted by :attr:`OptimConfig.name`."""
@@ -76,6 +80,11 @@ class LossConfig:
     # the length against the logits' channels). The CE of a scale is then
     # sum_i w[y_i] nll_i / sum_i w[y_i] over the non-ignored pixels (torch's weighted mean).
     class_weights: tuple[float, ...] | None = None
+    # Normaliser of L_dist, eq. (3), per image: "pairs", the paper's 1 / (C (C - 1)) over all
+    # ordered pairs of instances; "active", 1 / (number of ordered pairs closer than 2 δ_d), so
+    # that the few hard pairs of an image (e.g. identical twins) are not averaged away among the
+    # many pairs already apart (a lever of issue 14, not the paper's; see docs/RESULTS.md).
+    dist_norm: str = "pairs"
 
     def __post_init__(self) -> None:
         self.tau = _float_tuple(self.tau, "tau")
@@ -96,6 +105,10 @@ class LossConfig:
                 f"got delta_d = {self.delta_d}"
             )
         self.ignore_index = int(self.ignore_index)
+        if self.dist_norm not in DIST_NORMS:
+            raise ValueError(
+                f"LossConfig: expected dist_norm in {DIST_NORMS}, got {self.dist_norm!r}"
+            )
         if self.class_weights is not None:
             self.class_weights = _float_tuple(self.class_weights, "class_weights")
             weights = self.class_weights

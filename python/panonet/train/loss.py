@@ -155,6 +155,11 @@ class PanoNetLoss(nn.Module):
                 # trainer checks the total loss instead.
                 check_inputs=not embedding.is_cuda,
             ).to(dtype)
+            if cfg.dist_norm == "active":
+                scale = _active_pair_scale(embedding.detach(), inst_t, 2 * cfg.delta_d)
+                per_image = per_image * torch.stack(
+                    [torch.ones_like(scale), scale, torch.ones_like(scale)], dim=1
+                ).to(dtype)
             has_instances = (inst_t != _NO_INSTANCE).flatten(1).any(dim=1)
             var, dist, reg = per_image.sum(dim=0) / has_instances.sum().clamp(min=1)
             inst = cfg.alpha * var + cfg.beta * dist + cfg.gamma * reg
@@ -292,3 +297,38 @@ class PanoNetLoss(nn.Module):
                 f"{self.cfg.ignore_index}, got values {values}"
             )
         return logits_list, embedding_list
+
+
+@torch.no_grad()
+def _active_pair_scale(
+    embedding: torch.Tensor, instance: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """Per image, C (C - 1) / max(1, A): the factor that turns the op's L_dist (a mean over the
+    C (C - 1) ordered pairs of instances) into a mean over the A ordered pairs whose means are
+    closer than ``margin`` (the only ones with a non-zero hinge). A count, so the factor is
+    constant almost everywhere and the gradient is the op's times it.
+
+    Args:
+        embedding: (B, D, h, w) embeddings (detached).
+        instance: (B, h, w) int64 ids at the same size, ``_NO_INSTANCE`` on no instance.
+
+    Returns:
+        (B,) float64 factors (1 for images with fewer than two instances). Synchronizes with
+        the device (the number of instances sizes the means).
+    """
+    B = instance.shape[0]
+    valid = instance != _NO_INSTANCE
+    image = torch.arange(B, device=instance.device)[:, None, None].expand_as(instance)[valid]
+    keys = torch.stack([image, instance[valid]], dim=1)
+    _, cluster = torch.unique(keys, dim=0, return_inverse=True)
+    K = int(cluster.max()) + 1 if cluster.numel() else 0
+    pixels = embedding.permute(0, 2, 3, 1)[valid].double()
+    sums = pixels.new_zeros(K, pixels.shape[1]).index_add_(0, cluster, pixels)
+    means = sums / torch.bincount(cluster, minlength=K).double()[:, None]
+    owner = torch.zeros(K, dtype=torch.long, device=instance.device).scatter_(0, cluster, image)
+    close = (torch.cdist(means, means) < margin) & (owner[:, None] == owner[None, :])
+    close.fill_diagonal_(False)
+    active = torch.zeros(B, dtype=torch.float64, device=instance.device)
+    active.index_add_(0, owner, close.sum(dim=1).double())
+    C = torch.bincount(owner, minlength=B).double()
+    return torch.where(C >= 2, C * (C - 1) / active.clamp(min=1), torch.ones_like(C))
