@@ -43,15 +43,13 @@ def position_without_content(model, image: torch.Tensor) -> str:
 
 
 def without_x(model):
-    """The model with its x coordinate channel set to 0 (a patched instance input)."""
-    build = model._instance_input
-
-    def patched(images, offset, full_size):
-        x = build(images, offset, full_size).clone()
-        x[:, 3] = 0
-        return x
-
-    model._instance_input = patched
+    """The model with its x coordinate channel removed: the weights that read it (channel 3 of
+    each conv in ``input_conv_keys``, after RGB) set to 0. Each of those convs is linear in its
+    input, so this is exactly the model run with x = 0."""
+    state = model.state_dict()
+    with torch.no_grad():
+        for key in model.input_conv_keys():
+            state[key][:, 3] = 0
     return model
 
 
