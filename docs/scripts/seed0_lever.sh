@@ -1,0 +1,29 @@
+# Shared by the seed-0 lever experiments of issue 14 (coord_scale_experiment.sh,
+# twin_rows_experiment.sh, hard_pairs_experiment.sh): paper_experiments.sh's recipe, data and
+# evaluation for seed 0 in OUT, each step skipped when its output exists. Sourced, not run.
+OUT=${1:-runs/coord_scale}
+CONFIG=configs/panonet_synthetic.toml
+[[ -d $OUT/data/leftImg8bit ]] || panonet synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
+
+# train RUN DATA OVERRIDES...: a training run on dataset DATA, unless it has finished.
+train() { local run=$1 data=$2; shift 2; [[ -f "$run/checkpoints/final.pt" ]] && return 0
+  panonet train --config "$CONFIG" --out "$run" --resume auto --set "data_root=\"$data\"" \
+    --set progress=false "$@"; }
+# Stage 2 from seed 0's stage 1 (the stage-1 run itself trained first).
+STAGE1=(--set seed=0 --set stage1_steps=0 --set "init_weights=\"$OUT/stage1/checkpoints/final.pt\"")
+train $OUT/stage1 $OUT/data --set seed=0 --set stage2_steps=0
+
+# evaluate RUN...: bandwidths on 20 train images, PQ/AP and AP_GT on the val set, per run.
+evaluate() { local run ckpt; for run in "$@"; do ckpt=$OUT/$run/checkpoints/final.pt
+  [[ -f $OUT/$run/bandwidths.json ]] || panonet search-bandwidth --checkpoint $ckpt --data $OUT/data --images 20 --out $OUT/$run/bandwidths.json --no-progress
+  [[ -f $OUT/$run/eval.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $OUT/$run/bandwidths.json --min-instance-size 32 --out $OUT/$run/eval.json --no-progress
+  [[ -f $OUT/$run/eval_gt.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $OUT/$run/bandwidths.json --min-instance-size 32 --semantic gt --out $OUT/$run/eval_gt.json --no-progress
+done; }
+
+# twin_tests PREFIX RUN...: the three twin tests of the runs together, in OUT/PREFIX<variant>.json.
+twin_tests() { local prefix=$1 variant r; shift; for variant in mirror shift scene; do
+  [[ -f $OUT/$prefix$variant.json ]] || panonet mirror-test --data $OUT/data --variant $variant \
+    --checkpoint $(for r in "$@"; do echo $OUT/$r/checkpoints/final.pt; done) \
+    --bandwidths $(for r in "$@"; do echo $OUT/$r/bandwidths.json; done) \
+    --out $OUT/$prefix$variant.json --no-progress
+done; }
