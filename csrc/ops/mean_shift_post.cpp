@@ -86,14 +86,18 @@ std::vector<double> select_centers(const double* final_mean, const int64_t* fina
 
 GridAxes grid_axes(const double* rows, int64_t K, int64_t D) {
   GridAxes axes;
-  for (int64_t d = 0; d < D && K > 0; ++d) {
-    double lo = rows[d], hi = rows[d];
-    for (int64_t k = 1; k < K; ++k) {
-      lo = std::min(lo, rows[k * D + d]);
-      hi = std::max(hi, rows[k * D + d]);
+  if (K == 0) return axes;
+  // Each row read once (a pass per coordinate read the K x D rows D times); per coordinate the
+  // same min/max over k in ascending order as before.
+  std::vector<double> lo(rows, rows + D), hi(rows, rows + D);
+  for (int64_t k = 1; k < K; ++k) {
+    const double* r = rows + k * D;
+    for (int64_t d = 0; d < D; ++d) {
+      lo[d] = std::min(lo[d], r[d]);
+      hi[d] = std::max(hi[d], r[d]);
     }
-    axes.offer(d, lo, hi);
   }
+  for (int64_t d = 0; d < D; ++d) axes.offer(d, lo[d], hi[d]);
   return axes;
 }
 
