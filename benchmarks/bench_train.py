@@ -2,9 +2,10 @@
 
 A step is what the Trainer does (channels_last, AdamW, PanoNetLoss at the three scales), timed on
 synthetic street scenes (panonet.data.synthetic) rendered into a temporary Cityscapes-layout
-folder. Two data sources: "memory" repeats one collated batch already on the device (the step
-alone), "loader" draws every batch from a DataLoader with the Trainer's transforms (workers,
-pinned memory, persistent workers), so the two rows show whether loading is the bottleneck.
+folder. Two data sources: "memory" repeats one collated batch held in (pinned) host memory (the
+step alone, with its upload), "loader" draws every batch from a DataLoader with the Trainer's
+transforms (workers, pinned memory, persistent workers), so the two rows show whether loading
+is the bottleneck.
 Cases: the demo's setting (batch 4 of 128x256 crops) and the paper's (batch 16 of 512x1024).
 On CUDA each case runs in float32 and with bf16 autocast (and fp16 with a GradScaler with
 --fp16). Each row is the median of --steps timed steps after --warmup, the device synchronized
@@ -30,6 +31,7 @@ from panonet.data.synthetic import generate
 from panonet.data.transforms import collate, train_transforms
 from panonet.models import PanoNet
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
+from panonet.train.loss import check_class_ids
 from panonet.train.trainer import SeededItems, batch_to_device
 
 # (name, batch, crop (h, w)); the paper's crop is 512x1024 at batch 16 per GPU.
@@ -59,11 +61,13 @@ def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     def step(batch) -> torch.Tensor:
+        # Labels checked on the host, as the Trainer does: on the device it would synchronize.
+        check_class_ids(batch["semantic"], model.num_classes, loss_fn.cfg.ignore_index)
         images, semantic, instance, offset, full_size = batch_to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = model(images, offset, full_size)
-        total, _ = loss_fn(output, semantic, instance)
+        total, _ = loss_fn(output, semantic, instance, check_labels=False)
         scaler.scale(total).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -105,8 +109,10 @@ def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
     )
     batches = iter(loader)
     if source == "memory":
+        # Kept on the host (pinned for a GPU) as the loader delivers it: the upload and the
+        # host-side label check are part of the Trainer's step.
         fixed = {
-            k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+            k: (v.pin_memory() if isinstance(v, torch.Tensor) and device.type == "cuda" else v)
             for k, v in next(batches).items()
         }
         batches = itertools.repeat(fixed)

@@ -1,9 +1,10 @@
-"""coordinate_channels against hand-computed values, crops and its validation."""
+"""coordinate_channels against hand-computed values, crops and its validation (also alone, as
+check_crops)."""
 
 import pytest
 import torch
 
-from panonet.models.coords import coordinate_channels
+from panonet.models.coords import check_crops, coordinate_channels
 from tests.models.helpers import assert_close_to_scale
 
 
@@ -78,9 +79,10 @@ def test_batch_without_offset_repeats():
         (torch.tensor([0, 0]), r"shape \(1, 2\)"),
     ],
 )
-def test_bad_offsets(offset, match):
+@pytest.mark.parametrize("check", [coordinate_channels, check_crops])
+def test_bad_offsets(offset, match, check):
     with pytest.raises(ValueError, match=match):
-        coordinate_channels(1, 4, 6, offset=offset, full_size=(6, 10))
+        check(1, 4, 6, offset=offset, full_size=(6, 10))
 
 
 def test_bad_sizes():
@@ -124,16 +126,18 @@ def test_per_image_full_size_without_offset_and_one_pixel_extent():
     )
 
 
-def test_per_image_full_size_errors_name_the_image():
+@pytest.mark.parametrize("check", [coordinate_channels, check_crops])
+def test_per_image_full_size_errors_name_the_image(check):
     offset = torch.tensor([[0, 0], [2, 3]])
     with pytest.raises(ValueError, match=r"crop 1 at \(y0, x0\)=\(2, 3\).*size 5x8 \(needs"):
-        coordinate_channels(2, 4, 6, offset=offset, full_size=torch.tensor([[9, 9], [5, 8]]))
+        check(2, 4, 6, offset=offset, full_size=torch.tensor([[9, 9], [5, 8]]))
     with pytest.raises(ValueError, match=r"does not fit in full image 1 of size 3x6"):
-        coordinate_channels(2, 4, 6, full_size=torch.tensor([[4, 6], [3, 6]]))
+        check(2, 4, 6, full_size=torch.tensor([[4, 6], [3, 6]]))
     with pytest.raises(ValueError, match=r"\(2, 2\) integer tensor, got shape \(3, 2\)"):
-        coordinate_channels(2, 4, 6, full_size=torch.ones(3, 2, dtype=torch.int64))
+        check(2, 4, 6, full_size=torch.ones(3, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"integer tensor.*torch\.float32"):
-        coordinate_channels(2, 4, 6, full_size=torch.full((2, 2), 8.0))
+        check(2, 4, 6, full_size=torch.full((2, 2), 8.0))
+    check(2, 4, 6, offset=offset, full_size=torch.tensor([[9, 9], [6, 9]]))  # fits: no error
 
 
 def test_panonet_accepts_per_image_full_size():

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from panonet.data.transforms import resize_labels as downsample_labels
 from panonet.models import PanoNetOutput, icnet_output_sizes
 from panonet.train import SCALE_NAMES, LossConfig, PanoNetLoss
+from panonet.train.loss import check_class_ids
 from tests.ops.reference_discriminative_loss import losses_torch
 
 C, D = 19, 12
@@ -423,6 +424,46 @@ def test_bad_inputs_raise_clear_errors():
     weighted = PanoNetLoss(LossConfig(class_weights=[1.0] * 18))
     with pytest.raises(ValueError, match=r"expected 19 class weights.*got 18"):
         weighted(output, semantic, instance)
+
+
+def test_class_id_check_can_move_to_the_host():
+    """check_class_ids names the bad ids wherever the labels are; check_labels=False (what the
+    Trainer passes after checking its host batch) leaves the loss without a value read, so a bad
+    id then fails inside cross-entropy, and good labels give the same loss either way."""
+    semantic, instance = make_labels(17, B=2)
+    output = make_output(18, B=2)
+    check_class_ids(semantic, C, 255)  # valid: no error
+    bad = semantic.clone()  # blocks, so that every output scale samples each bad id
+    bad[0, :16, :16], bad[0, :16, 16:32], bad[0, 16:32, :16] = -2, 19, 40
+    with pytest.raises(
+        ValueError, match=r"\[0, 19\) or the ignore index 255, got values \[-2, 19, 40\]"
+    ):
+        check_class_ids(bad, C, 255)
+    with pytest.raises(ValueError, match=r"got values \[-2, 19, 40\]"):
+        PanoNetLoss()(output, bad, instance)
+    with pytest.raises((IndexError, RuntimeError)):
+        PanoNetLoss()(output, bad, instance, check_labels=False)
+    checked, _ = PanoNetLoss()(output, semantic, instance)
+    unchecked, _ = PanoNetLoss()(output, semantic, instance, check_labels=False)
+    assert torch.equal(checked, unchecked)
+
+
+def test_unchecked_loss_reads_no_value_from_its_device():
+    """On the meta device any read of a tensor's value raises (on a GPU it would be a
+    synchronization): the loss with check_labels=False computes its total, terms and gradients
+    there; with the check it reads the labels and fails, so the test can tell the two apart."""
+    semantic, instance = make_labels(19, B=2)
+    output = make_output(20, B=2, dtype=torch.float32)
+    meta = PanoNetOutput(
+        tuple(x.detach().to("meta").requires_grad_() for x in output.semantic),
+        tuple(x.detach().to("meta").requires_grad_() for x in output.embedding),
+    )
+    loss = PanoNetLoss()
+    total, terms = loss(meta, semantic.to("meta"), instance.to("meta"), check_labels=False)
+    total.backward()
+    assert total.device.type == "meta" and all(x.grad is not None for x in meta.embedding)
+    with pytest.raises(RuntimeError, match="meta"):
+        loss(meta, semantic.to("meta"), instance.to("meta"))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from torch import nn
 
 from panonet.data.synthetic import generate
 from panonet.models import load_model
-from panonet.train import TrainConfig
+from panonet.train import OptimConfig, TrainConfig
 from panonet.train.trainer import CHECKPOINT_KIND, Trainer
 
 
@@ -52,12 +52,12 @@ class InterruptOnCall(nn.Module):
         super().__init__()
         self.loss, self.n, self.calls = loss, n, 0
 
-    def forward(self, *args):
+    def forward(self, *args, **kwargs):
         if torch.is_grad_enabled():
             self.calls += 1
             if self.calls == self.n:
                 raise KeyboardInterrupt
-        return self.loss(*args)
+        return self.loss(*args, **kwargs)
 
 
 def read_log(path):
@@ -302,3 +302,66 @@ def test_stage1_steps_zero_starts_stage2_from_the_initial_weights(scenes, tmp_pa
             assert torch.equal(got, value), key
     trainer.train()
     assert load_model(tmp_path / "s2" / "checkpoints" / "final.pt").use_coords
+
+
+@pytest.mark.parametrize("optimizer", ["adadelta", "adamw"])
+@pytest.mark.parametrize("stage", [1, 2])
+def test_a_training_step_reads_nothing_back_from_the_device(scenes, tmp_path, stage, optimizer):
+    """On a GPU every read of a device value (.item(), .tolist(), bool(), nonzero) is a host
+    synchronization; on the meta device every such read raises. The step's device work
+    (forward, the 3-scale loss, backward, AdamW, the BatchNorm snapshot) runs there to the end,
+    in stage 1 and in stage 2 (coordinate channels from per-image crop offsets and sizes): the
+    labels and offsets are checked on the host. The Trainer then reads the loss terms once."""
+    cfg = small_config(
+        scenes,
+        stage1_steps=2 if stage == 1 else 0,
+        val_images=0,
+        optim=OptimConfig(name=optimizer),
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.stage == stage
+    batch = next(iter(trainer._loader()))
+    trainer.device = torch.device("meta")
+    trainer.model.to("meta")
+    trainer.loss_fn.to("meta")
+    names, values, lr = trainer._queue_step(batch)
+    assert values.device.type == "meta" and values.shape == (len(names),)
+    assert names[-1] == "total" and lr == cfg.stage_optim(stage).base_lr and trainer.step == 1
+    assert all(p.device.type == "meta" for p in trainer.model.parameters())
+
+
+def test_bad_class_ids_are_named_before_the_step(scenes, tmp_path):
+    """The host-side check of each batch: a config with fewer classes than the data's ids."""
+    trainer = Trainer(small_config(scenes, num_classes=5, val_images=0), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"expected semantic labels in \[0, 5\)"):
+        trainer.train()
+    assert trainer.step == 0
+
+
+class NanOnCall(nn.Module):
+    """The loss, except that the total of its n-th training call is NaN."""
+
+    def __init__(self, loss: nn.Module, n: int) -> None:
+        super().__init__()
+        self.loss, self.n, self.calls = loss, n, 0
+
+    def forward(self, *args, **kwargs):
+        total, terms = self.loss(*args, **kwargs)
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.n:
+                total = total * float("nan")
+                terms = {**terms, "total": total.detach()}
+        return total, terms
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step(scenes, tmp_path):
+    """The loss is read after the step's update (one read per step); a NaN still stops the run,
+    naming its step, and the weights it damaged are not saved."""
+    cfg = small_config(scenes, val_images=0, checkpoint_every=1)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.loss_fn = NanOnCall(trainer.loss_fn, 2)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 2 \(stage 1\)"):
+        trainer.train()
+    saved = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in saved.state_dict().values())

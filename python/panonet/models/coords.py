@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["coordinate_channels"]
+__all__ = ["check_crops", "coordinate_channels"]
 
 
 def _normalised(
@@ -34,7 +34,8 @@ def _normalised(
     """
     # Arithmetic in at least float32: float16 cannot even represent 2049 - 1 exactly.
     compute = torch.promote_types(dtype, torch.float32)
-    idx = start.to(device=device, dtype=compute)[:, None] + torch.arange(
+    # non_blocking: a host tensor's upload must not wait for the device's queue to drain.
+    idx = start.to(device=device, dtype=compute, non_blocking=True)[:, None] + torch.arange(
         length, device=device, dtype=compute
     )
     if not per_image:
@@ -44,7 +45,7 @@ def _normalised(
         return (2.0 * idx / (full - 1) - 1.0).to(dtype)
     # Per image: the same formula with a (B, 1) divisor (exact in float32 for any image size
     # below 2^24); one-pixel extents get 0 as in the scalar case (the clamp only avoids 0 / 0).
-    full = full.to(device=device)[:, None]
+    full = full.to(device=device, non_blocking=True)[:, None]
     denom = (full - 1).clamp(min=1).to(compute)
     out = 2.0 * idx / denom - 1.0
     return torch.where(full == 1, torch.zeros_like(out), out).to(dtype)
@@ -66,7 +67,11 @@ def coordinate_channels(
         batch: B, number of images.
         height, width: H, W of the maps (the network input's size).
         offset: None (every crop starts at (0, 0)) or a (B, 2) integer tensor of the crops'
-            top-left corners ``(y0, x0)`` in the full image; it may live on any device.
+            top-left corners ``(y0, x0)`` in the full image; it may live on any device. Its
+            values are checked where they live (:func:`check_crops`): host tensors (what the
+            training loader yields) cost the device nothing, device tensors one
+            synchronization per call, except during a CUDA graph capture, which cannot read
+            values: whoever captures checks the crops on the host before each replay.
         full_size: size of the full image(s): None means (H, W) (no crop); a pair
             ``(H_full, W_full)`` of ints is one size for the whole batch; a (B, 2) integer
             tensor gives every image its own ``(H_full, W_full)`` (training batches after
@@ -81,76 +86,118 @@ def coordinate_channels(
         the formula in the module docstring.
 
     Raises:
-        ValueError: non-positive sizes, an offset that is not (B, 2) integers, a full_size
-            tensor that is not (B, 2) integers, a non-floating dtype, or a crop that does not
-            fit inside its full image (negative offset or y0 + H > H_full or x0 + W > W_full);
-            the message says which image and by how much.
+        ValueError: as :func:`check_crops`, or a non-floating dtype.
     """
-    if batch < 0 or height < 1 or width < 1:
-        raise ValueError(
-            "coordinate_channels: expected batch >= 0 and height, width >= 1, "
-            f"got batch={batch}, height={height}, width={width}"
-        )
     if not dtype.is_floating_point:
         raise ValueError(f"coordinate_channels: expected a floating-point dtype, got {dtype}")
-    if isinstance(full_size, torch.Tensor) and full_size.dim() == 1:
-        # A (2,) tensor is one size for the batch, like a tuple (value read on the host).
-        full_size = tuple(int(s) for s in full_size.tolist())
-    per_image = isinstance(full_size, torch.Tensor)
+    capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    full_size, per_image = _full_size_arg(batch, height, width, full_size, offset, capturing)
     if device is None and offset is not None:
         device = offset.device
     if device is None and per_image:
         device = full_size.device
-
     if per_image:
-        if full_size.shape != (batch, 2) or full_size.is_floating_point() or full_size.is_complex():
-            raise ValueError(
-                f"coordinate_channels: expected full_size as (H_full, W_full) or a ({batch}, 2) "
-                f"integer tensor, got shape {tuple(full_size.shape)} and dtype {full_size.dtype}"
-            )
-        full = full_size.to(device=device, dtype=torch.int64)
-        full_h, full_w = full[:, 0], full[:, 1]
-        # Synchronises with the device; only training batches pass per-image sizes.
-        small = (full_h < height) | (full_w < width)
-        if bool(small.any()):
-            i = int(small.nonzero()[0, 0])
-            raise ValueError(
-                f"coordinate_channels: a {height}x{width} crop does not fit in full image {i} "
-                f"of size {int(full_h[i])}x{int(full_w[i])}"
-            )
+        full_h, full_w = full_size[:, 0], full_size[:, 1]
     else:
-        full_h, full_w = (height, width) if full_size is None else (int(s) for s in full_size)
-        if full_h < height or full_w < width:
-            raise ValueError(
-                f"coordinate_channels: a {height}x{width} crop does not fit in a full image of "
-                f"size {full_h}x{full_w}"
-            )
-
-    if offset is None:
-        start = torch.zeros(batch, 2, dtype=torch.int64, device=device)
-    else:
-        if offset.shape != (batch, 2) or offset.is_floating_point() or offset.is_complex():
-            raise ValueError(
-                f"coordinate_channels: expected offset of shape ({batch}, 2) with integer "
-                f"(y0, x0), got shape {tuple(offset.shape)} and dtype {offset.dtype}"
-            )
-        start = offset.to(device=device, dtype=torch.int64)
-        # Value checks synchronise with the device; they only run when an offset is given
-        # (training crops), never on the inference/export path (offset=None).
-        ys, xs = start[:, 0], start[:, 1]
-        bad = (ys < 0) | (xs < 0) | (ys + height > full_h) | (xs + width > full_w)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            fh = int(full_h[i]) if per_image else full_h
-            fw = int(full_w[i]) if per_image else full_w
-            raise ValueError(
-                f"coordinate_channels: crop {i} at (y0, x0)=({int(ys[i])}, {int(xs[i])}) of "
-                f"size {height}x{width} does not fit inside the full image of size "
-                f"{fh}x{fw} (needs 0 <= y0 <= {fh - height} and 0 <= x0 <= {fw - width})"
-            )
+        full_h, full_w = (height, width) if full_size is None else full_size
+    start = (
+        torch.zeros(batch, 2, dtype=torch.int64, device=device)
+        if offset is None
+        else offset.to(dtype=torch.int64)
+    )
     x = _normalised(start[:, 1], width, full_w, dtype, device, per_image=per_image)  # (B, W)
     y = _normalised(start[:, 0], height, full_h, dtype, device, per_image=per_image)  # (B, H)
     return torch.stack(
         (x[:, None, :].expand(batch, height, width), y[:, :, None].expand(batch, height, width)),
         dim=1,
     )
+
+
+def check_crops(
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    offset: torch.Tensor | None = None,
+    full_size: tuple[int, int] | torch.Tensor | None = None,
+) -> None:
+    """The checks of :func:`coordinate_channels` (same arguments), without making the maps:
+    raise unless every crop of ``height`` x ``width`` at ``offset`` fits inside its full image.
+
+    The values are read where they are: free for host tensors, a synchronization for GPU ones.
+
+    Raises:
+        ValueError: non-positive sizes, an offset that is not (B, 2) integers, a full_size
+            tensor that is not (B, 2) integers, or a crop that does not fit inside its full
+            image (negative offset or y0 + H > H_full or x0 + W > W_full); the message says
+            which image and by how much.
+    """
+    _full_size_arg(batch, height, width, full_size, offset, False)
+
+
+def _full_size_arg(
+    batch: int,
+    height: int,
+    width: int,
+    full_size: tuple[int, int] | torch.Tensor | None,
+    offset: torch.Tensor | None,
+    capturing: bool,
+) -> tuple[tuple[int, int] | torch.Tensor | None, bool]:
+    """Checks the arguments (their values too unless ``capturing``); returns full_size as
+    None, a pair of ints or a (B, 2) int64 tensor, and whether it is per image."""
+    if batch < 0 or height < 1 or width < 1:
+        raise ValueError(
+            "coordinate_channels: expected batch >= 0 and height, width >= 1, "
+            f"got batch={batch}, height={height}, width={width}"
+        )
+    if isinstance(full_size, torch.Tensor) and full_size.dim() == 1:
+        # A (2,) tensor is one size for the batch, like a tuple (value read on the host).
+        full_size = tuple(int(s) for s in full_size.tolist())
+    per_image = isinstance(full_size, torch.Tensor)
+    if per_image:
+        if full_size.shape != (batch, 2) or full_size.is_floating_point() or full_size.is_complex():
+            raise ValueError(
+                f"coordinate_channels: expected full_size as (H_full, W_full) or a ({batch}, 2) "
+                f"integer tensor, got shape {tuple(full_size.shape)} and dtype {full_size.dtype}"
+            )
+        full_size = full_size.to(dtype=torch.int64)
+        full_h, full_w = full_size[:, 0], full_size[:, 1]
+        small = (full_h < height) | (full_w < width)
+        if not capturing and bool(small.any()):
+            i = int(small.nonzero()[0, 0])
+            raise ValueError(
+                f"coordinate_channels: a {height}x{width} crop does not fit in full image {i} "
+                f"of size {int(full_h[i])}x{int(full_w[i])}"
+            )
+    else:
+        if full_size is not None:
+            full_size = (int(full_size[0]), int(full_size[1]))
+        full_h, full_w = (height, width) if full_size is None else full_size
+        if full_h < height or full_w < width:
+            raise ValueError(
+                f"coordinate_channels: a {height}x{width} crop does not fit in a full image of "
+                f"size {full_h}x{full_w}"
+            )
+    if offset is None:
+        return full_size, per_image
+    if offset.shape != (batch, 2) or offset.is_floating_point() or offset.is_complex():
+        raise ValueError(
+            f"coordinate_channels: expected offset of shape ({batch}, 2) with integer "
+            f"(y0, x0), got shape {tuple(offset.shape)} and dtype {offset.dtype}"
+        )
+    if capturing:
+        return full_size, per_image
+    # Only when an offset is given (training crops), never on the inference/export path.
+    start = offset.to(dtype=torch.int64)
+    ys, xs = start[:, 0], start[:, 1]
+    bad = (ys < 0) | (xs < 0) | (ys + height > full_h) | (xs + width > full_w)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        fh = int(full_h[i]) if per_image else full_h
+        fw = int(full_w[i]) if per_image else full_w
+        raise ValueError(
+            f"coordinate_channels: crop {i} at (y0, x0)=({int(ys[i])}, {int(xs[i])}) of "
+            f"size {height}x{width} does not fit inside the full image of size "
+            f"{fh}x{fw} (needs 0 <= y0 <= {fh - height} and 0 <= x0 <= {fw - width})"
+        )
+    return full_size, per_image

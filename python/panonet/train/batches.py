@@ -15,17 +15,23 @@ __all__ = ["batch_to_device"]
 def batch_to_device(
     batch: Mapping[str, Any], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A collated training batch as the network and the loss take it, on ``device``.
+    """A collated training batch as the network and the loss take it, ``device`` for the
+    tensors the step computes with.
+
+    Uploads do not wait for the device (``non_blocking``; the Trainer's loader pins its batches,
+    which makes them asynchronous). The crop offsets and full sizes stay on the host: the
+    network checks their values there (on a GPU a check of device values would synchronize)
+    and uploads the few numbers itself.
 
     Returns:
         images (B, 3, H, W) float, normalised, channels_last; semantic and instance (B, H, W)
-        int64; offset and full_size (B, 2) int64 (the crop's place in the full image, for the
-        coordinate channels).
+        int64 on ``device``; offset and full_size (B, 2) int64 on the host (the crop's place
+        in the full image, for the coordinate channels).
     """
-    images = preprocess(batch["image"].permute(0, 2, 3, 1), device=device)
+    device = torch.device(device)
+    images = batch["image"].to(device, non_blocking=True)
+    images = preprocess(images.permute(0, 2, 3, 1), device=device)
     images = images.contiguous(memory_format=torch.channels_last)
     semantic = batch["semantic"].to(device, non_blocking=True)
     instance = batch["instance"].to(device, non_blocking=True)
-    offset = batch["offset"].to(device, non_blocking=True)
-    full_size = batch["full_size"].to(device, non_blocking=True)
-    return images, semantic, instance, offset, full_size
+    return images, semantic, instance, batch["offset"], batch["full_size"]

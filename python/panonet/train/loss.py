@@ -28,7 +28,7 @@ from panonet.models.icnet import icnet_output_sizes
 from panonet.ops import discriminative_loss
 from panonet.train.config import NUM_SCALES, LossConfig
 
-__all__ = ["SCALE_NAMES", "PanoNetLoss"]
+__all__ = ["SCALE_NAMES", "PanoNetLoss", "check_class_ids"]
 
 SCALE_NAMES = ("1/4", "1/8", "1/16")
 """Names of the output scales, in PanoNetOutput's order; suffixes of the reported term names."""
@@ -50,7 +50,7 @@ class PanoNetLoss(nn.Module):
     Args:
         cfg: the loss constants (:class:`LossConfig`; the paper's when None).
 
-    forward(output, semantic, instance) -> (total, terms):
+    forward(output, semantic, instance, *, check_labels=True) -> (total, terms):
         output: :class:`~panonet.models.PanoNetOutput` (or anything with ``.semantic`` and
             ``.embedding``), each a 3-tuple at 1/4, 1/8, 1/16 of the input: semantic logits
             (B, C, h_t, w_t) and embeddings (B, D, h_t, w_t), any floating dtype.
@@ -59,6 +59,11 @@ class PanoNetLoss(nn.Module):
         instance: (B, H, W) integer instance ids at the same resolution: one id per individually
             labelled thing (Cityscapes ids such as 26001; any non-negative value works), negative
             (the dataset's -1) on every other pixel.
+        check_labels: check that every semantic id is in [0, C) or the ignore index
+            (:func:`check_class_ids`). On a GPU that reads a value back from the device, a
+            synchronization per call; the Trainer checks its batches on the host before the
+            upload and passes False. Unchecked, an id out of range fails inside cross-entropy
+            (an index error on the CPU, a device-side assert on CUDA).
 
         total: scalar tensor (float32; float64 when the outputs are float64), differentiable
             with respect to both branches' outputs.
@@ -100,17 +105,25 @@ class PanoNetLoss(nn.Module):
         )
 
     def forward(
-        self, output: _Output, semantic: torch.Tensor, instance: torch.Tensor
+        self,
+        output: _Output,
+        semantic: torch.Tensor,
+        instance: torch.Tensor,
+        *,
+        check_labels: bool = True,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         semantic, instance = self._check_labels(semantic, instance)
         logits_list, embedding_list = self._check_output(output, semantic)
+        if check_labels:
+            check_class_ids(semantic, logits_list[0].shape[1], self.cfg.ignore_index)
         device = logits_list[0].device
         # The caller may run the forward pass under autocast; the loss itself must not be
         # downcast again (cross_entropy is autocast to float32 anyway, but the additions and
         # weightings here would not be).
         no_autocast = (
             torch.autocast(device.type, enabled=False)
-            if torch.is_autocast_enabled(device.type)
+            if torch.amp.is_autocast_available(device.type)
+            and torch.is_autocast_enabled(device.type)
             else contextlib.nullcontext()
         )
         with no_autocast:
@@ -287,16 +300,29 @@ class PanoNetLoss(nn.Module):
                 f"PanoNetLoss: expected {num_classes} class weights (one per logit channel), got "
                 f"{self.class_weights.numel()}"
             )
-        # A class id outside [0, C) would fail deep inside cross_entropy (an index error on the
-        # CPU, a device-side assert on CUDA); one reduction over the labels names it instead.
-        bad = (semantic != self.cfg.ignore_index) & ((semantic < 0) | (semantic >= num_classes))
-        if bool(bad.any()):
-            values = torch.unique(semantic[bad])[:10].tolist()
-            raise ValueError(
-                f"PanoNetLoss: expected semantic labels in [0, {num_classes}) or the ignore index "
-                f"{self.cfg.ignore_index}, got values {values}"
-            )
         return logits_list, embedding_list
+
+
+def check_class_ids(semantic: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Raise unless every id of ``semantic`` is in [0, num_classes) or ``ignore_index``.
+
+    A class id outside [0, C) would fail deep inside cross-entropy (an index error on the CPU,
+    a device-side assert on CUDA); one reduction over the labels names it instead. Reads one
+    value from the tensor's device: free on the host, a synchronization on a GPU.
+
+    Args:
+        semantic: integer trainIds of any shape, on any device.
+
+    Raises:
+        ValueError: naming up to 10 of the offending values.
+    """
+    bad = (semantic != ignore_index) & ((semantic < 0) | (semantic >= num_classes))
+    if bool(bad.any()):
+        values = torch.unique(semantic[bad])[:10].tolist()
+        raise ValueError(
+            f"PanoNetLoss: expected semantic labels in [0, {num_classes}) or the ignore index "
+            f"{ignore_index}, got values {values}"
+        )
 
 
 @torch.no_grad()

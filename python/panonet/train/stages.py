@@ -89,8 +89,10 @@ class TrainingStages:
         self.model = model
         self._train_mode()
         if self.dist.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(model, device_ids=ids)
+            # No device_ids: DDP then leaves the inputs where batch_to_device put them (with
+            # them it would upload the host-side crop offsets too, and the network's check of
+            # their values would synchronize with the GPU twice a step).
+            self.net = DistributedDataParallel(model)
         else:
             self.net = model
         optim_cfg = self.cfg.stage_optim(stage)

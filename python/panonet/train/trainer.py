@@ -37,17 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -68,9 +65,10 @@ from panonet.train.distributed import DistInfo, destroy_distributed, dist_info, 
 from panonet.train.loss import PanoNetLoss
 from panonet.train.passes import recalibrate_batchnorm, validation_metrics
 from panonet.train.run_log import RunLog
-from panonet.train.run_state import get_rng_state, hold_sigint, set_rng_state
+from panonet.train.run_state import get_rng_state, set_rng_state
 from panonet.train.sampling import SeededItems, StepBatchSampler, item_seed
 from panonet.train.stages import TrainingStages, stage2_model
+from panonet.train.step import TrainingStep
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -92,7 +90,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-class Trainer(TrainingStages, TrainingCheckpoints):
+class Trainer(TrainingStages, TrainingCheckpoints, TrainingStep):
     """Two-stage PanoNet training on a Cityscapes-layout dataset.
 
     Args:
@@ -163,6 +161,9 @@ class Trainer(TrainingStages, TrainingCheckpoints):
         torch.manual_seed(cfg.seed)
         self.step = 0
         self.stage = 1
+        self._buffers: list[torch.Tensor] = []
+        # The model and device self._buffers were made for.
+        self._buffers_of: tuple[nn.Module, torch.device] | None = None
         self.model: PanoNet
         self.net: nn.Module
         self.optimizer: torch.optim.Optimizer
@@ -241,47 +242,6 @@ class Trainer(TrainingStages, TrainingCheckpoints):
             # from it instead of from the global RNG (which the checkpoint restores).
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-
-    def _train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
-        """One optimisation step on a collated batch; returns the logged loss terms."""
-        images, semantic, instance, offset, full_size = batch_to_device(batch, self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-            output = self.net(images, offset, full_size)
-        # The loss upcasts to float32 and switches autocast off itself.
-        total, terms = self.loss_fn(output, semantic, instance)
-        stacked = torch.stack(list(terms.values())).float()
-        if self.dist.distributed:
-            # Log the mean over ranks (the loss whose gradient DDP applies), not rank 0's own.
-            stacked = stacked.clone()
-            dist.all_reduce(stacked)
-            stacked /= self.dist.world_size
-        values = dict(zip(terms.keys(), stacked.tolist(), strict=True))
-        if not self.amp and not math.isfinite(values["total"]):
-            raise FloatingPointError(
-                f"non-finite loss at step {self.step + 1} (stage {self.stage}): {values}"
-            )
-        self.scaler.scale(total).backward()
-        lr = self.scheduler.get_last_lr()[0]
-        with hold_sigint():
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            self.step += 1
-            self._rng = get_rng_state(self.device)
-            self._snapshot_buffers()
-        return {"lr": lr, **values}
-
-    def _snapshot_buffers(self) -> None:
-        # A training-mode forward updates the BN running statistics before the step is
-        # complete; an interrupted step must not leave them in the saved state. They are small
-        # (two numbers per BN channel, ~0.1 MB), so a copy per step costs nothing.
-        self._buffers = [b.detach().clone() for b in self.model.buffers()]
-
-    def _restore_buffers(self) -> None:
-        with torch.no_grad():
-            for buf, saved in zip(self.model.buffers(), self._buffers, strict=True):
-                buf.copy_(saved)
 
     def train(self, *, stop_after: int | None = None) -> Path:
         """Train until the end of stage 2 (or until global step ``stop_after``).
@@ -392,7 +352,6 @@ class Trainer(TrainingStages, TrainingCheckpoints):
         if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
             self.save(self.ckpt_dir / LAST_CHECKPOINT)
 
-    @torch.no_grad()
     @torch.no_grad()
     def recalibrate_batchnorm(self) -> None:
         """Re-estimates every BatchNorm's running mean and variance as the plain average over

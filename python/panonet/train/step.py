@@ -1,0 +1,90 @@
+"""One optimisation step of the Trainer, and the BatchNorm statistics an interrupted step must
+not leave behind."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from panonet.train.batches import batch_to_device
+from panonet.train.loss import check_class_ids
+from panonet.train.run_state import get_rng_state, hold_sigint
+
+__all__ = ["TrainingStep"]
+
+
+class TrainingStep:
+    """Forward, the 3-scale loss, backward and update of one step, with one read from the
+    device. A mixin of :class:`panonet.train.trainer.Trainer`, whose model, optimizer, schedule,
+    loss, configuration and process group it uses.
+    """
+
+    def _train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One optimisation step on a collated batch; returns the logged loss terms."""
+        keys, stacked, lr = self._queue_step(batch)
+        # The step's one read from the device, after all of its work is queued.
+        values = dict(zip(keys, stacked.tolist(), strict=True))
+        if not self.amp and not math.isfinite(values["total"]):
+            # Raised after the update (reading the loss before backward would stall a GPU
+            # mid-step); nothing is saved, so the damaged weights go nowhere.
+            raise FloatingPointError(
+                f"non-finite loss at step {self.step} (stage {self.stage}): {values}"
+            )
+        return {"lr": lr, **values}
+
+    def _queue_step(self, batch: Mapping[str, Any]) -> tuple[list[str], torch.Tensor, float]:
+        """Forward, loss, backward and update of one step, without reading any value back from
+        the device (on a GPU: without a synchronization; a test runs it on the meta device,
+        where any such read raises). The labels and crop offsets are checked on the host before
+        the upload and the loss op checks nothing on the device. One exception: with float16
+        AMP on a GPU, an optimizer without a fused kernel (Adadelta) makes the GradScaler read
+        its inf flag; fused AdamW takes that flag on the device.
+
+        Returns:
+            The loss terms' names, their values as one (T,) float32 tensor on the device (the
+            mean over processes when distributed), and the step's learning rate.
+        """
+        check_class_ids(batch["semantic"], self.cfg.num_classes, self.cfg.loss.ignore_index)
+        images, semantic, instance, offset, full_size = batch_to_device(batch, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            output = self.net(images, offset, full_size)
+        # The loss upcasts to float32 and switches autocast off itself.
+        total, terms = self.loss_fn(output, semantic, instance, check_labels=False)
+        stacked = torch.stack(list(terms.values())).float()
+        if self.dist.distributed:
+            # Log the mean over ranks (the loss whose gradient DDP applies), not rank 0's own.
+            stacked = stacked.clone()
+            dist.all_reduce(stacked)
+            stacked /= self.dist.world_size
+        self.scaler.scale(total).backward()
+        lr = self.scheduler.get_last_lr()[0]
+        with hold_sigint():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            self._rng = get_rng_state(self.device)
+            self._snapshot_buffers()
+        return list(terms.keys()), stacked, lr
+
+    def _snapshot_buffers(self) -> None:
+        # A training-mode forward updates the BN running statistics before the step is
+        # complete; an interrupted step must not leave them in the saved state. One fused copy
+        # into tensors allocated once per model (a clone each would be ~300 allocations and
+        # kernel launches per step).
+        buffers = [b.detach() for b in self.model.buffers()]
+        if self._buffers_of != (self.model, self.device):
+            self._buffers = [b.clone() for b in buffers]
+            self._buffers_of = (self.model, self.device)
+        else:
+            torch._foreach_copy_(self._buffers, buffers)
+
+    def _restore_buffers(self) -> None:
+        with torch.no_grad():
+            for buf, saved in zip(self.model.buffers(), self._buffers, strict=True):
+                buf.copy_(saved)
