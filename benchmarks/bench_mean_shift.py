@@ -29,7 +29,7 @@ from _common import (
 )
 from sklearn.cluster import MeanShift, get_bin_seeds
 
-from panonet.inference.graphed import capture
+from panonet.cuda_graph import capture
 from panonet.ops import cluster_instances, mean_shift
 from panonet.ops.testing import assert_same_clustering
 

@@ -2,10 +2,11 @@
 
 A step is what the Trainer does (channels_last, AdamW, PanoNetLoss at the three scales), timed on
 synthetic street scenes (panonet.data.synthetic) rendered into a temporary Cityscapes-layout
-folder. Two data sources: "memory" repeats one collated batch held in (pinned) host memory (the
+folder. Data sources: "memory" repeats one collated batch held in (pinned) host memory (the
 step alone, with its upload), "loader" draws every batch from a DataLoader with the Trainer's
 transforms (workers, pinned memory, persistent workers), so the two rows show whether loading
-is the bottleneck.
+is the bottleneck; "graph" (CUDA, float32 and bf16) replays the memory row's step captured as a
+CUDA graph (panonet.train.graphed_step), which shows what the host's launches cost.
 Cases: the demo's setting (batch 4 of 128x256 crops) and the paper's (batch 16 of 512x1024).
 On CUDA each case runs in float32 and with bf16 autocast (and fp16 with a GradScaler with
 --fp16). Each row is the median of --steps timed steps after --warmup, the device synchronized
@@ -31,6 +32,7 @@ from panonet.data.synthetic import generate
 from panonet.data.transforms import collate, train_transforms
 from panonet.models import PanoNet
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
+from panonet.train.graphed_step import GraphedTrainStep
 from panonet.train.loss import check_class_ids
 from panonet.train.trainer import SeededItems, batch_to_device
 
@@ -95,8 +97,9 @@ def time_steps(step, batches, device: torch.device, warmup: int, steps: int) -> 
 def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
     torch.manual_seed(0)
     model = PanoNet().to(device).train().to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, OptimConfig(name="adamw"))
-    step = make_step(model, PanoNetLoss().to(device), optimizer, device, amp)
+    graphed = source == "graph"
+    optimizer = build_optimizer(model, OptimConfig(name="adamw"), capturable=graphed)
+    loss_fn = PanoNetLoss().to(device)
     items = SeededItems(dataset, train_transforms(crop, scale=(0.75, 1.5)), seed=0)
     loader = DataLoader(
         items,
@@ -108,7 +111,7 @@ def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
         prefetch_factor=4 if args.workers > 0 else None,
     )
     batches = iter(loader)
-    if source == "memory":
+    if source in ("memory", "graph"):
         # Kept on the host (pinned for a GPU) as the loader delivers it: the upload and the
         # host-side label check are part of the Trainer's step.
         fixed = {
@@ -116,6 +119,23 @@ def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
             for k, v in next(batches).items()
         }
         batches = itertools.repeat(fixed)
+    if graphed:
+        dtype = {"bf16": torch.bfloat16}.get(amp)
+        try:
+            step = GraphedTrainStep(model, loss_fn, optimizer, fixed, amp_dtype=dtype).run
+        except Exception as error:  # a failed capture is a result to report, not a crash
+            print(f"{name} {amp} graph: capture failed: {error!r}", flush=True)
+            return {
+                "case": name,
+                "batch": batch,
+                "crop": f"{crop[0]}x{crop[1]}",
+                "amp": amp,
+                "data": source,
+                "met": "capture failed",
+                "error": repr(error),
+            }
+    else:
+        step = make_step(model, loss_fn, optimizer, device, amp)
     steps = args.steps if name == "demo" or device.type == "cuda" else args.cpu_paper_steps
     times = time_steps(step, batches, device, args.warmup, steps)
     stats = summarize(times)
@@ -173,7 +193,10 @@ def main() -> None:
         dataset = CityscapesPanoptic(Path(tmp), "train")
         rows = []
         for (name, batch, crop), amp in itertools.product(cases, amps):
-            for source in ("memory", "loader"):
+            sources = ["memory", "loader"]
+            if device.type == "cuda" and amp in ("none", "bf16"):
+                sources.append("graph")  # float16 needs a GradScaler, which no graph holds
+            for source in sources:
                 rows.append(run_case(name, batch, crop, dataset, device, amp, source, args))
 
     print(f"\nPanoNet training steps on {device} (median of timed steps)")

@@ -31,4 +31,10 @@ def device(request) -> str:
     return request.param
 
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+_needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def requires_cuda(test):
+    """Skipped without a GPU, and marked ``cuda``: ``pytest -k cuda`` (``make gpu-check``)
+    selects it whatever its name."""
+    return pytest.mark.cuda(_needs_gpu(test))

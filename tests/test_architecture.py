@@ -16,6 +16,7 @@ LAYERS = {
     "ops": 0,
     "_atomic": 0,
     "sync_points": 0,
+    "cuda_graph": 0,
     "_C": 0,
     "data": 1,
     "models": 1,

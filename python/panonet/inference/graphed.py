@@ -13,34 +13,14 @@ copied on the device when it is already there.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 
-__all__ = ["GraphedFrame", "capture"]
+from panonet.cuda_graph import capture
+
+__all__ = ["GraphedFrame"]
 
 FrameFn = Callable[[torch.Tensor], tuple[dict[str, torch.Tensor], torch.Tensor]]
-T = TypeVar("T")
-
-
-def capture(
-    fn: Callable[[], T], device: torch.device, *, warmup: int = 2
-) -> tuple[torch.cuda.CUDAGraph, T]:
-    """``fn()`` captured as a CUDA graph on ``device``, after ``warmup`` (at least one) eager
-    calls on a side stream, torch's recipe: cuDNN autotuning and anything ``fn`` caches on the
-    device happen there, outside the graph. Returns the graph and the outputs of the captured
-    call, which each ``graph.replay()`` rewrites from the same input tensors. ``fn`` must not
-    synchronize with the host nor create tensors from host data after its first call."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(max(1, warmup)):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
-    return graph, out
 
 
 class GraphedFrame:

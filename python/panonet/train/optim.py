@@ -30,7 +30,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, cfg: OptimConfig, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """``torch.optim.Adadelta`` or ``torch.optim.AdamW`` over ``model``'s trainable parameters.
 
     Multi-tensor updates (AdamW fused, Adadelta foreach) on every device: PyTorch's CPU default
@@ -40,16 +42,38 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     The learning rate is ``cfg.base_lr`` (0.003 for Adadelta by default, the paper's); weight
     decay applies to conv/linear weights only (:func:`parameter_groups`).
 
+    With ``capturable`` (for a step captured in a CUDA graph,
+    :class:`panonet.train.graphed_step.GraphedTrainStep`) the optimizer keeps its step counts
+    on the device and each group's learning rate is a 0-dim tensor there, which the schedule
+    fills in place, so that a replayed update uses the current rate (a float would be frozen
+    into the graph at capture).
+
     Raises:
-        ValueError: the model has no trainable parameters.
+        ValueError: the model has no trainable parameters; ``capturable`` with parameters not
+            on a CUDA device.
     """
     groups = parameter_groups(model, cfg.weight_decay)
     if not groups:
         raise ValueError("build_optimizer: expected a model with trainable parameters, got none")
+    lr: float | torch.Tensor = cfg.base_lr
+    if capturable:
+        device = groups[0]["params"][0].device
+        if device.type != "cuda":
+            raise ValueError(
+                f"build_optimizer: capturable=True needs the parameters on a CUDA device, got "
+                f"{device}"
+            )
+        for group in groups:
+            group["lr"] = torch.tensor(cfg.base_lr, dtype=torch.float32, device=device)
+        lr = groups[0]["lr"]
     if cfg.name == "adadelta":
-        return torch.optim.Adadelta(groups, lr=cfg.base_lr, rho=cfg.rho, eps=cfg.eps, foreach=True)
+        return torch.optim.Adadelta(
+            groups, lr=lr, rho=cfg.rho, eps=cfg.eps, foreach=True, capturable=capturable
+        )
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+        return torch.optim.AdamW(
+            groups, lr=lr, betas=cfg.betas, eps=cfg.eps, fused=True, capturable=capturable
+        )
     # OptimConfig.__post_init__ already rejects other names; this guards a mutated config.
     raise ValueError(f"build_optimizer: expected cfg.name 'adadelta' or 'adamw', got {cfg.name!r}")
 
