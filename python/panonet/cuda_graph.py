@@ -31,6 +31,8 @@ def capture(
             fn()
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    # thread_local: other threads (a DataLoader's pin-memory thread allocating page-locked
+    # memory) may go on using CUDA during the capture; this thread still may not.
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         out = fn()
     return graph, out

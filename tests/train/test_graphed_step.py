@@ -107,22 +107,29 @@ def test_warmup_is_undone(optimizer):
 @requires_cuda
 @pytest.mark.parametrize("optimizer", ["adamw", "adadelta"])
 def test_graphed_steps_train_as_the_eager_steps(optimizer):
-    """Same terms and weights after 4 steps, up to the float atomics of the loss op and
-    cuDNN's choice of algorithms (relative 1e-3)."""
-    model, loss_fn, opt, sched = setup(optimizer)
+    """Four steps on one batch: the graphed step's loss terms equal the eager step's at every
+    step, up to the float atomics of the loss op and cuDNN (relative 1e-4, far below how much
+    the updates move the loss; both are asserted). Weights are not compared one by one: a
+    parameter without gradient (noise-level) gets an AdamW step of either sign."""
+    cfg = OptimConfig(name=optimizer, lr=0.01, max_steps=100)
+    torch.manual_seed(0)
+    model = PanoNet(width=0.25, use_coords=True).cuda().train()
+    model = model.to(memory_format=torch.channels_last)
     twin = copy.deepcopy(model)
-    twin_opt = build_optimizer(twin, OptimConfig(name=optimizer, max_steps=100), capturable=True)
-    twin_sched = build_scheduler(twin_opt, OptimConfig(name=optimizer, max_steps=100))
-    step = GraphedTrainStep(model, loss_fn, opt, make_batch(0))
-    for i in range(4):
-        batch = make_batch(i)
+    opt, twin_opt = (build_optimizer(m, cfg, capturable=True) for m in (model, twin))
+    sched, twin_sched = build_scheduler(opt, cfg), build_scheduler(twin_opt, cfg)
+    loss_fn = PanoNetLoss().cuda()
+    batch = make_batch(1)
+    step = GraphedTrainStep(model, loss_fn, opt, batch)
+    totals = []
+    for _ in range(4):
         got = step.run(batch).clone()
         want = eager_step(twin, loss_fn, twin_opt, batch)
         sched.step()
         twin_sched.step()
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
-    for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=name)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        totals.append(float(want[-1]))
+    assert abs(totals[-1] - totals[0]) > 1e-3 * abs(totals[0]), totals
 
 
 @requires_cuda
