@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from panonet.train import LossConfig, OptimConfig, build_optimizer, build_scheduler, config
+from panonet.train.optim import current_lr, lrs_as_numbers, place_lrs
 
 
 def tiny_model() -> nn.Module:
@@ -104,6 +105,41 @@ def test_scheduler_state_round_trips_through_weights_only_load():
     assert sched2.get_last_lr() == sched.get_last_lr()
     opt.step(), sched.step(), opt2.step(), sched2.step()
     assert sched2.get_last_lr() == pytest.approx([0.003 * (1 - 8 / 20) ** 2] * 2)
+
+
+def test_current_lr_is_the_schedules_rate_computed_on_the_host():
+    cfg = OptimConfig(lr=0.003, power=0.9, max_steps=10)
+    opt = build_optimizer(tiny_model(), cfg)
+    sched = build_scheduler(opt, cfg)
+    for _ in range(12):
+        assert current_lr(sched) == sched.get_last_lr()[0]  # the same float, not approximately
+        opt.step()
+        sched.step()
+
+
+def test_learning_rates_as_numbers_and_back():
+    """Checkpoints hold plain numbers whichever optimizer wrote them (a capturable one keeps
+    device tensors); place_lrs makes them what this run's optimizer wants."""
+    cfg = OptimConfig(name="adamw", lr=0.01, max_steps=10)
+    opt = build_optimizer(tiny_model(), cfg)
+    sched = build_scheduler(opt, cfg)
+    opt.step(), sched.step()
+    state = opt.state_dict()
+    for group in state["param_groups"]:  # what a capturable optimizer's state looks like
+        group["lr"], group["initial_lr"] = torch.tensor(group["lr"]), torch.tensor(0.01)
+    plain = lrs_as_numbers(state)
+    assert all(
+        type(g["lr"]) is float and type(g["initial_lr"]) is float for g in plain["param_groups"]
+    )
+    assert plain["param_groups"][0]["lr"] == pytest.approx(0.01 * 0.9**0.9, rel=1e-6)
+    assert torch.is_tensor(state["param_groups"][0]["lr"]), "the argument is left as it was"
+    sched_state = {**sched.state_dict(), "base_lrs": [torch.tensor(0.01)] * 2}
+    assert lrs_as_numbers(sched_state)["base_lrs"] == [pytest.approx(0.01)] * 2
+    opt2 = build_optimizer(tiny_model(), cfg)
+    opt2.load_state_dict(state)
+    place_lrs(opt2, capturable=False)
+    assert all(type(g["lr"]) is float and g["capturable"] is False for g in opt2.param_groups)
+    assert all(type(g["initial_lr"]) is float for g in opt2.param_groups)
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,10 @@ def test_example_config_overrides_and_stage_optimizers(tmp_path):
         (["novalue"], r"KEY=VALUE"),
         (["width=0"], r"expected width in \(0, 4\], got 0.0"),
         (["width=0.5", "pretrained='r50.pth'"], r"fit width 1 only, got width 0.5"),
+        (["amp_dtype='float8'"], r"amp_dtype in \('float16', 'bfloat16'\), got 'float8'"),
+        (["cuda_graph=true", "device='cpu'"], r"cuda_graph = true needs a CUDA device"),
+        (["cuda_graph=true"], r"cuda_graph = true with amp needs amp_dtype = 'bfloat16'"),
+        (["cuda_graph=1"], r"cuda_graph true or false"),
     ],
 )
 def test_bad_configs_raise(overrides, pattern):

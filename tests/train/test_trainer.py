@@ -16,6 +16,7 @@ from panonet.data.synthetic import generate
 from panonet.models import load_model
 from panonet.train import OptimConfig, TrainConfig
 from panonet.train.trainer import CHECKPOINT_KIND, Trainer
+from tests.conftest import requires_cuda
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +366,38 @@ def test_non_finite_loss_stops_the_run_naming_the_step(scenes, tmp_path):
         trainer.train()
     saved = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
     assert all(torch.isfinite(v).all() for v in saved.state_dict().values())
+
+
+def test_cuda_graph_needs_one_process_on_a_gpu(scenes, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine device 'auto' is CUDA")
+    cfg = small_config(scenes, device="auto", cuda_graph=True, amp_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"needs one process on a CUDA device, got 1 .* on cpu"):
+        Trainer(cfg, tmp_path / "run")
+
+
+@requires_cuda
+def test_cuda_graph_training_follows_the_eager_run_and_resumes(scenes, tmp_path):
+    """cuda_graph: both stages captured and replayed; the logged rates equal the eager run's,
+    the first step's loss too (same weights, same batch; up to float atomics); checkpoints
+    hold plain-number rates; a stopped run resumes (a new capture) to the end."""
+    base = dict(device="cuda", amp_dtype="bfloat16", optim=OptimConfig(name="adamw"))
+    graphed = small_config(scenes, cuda_graph=True, **base)
+    Trainer(graphed, tmp_path / "g").train()
+    Trainer(small_config(scenes, **base), tmp_path / "e").train()
+    got, want = (
+        [r for r in read_log(tmp_path / d / "metrics.jsonl") if r["kind"] == "train"]
+        for d in ("g", "e")
+    )
+    assert [r["step"] for r in got] == [1, 2, 3, 4]
+    assert [r["lr"] for r in got] == [r["lr"] for r in want]
+    assert got[0]["total"] == pytest.approx(want[0]["total"], rel=1e-3)
+    assert all(math.isfinite(r["total"]) for r in got)
+    ckpt = torch.load(tmp_path / "g" / "checkpoints" / "final.pt", weights_only=True)
+    assert all(type(g["lr"]) is float for g in ckpt["optimizer"]["param_groups"])
+
+    Trainer(graphed, tmp_path / "r").train(stop_after=3)
+    Trainer(graphed, tmp_path / "r", resume="auto").train()
+    resumed = [r for r in read_log(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["total"]) for r in resumed)

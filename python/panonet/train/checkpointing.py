@@ -14,6 +14,7 @@ from panonet.models.checkpoint import save_checkpoint
 from panonet.models.panonet import PanoNet
 from panonet.models.surgery import check_state_dict
 from panonet.train.checkpoint_files import CHECKPOINT_KIND, config_changes
+from panonet.train.optim import lrs_as_numbers, place_lrs
 from panonet.train.run_state import get_rng_state, set_rng_state
 
 __all__ = ["TrainingCheckpoints"]
@@ -55,6 +56,9 @@ class TrainingCheckpoints:
         self._install(model, stage)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        # The checkpoint's rates are numbers whoever wrote it; this run's optimizer may want
+        # them on the device (cuda_graph).
+        place_lrs(self.optimizer, capturable=self.cfg.cuda_graph)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = step
@@ -71,8 +75,8 @@ class TrainingCheckpoints:
             "kind": CHECKPOINT_KIND,
             "step": self.step,
             "stage": self.stage,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": lrs_as_numbers(self.optimizer.state_dict()),
+            "scheduler": lrs_as_numbers(self.scheduler.state_dict()),
             "scaler": self.scaler.state_dict(),
             "rng": self._rng,
             "data": {

@@ -26,6 +26,7 @@ from panonet.data.labels import IGNORE_INDEX, NUM_CLASSES
 from panonet.models.panonet import MAX_WIDTH
 
 __all__ = [
+    "AMP_DTYPES",
     "DIST_NORMS",
     "NUM_SCALES",
     "OPTIMIZERS",
@@ -197,6 +198,9 @@ def _float_tuple(values: Sequence[float], name: str) -> tuple[float, ...]:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+
+AMP_DTYPES = ("float16", "bfloat16")
+"""Accepted values of :attr:`TrainConfig.amp_dtype`."""
 """Accepted values of :attr:`TrainConfig.device` (``"cuda:N"`` too)."""
 
 
@@ -296,8 +300,15 @@ class TrainConfig:
     # an image is seeded by (seed, epoch, image index), so it does not depend on the number of
     # workers or processes, and a resumed run sees exactly the same batches.
     seed: int = 0
-    # Mixed precision (float16 autocast + gradient scaling) on CUDA; ignored on the CPU.
+    # Mixed precision (autocast, in amp_dtype) on CUDA; ignored on the CPU.
     amp: bool = True
+    # "float16" (with gradient scaling: a GradScaler) or "bfloat16" (float32's range, no
+    # scaling).
+    amp_dtype: str = "float16"
+    # Capture each stage's training step as a CUDA graph at its first step and replay it
+    # (panonet.train.graphed_step): the host issues one launch per step instead of over a
+    # thousand. CUDA and one process only; with amp it needs amp_dtype = "bfloat16".
+    cuda_graph: bool = False
     # BatchNorm layers in eval mode (frozen running statistics; their affine weights still
     # train). Needed for small per-device batches and for exact multi-process equivalence on
     # the CPU, where SyncBatchNorm does not exist. Without it, multi-GPU runs use SyncBatchNorm.
@@ -388,9 +399,21 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig: expected device in {DEVICES} or 'cuda:N', got {device!r}"
             )
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(
+                f"TrainConfig: expected amp_dtype in {AMP_DTYPES}, got {self.amp_dtype!r}"
+            )
+        if self.cuda_graph is True and self.device == "cpu":
+            raise ValueError("TrainConfig: cuda_graph = true needs a CUDA device, got 'cpu'")
+        if self.cuda_graph is True and self.amp is True and self.amp_dtype == "float16":
+            raise ValueError(
+                "TrainConfig: cuda_graph = true with amp needs amp_dtype = 'bfloat16' (float16 "
+                "needs a GradScaler, which reads values on the host), or amp = false"
+            )
         for name in (
             "share_weights",
             "amp",
+            "cuda_graph",
             "freeze_bn",
             "cache_images",
             "freeze_bn_stage2",

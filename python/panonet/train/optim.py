@@ -8,7 +8,15 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from panonet.train.config import OptimConfig
 
-__all__ = ["PolyDecay", "build_optimizer", "build_scheduler", "parameter_groups"]
+__all__ = [
+    "PolyDecay",
+    "build_optimizer",
+    "build_scheduler",
+    "current_lr",
+    "lrs_as_numbers",
+    "parameter_groups",
+    "place_lrs",
+]
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -103,3 +111,43 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> Lambd
     reaches 0 at ``cfg.max_steps`` and stays 0 after it.
     """
     return LambdaLR(optimizer, PolyDecay(cfg.max_steps, cfg.power))
+
+
+def current_lr(scheduler: LambdaLR) -> float:
+    """The first group's learning rate after the scheduler's last step, computed on the host as
+    LambdaLR does (``initial_lr * lambda(last_epoch)``; the same float), also when the rates
+    live on the device (a capturable optimizer: reading them would synchronize)."""
+    initial = scheduler.optimizer.param_groups[0]["initial_lr"]
+    return float(initial) * scheduler.lr_lambdas[0](scheduler.last_epoch)
+
+
+def lrs_as_numbers(state: dict) -> dict:
+    """A copy of an optimizer's or a LambdaLR's ``state_dict()`` whose learning rates are floats
+    (a capturable optimizer's are device tensors), so that a checkpoint is the same whichever
+    kind of optimizer wrote it. Reads the tensors back (a synchronization): for checkpoints."""
+    state = dict(state)
+    if "param_groups" in state:
+        state["param_groups"] = [
+            {k: float(v) if k in ("lr", "initial_lr") else v for k, v in g.items()}
+            for g in state["param_groups"]
+        ]
+    for key in ("base_lrs", "_last_lr"):
+        if key in state:
+            state[key] = [float(v) for v in state[key]]
+    return state
+
+
+def place_lrs(optimizer: torch.optim.Optimizer, *, capturable: bool) -> None:
+    """Each group's learning rate as :func:`build_optimizer` makes it for ``capturable`` (a
+    0-dim device tensor, or a float) and its ``capturable`` flag, e.g. after loading a
+    checkpoint's state (:func:`lrs_as_numbers`); ``initial_lr`` as a float, for
+    :func:`current_lr`. Reads tensors back (a synchronization): for setting up, not per step."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        if capturable:
+            group["lr"] = torch.tensor(lr, dtype=torch.float32, device=group["params"][0].device)
+        else:
+            group["lr"] = lr
+        group["capturable"] = capturable
+        if "initial_lr" in group:
+            group["initial_lr"] = float(group["initial_lr"])

@@ -11,7 +11,9 @@ import torch
 import torch.distributed as dist
 
 from panonet.train.batches import batch_to_device
+from panonet.train.graphed_step import GraphedTrainStep
 from panonet.train.loss import check_class_ids
+from panonet.train.optim import current_lr
 from panonet.train.run_state import get_rng_state, hold_sigint
 
 __all__ = ["TrainingStep"]
@@ -28,7 +30,7 @@ class TrainingStep:
         keys, stacked, lr = self._queue_step(batch)
         # The step's one read from the device, after all of its work is queued.
         values = dict(zip(keys, stacked.tolist(), strict=True))
-        if not self.amp and not math.isfinite(values["total"]):
+        if not self.scaler.is_enabled() and not math.isfinite(values["total"]):
             # Raised after the update (reading the loss before backward would stall a GPU
             # mid-step); nothing is saved, so the damaged weights go nowhere.
             raise FloatingPointError(
@@ -44,14 +46,19 @@ class TrainingStep:
         AMP on a GPU, an optimizer without a fused kernel (Adadelta) makes the GradScaler read
         its inf flag; fused AdamW takes that flag on the device.
 
+        With ``cuda_graph`` the stage's first step captures all of it (:class:`GraphedTrainStep`)
+        and every step replays it.
+
         Returns:
             The loss terms' names, their values as one (T,) float32 tensor on the device (the
             mean over processes when distributed), and the step's learning rate.
         """
+        if self.cfg.cuda_graph:
+            return self._queue_graphed_step(batch)
         check_class_ids(batch["semantic"], self.cfg.num_classes, self.cfg.loss.ignore_index)
         images, semantic, instance, offset, full_size = batch_to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp):
             output = self.net(images, offset, full_size)
         # The loss upcasts to float32 and switches autocast off itself.
         total, terms = self.loss_fn(output, semantic, instance, check_labels=False)
@@ -62,7 +69,7 @@ class TrainingStep:
             dist.all_reduce(stacked)
             stacked /= self.dist.world_size
         self.scaler.scale(total).backward()
-        lr = self.scheduler.get_last_lr()[0]
+        lr = current_lr(self.scheduler)
         with hold_sigint():
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -71,6 +78,28 @@ class TrainingStep:
             self._rng = get_rng_state(self.device)
             self._snapshot_buffers()
         return list(terms.keys()), stacked, lr
+
+    def _queue_graphed_step(
+        self, batch: Mapping[str, Any]
+    ) -> tuple[list[str], torch.Tensor, float]:
+        lr = current_lr(self.scheduler)
+        # The capture (its warm-up steps are undone at its end) and the replay (the update) are
+        # shielded from Ctrl-C like the eager update: a saved state is always a whole step's.
+        with hold_sigint():
+            if self._graphed is None:
+                self._graphed = GraphedTrainStep(
+                    self.model,
+                    self.loss_fn,
+                    self.optimizer,
+                    batch,
+                    amp_dtype=self.amp_dtype if self.amp else None,
+                )
+            stacked = self._graphed.run(batch)
+            self.scheduler.step()
+            self.step += 1
+            self._rng = get_rng_state(self.device)
+            self._snapshot_buffers()
+        return list(self._graphed.names), stacked, lr
 
     def _snapshot_buffers(self) -> None:
         # A training-mode forward updates the BN running statistics before the step is

@@ -122,6 +122,12 @@ class Trainer(TrainingStages, TrainingCheckpoints, TrainingStep):
         self.dist: DistInfo = dist_info()
         self.device = self._resolve_device(cfg.device)
         self.amp = bool(cfg.amp and self.device.type == "cuda")
+        self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+        if cfg.cuda_graph and (self.device.type != "cuda" or self.dist.distributed):
+            raise ValueError(
+                "cuda_graph = true needs one process on a CUDA device, got "
+                f"{self.dist.world_size} process(es) on {self.device}"
+            )
         if cfg.batch_size % self.dist.world_size:
             raise ValueError(
                 f"batch_size {cfg.batch_size} (global) is not divisible by the "
@@ -153,7 +159,10 @@ class Trainer(TrainingStages, TrainingCheckpoints, TrainingStep):
         )
         self.steps_per_epoch = StepBatchSampler(self._sampler, self.rank_batch).steps_per_epoch
         self.loss_fn = PanoNetLoss(cfg.loss).to(self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # float16 needs its gradients scaled; bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp and self.amp_dtype == torch.float16
+        )
 
         # Same initial weights on every rank (DDP broadcasts rank 0's anyway).
         random.seed(cfg.seed)
