@@ -90,7 +90,11 @@ def coordinate_channels(
     """
     if not dtype.is_floating_point:
         raise ValueError(f"coordinate_channels: expected a floating-point dtype, got {dtype}")
-    capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    # Asked only when there are GPU values to read (not on the inference/export path).
+    capturing = (
+        any(isinstance(t, torch.Tensor) and t.is_cuda for t in (full_size, offset))
+        and torch.cuda.is_current_stream_capturing()
+    )
     full_size, per_image = _full_size_arg(batch, height, width, full_size, offset, capturing)
     if device is None and offset is not None:
         device = offset.device

@@ -104,8 +104,8 @@ class TrainingStep:
     def _snapshot_buffers(self) -> None:
         # A training-mode forward updates the BN running statistics before the step is
         # complete; an interrupted step must not leave them in the saved state. One fused copy
-        # into tensors allocated once per model (a clone each would be ~300 allocations and
-        # kernel launches per step).
+        # into tensors allocated once per model (a clone each would be several hundred
+        # allocations and kernel launches per step).
         buffers = [b.detach() for b in self.model.buffers()]
         if self._buffers_of != (self.model, self.device):
             self._buffers = [b.clone() for b in buffers]
