@@ -32,6 +32,7 @@ from panonet.data.synthetic import generate
 from panonet.data.transforms import collate, train_transforms
 from panonet.models import PanoNet
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
+from panonet.train.forward import forward_and_loss
 from panonet.train.graphed_step import GraphedTrainStep
 from panonet.train.loss import check_class_ids
 from panonet.train.trainer import SeededItems, batch_to_device
@@ -65,11 +66,10 @@ def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
     def step(batch) -> torch.Tensor:
         # Labels checked on the host, as the Trainer does: on the device it would synchronize.
         check_class_ids(batch["semantic"], model.num_classes, loss_fn.cfg.ignore_index)
-        images, semantic, instance, offset, full_size = batch_to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = model(images, offset, full_size)
-        total, _ = loss_fn(output, semantic, instance, check_labels=False)
+        total, _, _ = forward_and_loss(
+            model, loss_fn, *batch_to_device(batch, device), amp_dtype=dtype
+        )
         scaler.scale(total).backward()
         scaler.step(optimizer)
         scaler.update()

@@ -11,7 +11,12 @@ from panonet.models import PanoNet
 from panonet.sync_points import cuda_syncs
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer, build_scheduler
 from panonet.train.batches import batch_to_device
-from panonet.train.graphed_step import GraphedTrainStep
+from panonet.train.forward import forward_and_loss
+from panonet.train.graphed_step import (
+    GraphedTrainStep,
+    _restore_training_state,
+    _training_state,
+)
 from tests.conftest import requires_cuda
 
 B, H, W = 2, 64, 128
@@ -62,6 +67,47 @@ def test_needs_a_cuda_model_and_a_capturable_optimizer():
         GraphedTrainStep(model, PanoNetLoss(), build_optimizer(model, OptimConfig()), {})
     with pytest.raises(ValueError, match="capturable=True needs the parameters on a CUDA device"):
         build_optimizer(model, OptimConfig(), capturable=True)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adadelta"])
+@pytest.mark.parametrize("state_before", [False, True])
+def test_warmup_state_is_put_back_in_place(optimizer, state_before):
+    """What undoes the warm-up, on the CPU: weights, BatchNorm buffers and optimizer state
+    return to their values in the same tensors (the graph holds their addresses); state the
+    warm-up created (a fresh run) is zeroed, state a resumed run had is restored."""
+    torch.manual_seed(0)
+    model = PanoNet(width=0.25, use_coords=True).train()
+    opt = build_optimizer(model, OptimConfig(name=optimizer))
+    loss_fn = PanoNetLoss()
+    batch = batch_to_device(make_batch(0), torch.device("cpu"))
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        forward_and_loss(model, loss_fn, *batch)[0].backward()
+        opt.step()
+
+    if state_before:
+        train_step()
+    values = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_values = {
+        (id(p), k): v.clone()
+        for p, st in opt.state.items()
+        for k, v in st.items()
+        if torch.is_tensor(v)
+    }
+    tensors = [t.data_ptr() for t in [*model.parameters(), *model.buffers()]]
+    saved = _training_state(model, opt)
+    train_step()
+    train_step()
+    _restore_training_state(model, opt, saved)
+    assert [t.data_ptr() for t in [*model.parameters(), *model.buffers()]] == tensors
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, values[key]), key
+    for p, state in opt.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                want = opt_values.get((id(p), key), torch.zeros_like(value))
+                assert torch.equal(value, want), key
 
 
 @requires_cuda

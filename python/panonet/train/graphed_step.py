@@ -13,7 +13,7 @@ issues them all with one launch. What it needs, and how this module provides it:
 * an optimizer built with ``capturable=True`` (:func:`panonet.train.build_optimizer`): step
   counts on the device, learning rates as device tensors that the schedule fills in place;
 * no GradScaler, which reads its inf flag on the host: float32, or bfloat16 autocast;
-* autocast without its cast cache (a cached cast would be captured once and go stale).
+* autocast without its cast cache (:func:`panonet.train.forward.forward_and_loss`).
 
 The warm-up steps before the capture (cuDNN autotuning, the optimizer's state created on first
 use) run on the first batch and are then undone: weights, buffers and optimizer state are put
@@ -31,6 +31,7 @@ from torch import nn
 from panonet.cuda_graph import capture
 from panonet.models.coords import check_crops
 from panonet.models.panonet import preprocess
+from panonet.train.forward import forward_and_loss
 from panonet.train.loss import PanoNetLoss, check_class_ids
 
 __all__ = ["GraphedTrainStep"]
@@ -120,18 +121,19 @@ class GraphedTrainStep:
         # zero_grad(set_to_none): the captured backward then writes the gradients instead of
         # adding to them, into memory the graph owns.
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(
-            "cuda",
-            dtype=self.amp_dtype or torch.float32,
-            enabled=self.amp_dtype is not None,
-            cache_enabled=False,
-        ):
-            output = self.model(images, x["offset"], x["full_size"])
-        total, terms = self.loss_fn(output, x["semantic"], x["instance"], check_labels=False)
+        total, self.names, terms = forward_and_loss(
+            self.model,
+            self.loss_fn,
+            images,
+            x["semantic"],
+            x["instance"],
+            x["offset"],
+            x["full_size"],
+            amp_dtype=self.amp_dtype,
+        )
         total.backward()
         self.optimizer.step()
-        self.names = list(terms)
-        return torch.stack(list(terms.values())).float()
+        return terms
 
     def run(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """One training step on ``batch`` (a collated batch of the captured shapes): the

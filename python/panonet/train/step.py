@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from panonet.train.batches import batch_to_device
+from panonet.train.forward import forward_and_loss
 from panonet.train.graphed_step import GraphedTrainStep
 from panonet.train.loss import check_class_ids
 from panonet.train.optim import current_lr
@@ -58,11 +59,16 @@ class TrainingStep:
         check_class_ids(batch["semantic"], self.cfg.num_classes, self.cfg.loss.ignore_index)
         images, semantic, instance, offset, full_size = batch_to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp):
-            output = self.net(images, offset, full_size)
-        # The loss upcasts to float32 and switches autocast off itself.
-        total, terms = self.loss_fn(output, semantic, instance, check_labels=False)
-        stacked = torch.stack(list(terms.values())).float()
+        total, names, stacked = forward_and_loss(
+            self.net,
+            self.loss_fn,
+            images,
+            semantic,
+            instance,
+            offset,
+            full_size,
+            amp_dtype=self.amp_dtype if self.amp else None,
+        )
         if self.dist.distributed:
             # Log the mean over ranks (the loss whose gradient DDP applies), not rank 0's own.
             stacked = stacked.clone()
@@ -77,7 +83,7 @@ class TrainingStep:
             self.step += 1
             self._rng = get_rng_state(self.device)
             self._snapshot_buffers()
-        return list(terms.keys()), stacked, lr
+        return names, stacked, lr
 
     def _queue_graphed_step(
         self, batch: Mapping[str, Any]
