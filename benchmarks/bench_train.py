@@ -28,8 +28,9 @@ from _common import print_table, resolve_device, summarize, synchronize, write_r
 from torch.utils.data import DataLoader, Sampler
 
 from panonet.data import CityscapesPanoptic
+from panonet.data.augment import train_transforms
 from panonet.data.synthetic import generate
-from panonet.data.transforms import collate, train_transforms
+from panonet.data.transforms import collate
 from panonet.models import PanoNet
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
 from panonet.train.forward import forward_and_loss

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from panonet.data.augment import RandomScaleCrop, train_transforms
 from panonet.data.transforms import (
     ColorJitter,
     Compose,
@@ -11,7 +12,6 @@ from panonet.data.transforms import (
     RandomScale,
     collate,
     resize_labels,
-    train_transforms,
 )
 from panonet.inference.merge import resize_labels as merge_resize_labels
 
@@ -167,3 +167,22 @@ def test_collate_stacks_tensors_and_lists_files():
     assert batch["file"] == ["img0.png", "img1.png", "img2.png"]
     with pytest.raises(ValueError, match="different shapes"):
         collate([_item(0), _item(1, h=H + 2)])
+
+
+@pytest.mark.parametrize("crop", [(8, 12), (20, 30), (26, 40)])
+@pytest.mark.parametrize("scale", [(0.5, 2.0), (1.0, 1.0), (0.3, 0.6), (1.5, 3.0)])
+def test_scale_crop_is_scale_then_crop_to_the_bit(crop, scale):
+    """The fused transform resizes the labels only inside the window: same items (every key,
+    padding included where the scaled image is smaller than the crop) and the same draws."""
+    for seed in range(12):
+        item = _item(seed, h=H + seed % 3, w=W - seed % 4)
+        g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        want = Compose([RandomScale(scale, generator=g1), RandomCrop(crop, generator=g1)])(item)
+        got = RandomScaleCrop(scale, crop, generator=g2)(item)
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            if isinstance(value, torch.Tensor):
+                assert value.dtype == got[key].dtype and torch.equal(value, got[key]), (seed, key)
+            else:
+                assert value == got[key]
+        assert torch.equal(g1.get_state(), g2.get_state())

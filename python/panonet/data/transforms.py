@@ -54,7 +54,6 @@ __all__ = [
     "check_size",
     "collate",
     "resize_labels",
-    "train_transforms",
 ]
 
 Item = dict[str, Any]
@@ -338,35 +337,6 @@ class ColorJitter:
     def __repr__(self) -> str:
         b, c, s = self.strength.tolist()
         return f"ColorJitter(brightness={b}, contrast={c}, saturation={s})"
-
-
-def train_transforms(
-    crop_size: tuple[int, int] | int,
-    *,
-    scale: tuple[float, float] = (0.5, 2.0),
-    flip: float = 0.5,
-    jitter: float = 0.3,
-    ignore_index: int = IGNORE_INDEX,
-    generator=None,
-) -> Compose:
-    """The default training pipeline: scale, crop, flip, colour jitter (in that order).
-
-    Args:
-        crop_size: network input (h, w) (or an int for a square).
-        scale: range of the random scale factor.
-        flip: horizontal flip probability.
-        jitter: brightness, contrast and saturation strength.
-        ignore_index: semantic value of crop padding.
-        generator: shared by all transforms; None uses torch's global RNG.
-    """
-    return Compose(
-        [
-            RandomScale(scale, generator=generator),
-            RandomCrop(crop_size, ignore_index=ignore_index, generator=generator),
-            RandomHorizontalFlip(flip, generator=generator),
-            ColorJitter(jitter, jitter, jitter, generator=generator),
-        ]
-    )
 
 
 def collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

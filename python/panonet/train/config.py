@@ -240,7 +240,7 @@ class TrainConfig:
     # DataLoader worker processes per training process (0: load in the main process).
     workers: int = 4
     # Keep the train images decoded in memory after their first read (every worker process
-    # its own copy; ~0.8 MB per 256x512 image): for small datasets such as the demo's.
+    # its own copy; ~1 MB per 256x512 image): for small datasets such as the demo's.
     cache_images: bool = False
     # Steps of stage 1 (no coordinate input). 0 skips it: stage 2 then starts from the initial
     # (or pretrained) weights. The paper gives no numbers for either stage.

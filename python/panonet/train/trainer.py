@@ -48,8 +48,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from panonet.data.augment import train_transforms
 from panonet.data.cityscapes import CityscapesPanoptic
-from panonet.data.transforms import collate, train_transforms
+from panonet.data.transforms import collate
 from panonet.models.panonet import PanoNet
 from panonet.train.batches import batch_to_device
 from panonet.train.checkpoint_files import (

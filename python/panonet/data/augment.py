@@ -1,0 +1,122 @@
+"""The training augmentation pipeline, and its scale-and-crop step fused so that the label maps
+are resized only inside the crop window."""
+
+from __future__ import annotations
+
+import torch
+
+from panonet.data.labels import IGNORE_INDEX
+from panonet.data.transforms import (
+    INSTANCE_FILL,
+    ColorJitter,
+    Compose,
+    Item,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomScale,
+)
+
+__all__ = ["RandomScaleCrop", "train_transforms"]
+
+_LABELS = {"semantic": None, "instance": INSTANCE_FILL}  # None: the crop's ignore_index
+
+
+class RandomScaleCrop:
+    """:class:`RandomScale` then :class:`RandomCrop`, with the same random draws and the same
+    result to the bit, but the label maps are resized only inside the crop window.
+
+    Nearest-neighbour resizing picks source pixels by exact integer arithmetic, so the window
+    of the resized map is the resized map's window; at the paper's crop (512x1024 out of a
+    1024x2048 image scaled by up to 2) that is a fraction of the whole. The image is still
+    resized whole: a bilinear window would round differently at its borders.
+
+    Args:
+        scale: as :class:`RandomScale`.
+        size: as :class:`RandomCrop`; ``ignore_index`` and ``image_fill`` too.
+        generator: shared by both draws; None uses torch's global RNG.
+    """
+
+    def __init__(
+        self,
+        scale: tuple[float, float] | float,
+        size: tuple[int, int] | int,
+        *,
+        ignore_index: int = IGNORE_INDEX,
+        image_fill: int = 0,
+        generator=None,
+    ) -> None:
+        self.scale = RandomScale(scale, generator=generator)
+        self.crop = RandomCrop(
+            size, ignore_index=ignore_index, image_fill=image_fill, generator=generator
+        )
+
+    def __call__(self, item: Item) -> Item:
+        labels = {k: item[k] for k in _LABELS if k in item}
+        # The image (and any other key) exactly as the two transforms make it, in their order
+        # of draws: the scale first, then the crop's corner.
+        scaled = self.scale({k: v for k, v in item.items() if k not in labels})
+        out = self.crop(scaled)
+        corner = (int(out["offset"][0]), int(out["offset"][1]))
+        for key, labels_map in labels.items():
+            fill = _LABELS[key]
+            fill = self.crop.ignore_index if fill is None else fill
+            out[key] = _resized_window(
+                labels_map, tuple(scaled["image"].shape[-2:]), corner, self.crop.size, fill
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomScaleCrop(scale={self.scale.scale}, size={self.crop.size})"
+
+
+def _resized_window(
+    labels: torch.Tensor,
+    scaled: tuple[int, int],
+    corner: tuple[int, int],
+    size: tuple[int, int],
+    fill: int,
+) -> torch.Tensor:
+    """``resize_labels(labels, scaled)``, padded with ``fill`` at the bottom / right where it is
+    smaller than the window, cropped to the ``size`` window at ``corner``: computed on the
+    window only (rows and columns picked by :func:`resize_labels`'s integer indices)."""
+    (h_in, w_in), (h, w) = labels.shape[-2:], size
+    rows = torch.arange(corner[0], corner[0] + h)
+    cols = torch.arange(corner[1], corner[1] + w)
+    # floor((y + 0.5) * h_in / H) == ((2y + 1) * h_in) // (2H), as resize_labels computes it.
+    iy = ((2 * rows + 1) * h_in) // (2 * scaled[0])
+    ix = ((2 * cols + 1) * w_in) // (2 * scaled[1])
+    out = labels.index_select(-2, iy.clamp(max=h_in - 1)).index_select(-1, ix.clamp(max=w_in - 1))
+    pad_rows, pad_cols = rows >= scaled[0], cols >= scaled[1]
+    if bool(pad_rows.any()) or bool(pad_cols.any()):
+        out[..., pad_rows, :] = fill
+        out[..., :, pad_cols] = fill
+    return out
+
+
+def train_transforms(
+    crop_size: tuple[int, int] | int,
+    *,
+    scale: tuple[float, float] = (0.5, 2.0),
+    flip: float = 0.5,
+    jitter: float = 0.3,
+    ignore_index: int = IGNORE_INDEX,
+    generator=None,
+) -> Compose:
+    """The default training pipeline: scale and crop (:class:`RandomScaleCrop`, the result of
+    :class:`RandomScale` then :class:`RandomCrop`), flip, colour jitter, in that order.
+
+    Args:
+        crop_size: network input (h, w) (or an int for a square).
+        scale: range of the random scale factor.
+        flip: horizontal flip probability.
+        jitter: brightness, contrast and saturation strength.
+        ignore_index: semantic value of crop padding.
+        generator: shared by all transforms; None uses torch's global RNG.
+    """
+    return Compose(
+        [
+            RandomScaleCrop(scale, crop_size, ignore_index=ignore_index, generator=generator),
+            RandomHorizontalFlip(flip, generator=generator),
+            ColorJitter(jitter, jitter, jitter, generator=generator),
+        ]
+    )
