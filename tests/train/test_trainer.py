@@ -5,6 +5,7 @@ Tiny synthetic scenes (64 x 128, crops 64 x 96 after random scaling), 2 + 2 step
 """
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -15,6 +16,9 @@ from torch import nn
 from panonet.data.synthetic import generate
 from panonet.models import load_model
 from panonet.train import OptimConfig, TrainConfig
+from panonet.train import step as step_module
+from panonet.train.batches import batch_to_device
+from panonet.train.forward import forward_and_loss
 from panonet.train.trainer import CHECKPOINT_KIND, Trainer
 from tests.conftest import requires_cuda
 
@@ -401,3 +405,48 @@ def test_cuda_graph_training_follows_the_eager_run_and_resumes(scenes, tmp_path)
     resumed = [r for r in read_log(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "train"]
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     assert all(math.isfinite(r["total"]) for r in resumed)
+
+
+class EagerStandIn:
+    """GraphedTrainStep's interface computed eagerly (what a replay computes: forward, loss,
+    backward, update), so that the Trainer's graphed path runs on the CPU."""
+
+    made = 0
+
+    def __init__(self, model, loss_fn, optimizer, batch, *, amp_dtype=None) -> None:
+        EagerStandIn.made += 1
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.names: list[str] = []
+
+    def run(self, batch):
+        self.optimizer.zero_grad(set_to_none=True)
+        total, self.names, terms = forward_and_loss(
+            self.model, self.loss_fn, *batch_to_device(batch, torch.device("cpu"))
+        )
+        total.backward()
+        self.optimizer.step()
+        return terms
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_trainers_graphed_path_logs_what_the_eager_path_logs(
+    scenes, tmp_path, monkeypatch, stage
+):
+    """The Trainer's cuda_graph branch (capture once per stage, replay, schedule, step count,
+    host-side learning rate) with the graph replaced by an eager stand-in, on the CPU: the same
+    log, record for record, as the eager step; one capture for the stage."""
+    monkeypatch.setattr(step_module, "GraphedTrainStep", EagerStandIn)
+    steps = (3, 0) if stage == 1 else (0, 3)
+    cfg = small_config(
+        scenes, val_every=0, val_images=0, stage1_steps=steps[0], stage2_steps=steps[1]
+    )
+    Trainer(cfg, tmp_path / "eager").train()
+    trainer = Trainer(cfg, tmp_path / "graphed")
+    # Set after construction: TrainConfig itself refuses cuda_graph on the CPU.
+    trainer.cfg = dataclasses.replace(cfg)
+    trainer.cfg.cuda_graph = True
+    EagerStandIn.made = 0
+    trainer.train()
+    assert EagerStandIn.made == 1
+    got, want = (metrics(read_log(tmp_path / d / "metrics.jsonl")) for d in ("graphed", "eager"))
+    assert len(got) == 3 and got == want
