@@ -9,7 +9,7 @@ import torch
 
 from panonet.models import PanoNet
 from panonet.sync_points import cuda_syncs
-from panonet.train import OptimConfig, PanoNetLoss, build_optimizer, build_scheduler
+from panonet.train import OptimConfig, PanoNetLoss, build_optimizer, build_scheduler, graphed_step
 from panonet.train.batches import batch_to_device
 from panonet.train.forward import forward_and_loss
 from panonet.train.graphed_step import (
@@ -53,7 +53,8 @@ def setup(optimizer: str = "adamw"):
 
 def eager_step(model, loss_fn, optimizer, batch) -> torch.Tensor:
     """The same step without a graph (the Trainer's order of work)."""
-    images, semantic, instance, offset, full_size = batch_to_device(batch, torch.device("cuda"))
+    device = next(model.parameters()).device
+    images, semantic, instance, offset, full_size = batch_to_device(batch, device)
     optimizer.zero_grad(set_to_none=True)
     total, terms = loss_fn(model(images, offset, full_size), semantic, instance)
     total.backward()
@@ -108,6 +109,50 @@ def test_warmup_state_is_put_back_in_place(optimizer, state_before):
             if torch.is_tensor(value):
                 want = opt_values.get((id(p), key), torch.zeros_like(value))
                 assert torch.equal(value, want), key
+
+
+class EagerGraph:
+    """A stand-in CUDA graph: replay() runs the captured function again, eagerly, and writes
+    its result into the captured output, as a replay rewrites the graph's buffers."""
+
+    def __init__(self, fn, out) -> None:
+        self.fn, self.out = fn, out
+
+    def replay(self) -> None:
+        self.out.copy_(self.fn())
+
+
+def eager_capture(fn, device, *, warmup=2):
+    """capture() without CUDA: the warm-up calls, then the "captured" call, which here runs
+    (a real capture only records it) and so is one more step for the undo to take back."""
+    for _ in range(max(1, warmup)):
+        fn()
+    out = fn()
+    return EagerGraph(fn, out), out
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adadelta"])
+def test_graphed_step_logic_on_the_cpu(monkeypatch, optimizer):
+    """GraphedTrainStep with the CUDA parts replaced (an eager capture, no device checks): four
+    runs give the eager steps' loss terms and weights exactly (the CPU is deterministic), so
+    the inputs' copies, the captured work and the undone warm-up (here four steps) are right."""
+    monkeypatch.setattr(graphed_step, "capture", eager_capture)
+    monkeypatch.setattr(graphed_step, "_check_arguments", lambda *a: torch.device("cpu"))
+    cfg = OptimConfig(name=optimizer, lr=0.01, max_steps=100)
+    torch.manual_seed(0)
+    model = PanoNet(width=0.25, use_coords=True).train()
+    twin = copy.deepcopy(model)
+    opt, twin_opt = build_optimizer(model, cfg), build_optimizer(twin, cfg)
+    loss_fn = PanoNetLoss()
+    step = GraphedTrainStep(model, loss_fn, opt, make_batch(0))
+    for i in range(4):
+        batch = make_batch(i)
+        got = step.run(batch)
+        want = eager_step(twin, loss_fn, twin_opt, batch)
+        assert torch.equal(got, want), i
+    assert step.names[-1] == "total" and len(step.names) == got.numel()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 @requires_cuda

@@ -70,22 +70,7 @@ class GraphedTrainStep:
         amp_dtype: torch.dtype | None = None,
         warmup: int = 3,
     ) -> None:
-        device = next(model.parameters()).device
-        if device.type != "cuda":
-            raise ValueError(f"GraphedTrainStep: expected a model on a CUDA device, got {device}")
-        if not all(g["capturable"] and torch.is_tensor(g["lr"]) for g in optimizer.param_groups):
-            raise ValueError(
-                "GraphedTrainStep: expected an optimizer built with capturable=True (device "
-                "step counts and tensor learning rates: build_optimizer(..., capturable=True))"
-            )
-        if amp_dtype not in (None, torch.bfloat16):
-            raise ValueError(
-                "GraphedTrainStep: expected amp_dtype None (float32) or torch.bfloat16 (float16 "
-                f"needs a GradScaler, which reads values on the host), got {amp_dtype}"
-            )
-        missing = [k for k in BATCH_KEYS if not isinstance(batch.get(k), torch.Tensor)]
-        if missing:
-            raise ValueError(f"GraphedTrainStep: expected a collated batch, missing {missing}")
+        device = _check_arguments(model, optimizer, batch, amp_dtype)
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.device, self.amp_dtype = device, amp_dtype
         self.shapes = {k: tuple(batch[k].shape) for k in BATCH_KEYS}
@@ -146,6 +131,32 @@ class GraphedTrainStep:
         self._load(batch)
         self._graph.replay()
         return self._terms
+
+
+def _check_arguments(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Mapping[str, Any],
+    amp_dtype: torch.dtype | None,
+) -> torch.device:
+    """GraphedTrainStep's argument checks; returns the model's device."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        raise ValueError(f"GraphedTrainStep: expected a model on a CUDA device, got {device}")
+    if not all(g["capturable"] and torch.is_tensor(g["lr"]) for g in optimizer.param_groups):
+        raise ValueError(
+            "GraphedTrainStep: expected an optimizer built with capturable=True (device "
+            "step counts and tensor learning rates: build_optimizer(..., capturable=True))"
+        )
+    if amp_dtype not in (None, torch.bfloat16):
+        raise ValueError(
+            "GraphedTrainStep: expected amp_dtype None (float32) or torch.bfloat16 (float16 "
+            f"needs a GradScaler, which reads values on the host), got {amp_dtype}"
+        )
+    missing = [k for k in BATCH_KEYS if not isinstance(batch.get(k), torch.Tensor)]
+    if missing:
+        raise ValueError(f"GraphedTrainStep: expected a collated batch, missing {missing}")
+    return device
 
 
 def _training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
