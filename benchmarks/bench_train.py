@@ -98,6 +98,13 @@ def time_steps(step, batches, device: torch.device, warmup: int, steps: int) -> 
 def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
     torch.manual_seed(0)
     model = PanoNet().to(device).train().to(memory_format=torch.channels_last)
+    what = {
+        "case": name,
+        "batch": batch,
+        "crop": f"{crop[0]}x{crop[1]}",
+        "amp": amp,
+        "data": source,
+    }
     graphed = source == "graph"
     optimizer = build_optimizer(model, OptimConfig(name="adamw"), capturable=graphed)
     loss_fn = PanoNetLoss().to(device)
@@ -126,26 +133,14 @@ def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
             step = GraphedTrainStep(model, loss_fn, optimizer, fixed, amp_dtype=dtype).run
         except Exception as error:  # a failed capture is a result to report, not a crash
             print(f"{name} {amp} graph: capture failed: {error!r}", flush=True)
-            return {
-                "case": name,
-                "batch": batch,
-                "crop": f"{crop[0]}x{crop[1]}",
-                "amp": amp,
-                "data": source,
-                "met": "capture failed",
-                "error": repr(error),
-            }
+            return {**what, "met": "capture failed", "error": repr(error)}
     else:
         step = make_step(model, loss_fn, optimizer, device, amp)
     steps = args.steps if name == "demo" or device.type == "cuda" else args.cpu_paper_steps
     times = time_steps(step, batches, device, args.warmup, steps)
     stats = summarize(times)
     row = {
-        "case": name,
-        "batch": batch,
-        "crop": f"{crop[0]}x{crop[1]}",
-        "amp": amp,
-        "data": source,
+        **what,
         "workers": args.workers if source == "loader" else 0,
         "ms_per_step": stats["median_ms"],
         "images_per_s": batch / stats["median_ms"] * 1e3,

@@ -14,11 +14,10 @@ from panonet.data.transforms import (
     RandomCrop,
     RandomHorizontalFlip,
     RandomScale,
+    nearest_indices,
 )
 
 __all__ = ["RandomScaleCrop", "train_transforms"]
-
-_LABELS = {"semantic": None, "instance": INSTANCE_FILL}  # None: the crop's ignore_index
 
 
 class RandomScaleCrop:
@@ -51,18 +50,18 @@ class RandomScaleCrop:
         )
 
     def __call__(self, item: Item) -> Item:
-        labels = {k: item[k] for k in _LABELS if k in item}
+        # Padding values of the label maps, as RandomCrop pads them.
+        fills = {"semantic": self.crop.ignore_index, "instance": INSTANCE_FILL}
         # The image (and any other key) exactly as the two transforms make it, in their order
         # of draws: the scale first, then the crop's corner.
-        scaled = self.scale({k: v for k, v in item.items() if k not in labels})
+        scaled = self.scale({k: v for k, v in item.items() if k not in fills})
         out = self.crop(scaled)
         corner = (int(out["offset"][0]), int(out["offset"][1]))
-        for key, labels_map in labels.items():
-            fill = _LABELS[key]
-            fill = self.crop.ignore_index if fill is None else fill
-            out[key] = _resized_window(
-                labels_map, tuple(scaled["image"].shape[-2:]), corner, self.crop.size, fill
-            )
+        for key, fill in fills.items():
+            if key in item:
+                out[key] = _resized_window(
+                    item[key], tuple(scaled["image"].shape[-2:]), corner, self.crop.size, fill
+                )
         return out
 
     def __repr__(self) -> str:
@@ -78,13 +77,13 @@ def _resized_window(
 ) -> torch.Tensor:
     """``resize_labels(labels, scaled)``, padded with ``fill`` at the bottom / right where it is
     smaller than the window, cropped to the ``size`` window at ``corner``: computed on the
-    window only (rows and columns picked by :func:`resize_labels`'s integer indices)."""
+    window only (rows and columns picked by :func:`nearest_indices`, as resize_labels picks
+    them)."""
     (h_in, w_in), (h, w) = labels.shape[-2:], size
     rows = torch.arange(corner[0], corner[0] + h)
     cols = torch.arange(corner[1], corner[1] + w)
-    # floor((y + 0.5) * h_in / H) == ((2y + 1) * h_in) // (2H), as resize_labels computes it.
-    iy = ((2 * rows + 1) * h_in) // (2 * scaled[0])
-    ix = ((2 * cols + 1) * w_in) // (2 * scaled[1])
+    iy = nearest_indices(rows, h_in, scaled[0])
+    ix = nearest_indices(cols, w_in, scaled[1])
     out = labels.index_select(-2, iy.clamp(max=h_in - 1)).index_select(-1, ix.clamp(max=w_in - 1))
     pad_rows, pad_cols = rows >= scaled[0], cols >= scaled[1]
     if bool(pad_rows.any()) or bool(pad_cols.any()):

@@ -53,6 +53,7 @@ __all__ = [
     "RandomScale",
     "check_size",
     "collate",
+    "nearest_indices",
     "resize_labels",
 ]
 
@@ -90,10 +91,20 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return labels.clone()
     if h == 0 or w == 0:
         raise ValueError(f"resize_labels: cannot resize an empty {h}x{w} map to {H}x{W}")
-    # floor((y + 0.5) * h / H) == ((2y + 1) * h) // (2H), without floating-point rounding.
-    iy = ((2 * torch.arange(H, device=labels.device) + 1) * h) // (2 * H)
-    ix = ((2 * torch.arange(W, device=labels.device) + 1) * w) // (2 * W)
+    iy = nearest_indices(torch.arange(H, device=labels.device), h, H)
+    ix = nearest_indices(torch.arange(W, device=labels.device), w, W)
     return labels[..., iy[:, None], ix[None, :]]
+
+
+def nearest_indices(positions: torch.Tensor, size_in: int, size_out: int) -> torch.Tensor:
+    """The input pixels that :func:`resize_labels` reads for output ``positions`` along one
+    axis resized from ``size_in`` to ``size_out``: ``floor((p + 0.5) * size_in / size_out)``,
+    computed exactly in integers as ``((2p + 1) * size_in) // (2 * size_out)``.
+
+    Args:
+        positions: integer tensor of output positions (any shape).
+    """
+    return ((2 * positions + 1) * size_in) // (2 * size_out)
 
 
 class Compose:

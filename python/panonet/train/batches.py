@@ -9,7 +9,7 @@ import torch
 
 from panonet.models.panonet import preprocess
 
-__all__ = ["batch_to_device"]
+__all__ = ["batch_to_device", "network_images"]
 
 
 def batch_to_device(
@@ -29,9 +29,14 @@ def batch_to_device(
         in the full image, for the coordinate channels).
     """
     device = torch.device(device)
-    images = batch["image"].to(device, non_blocking=True)
-    images = preprocess(images.permute(0, 2, 3, 1), device=device)
-    images = images.contiguous(memory_format=torch.channels_last)
+    images = network_images(batch["image"].to(device, non_blocking=True))
     semantic = batch["semantic"].to(device, non_blocking=True)
     instance = batch["instance"].to(device, non_blocking=True)
     return images, semantic, instance, batch["offset"], batch["full_size"]
+
+
+def network_images(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 images, left on their device, as the network takes them: normalised
+    float (:func:`panonet.models.panonet.preprocess`), channels_last."""
+    images = preprocess(image.permute(0, 2, 3, 1), device=image.device)
+    return images.contiguous(memory_format=torch.channels_last)

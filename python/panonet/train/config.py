@@ -198,10 +198,10 @@ def _float_tuple(values: Sequence[float], name: str) -> tuple[float, ...]:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+"""Accepted values of :attr:`TrainConfig.device` (``"cuda:N"`` too)."""
 
 AMP_DTYPES = ("float16", "bfloat16")
 """Accepted values of :attr:`TrainConfig.amp_dtype`."""
-"""Accepted values of :attr:`TrainConfig.device` (``"cuda:N"`` too)."""
 
 
 @dataclass

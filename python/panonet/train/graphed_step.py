@@ -30,7 +30,7 @@ from torch import nn
 
 from panonet.cuda_graph import capture
 from panonet.models.coords import check_crops
-from panonet.models.panonet import preprocess
+from panonet.train.batches import network_images
 from panonet.train.forward import forward_and_loss
 from panonet.train.loss import PanoNetLoss, check_class_ids
 
@@ -101,8 +101,7 @@ class GraphedTrainStep:
     def _step(self) -> torch.Tensor:
         """The captured work; returns the loss terms as one (T,) float32 tensor."""
         x = self._inputs
-        images = preprocess(x["image"].permute(0, 2, 3, 1), device=self.device)
-        images = images.contiguous(memory_format=torch.channels_last)
+        images = network_images(x["image"])
         # zero_grad(set_to_none): the captured backward then writes the gradients instead of
         # adding to them, into memory the graph owns.
         self.optimizer.zero_grad(set_to_none=True)

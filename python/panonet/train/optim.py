@@ -109,7 +109,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> Lambd
 
     Call ``scheduler.step()`` once per optimisation step, after ``optimizer.step()``; the lr
     reaches 0 at ``cfg.max_steps`` and stays 0 after it.
+
+    The rate each group decays from (``initial_lr``) is kept as a float, also for a capturable
+    optimizer's tensor rates (read once, here), so that :func:`current_lr` never reads the
+    device.
     """
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", float(group["lr"]))
     return LambdaLR(optimizer, PolyDecay(cfg.max_steps, cfg.power))
 
 

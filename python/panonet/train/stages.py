@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from panonet.models.checkpoint import load_model
 from panonet.models.panonet import PanoNet
 from panonet.models.pretrained import load_imagenet_resnet50
-from panonet.train.optim import build_optimizer, build_scheduler, place_lrs
+from panonet.train.optim import build_optimizer, build_scheduler
 from panonet.train.run_state import get_rng_state, hold_sigint
 
 __all__ = ["TrainingStages", "stage2_model"]
@@ -96,11 +96,8 @@ class TrainingStages:
         else:
             self.net = model
         optim_cfg = self.cfg.stage_optim(stage)
-        graphed = self.cfg.cuda_graph
-        self.optimizer = build_optimizer(model, optim_cfg, capturable=graphed)
+        self.optimizer = build_optimizer(model, optim_cfg, capturable=self.cfg.cuda_graph)
         self.scheduler = build_scheduler(self.optimizer, optim_cfg)
-        if graphed:
-            place_lrs(self.optimizer, capturable=True)  # initial_lr on the host, for the log
         self._graphed = None  # captured at the stage's first step (train.step)
         self._snapshot_buffers()
 

@@ -67,7 +67,7 @@ class TrainingStep:
             instance,
             offset,
             full_size,
-            amp_dtype=self.amp_dtype if self.amp else None,
+            amp_dtype=self._autocast_dtype(),
         )
         if self.dist.distributed:
             # Log the mean over ranks (the loss whose gradient DDP applies), not rank 0's own.
@@ -79,10 +79,7 @@ class TrainingStep:
         with hold_sigint():
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.scheduler.step()
-            self.step += 1
-            self._rng = get_rng_state(self.device)
-            self._snapshot_buffers()
+            self._step_done()
         return names, stacked, lr
 
     def _queue_graphed_step(
@@ -98,14 +95,22 @@ class TrainingStep:
                     self.loss_fn,
                     self.optimizer,
                     batch,
-                    amp_dtype=self.amp_dtype if self.amp else None,
+                    amp_dtype=self._autocast_dtype(),
                 )
             stacked = self._graphed.run(batch)
-            self.scheduler.step()
-            self.step += 1
-            self._rng = get_rng_state(self.device)
-            self._snapshot_buffers()
+            self._step_done()
         return list(self._graphed.names), stacked, lr
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        return self.amp_dtype if self.amp else None
+
+    def _step_done(self) -> None:
+        """What completes a step once its update is applied (inside ``hold_sigint``): the
+        schedule, the count, and the RNG and BatchNorm states a checkpoint of it saves."""
+        self.scheduler.step()
+        self.step += 1
+        self._rng = get_rng_state(self.device)
+        self._snapshot_buffers()
 
     def _snapshot_buffers(self) -> None:
         # A training-mode forward updates the BN running statistics before the step is
