@@ -3,14 +3,18 @@
 A step is what the Trainer does (channels_last, AdamW, PanoNetLoss at the three scales), timed on
 synthetic street scenes (panonet.data.synthetic) rendered into a temporary Cityscapes-layout
 folder. Data sources: "memory" repeats one collated batch held in (pinned) host memory (the
-step alone, with its upload), "loader" draws every batch from a DataLoader with the Trainer's
+step alone, with its upload); "loader" draws every batch from a DataLoader with the Trainer's
 transforms (workers, pinned memory, persistent workers), so the two rows show whether loading
-is the bottleneck; "graph" (CUDA, float32 and bf16) replays the memory row's step captured as a
-CUDA graph (panonet.train.graphed_step), which shows what the host's launches cost.
+is the bottleneck (the 16 images are decoded into memory beforehand); "device" draws whole
+decoded images from the loader and augments them on the device in the step
+(TrainConfig.augment_on = "device", panonet.train.device_augment); "graph"
+(CUDA, float32 and bf16) replays the memory row's step captured as a CUDA graph
+(panonet.train.graphed_step), which shows what the host's launches cost.
 Cases: the demo's setting (batch 4 of 128x256 crops) and the paper's (batch 16 of 512x1024).
 On CUDA each case runs in float32 and with bf16 autocast (and fp16 with a GradScaler with
---fp16). Each row is the median of --steps timed steps after --warmup, the device synchronized
-after each step; images/s = batch / median.
+--fp16). Each row is the median of --steps timed steps after --warmup, each from the request
+of its batch to the device's synchronization after it (a loader that cannot keep up shows as
+waiting); images/s = batch / median.
 
     python benchmarks/bench_train.py [--device cpu|cuda|auto] [--quick] [--workers N]
 """
@@ -33,13 +37,18 @@ from panonet.data.synthetic import generate
 from panonet.data.transforms import collate
 from panonet.models import PanoNet
 from panonet.train import OptimConfig, PanoNetLoss, build_optimizer
+from panonet.train.device_augment import DeferItems, augment_on_device
 from panonet.train.forward import forward_and_loss
 from panonet.train.graphed_step import GraphedTrainStep
 from panonet.train.loss import check_class_ids
 from panonet.train.trainer import SeededItems, batch_to_device
 
-# (name, batch, crop (h, w)); the paper's crop is 512x1024 at batch 16 per GPU.
-CASES = [("demo", 4, (128, 256)), ("paper", 16, (512, 1024))]
+# (name, batch, crop (h, w), image size (h, w), scale range): the demo's setting, and the
+# paper's crop of 512x1024 at batch 16 per GPU out of Cityscapes-sized images scaled by 0.5-2.
+CASES = [
+    ("demo", 4, (128, 256), (256, 512), (0.75, 1.5)),
+    ("paper", 16, (512, 1024), (1024, 2048), (0.5, 2.0)),
+]
 # Targets on one H200 (issue "Real time on one GPU"): ms per step, or images per second.
 CUDA_TARGETS = {"demo": ("ms_per_step", 8.0), "paper": ("images_per_s", 600.0)}
 
@@ -65,8 +74,10 @@ def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     def step(batch) -> torch.Tensor:
-        # Labels checked on the host, as the Trainer does: on the device it would synchronize.
-        check_class_ids(batch["semantic"], model.num_classes, loss_fn.cfg.ignore_index)
+        # Labels checked on the host, as the Trainer does: on the device it would synchronize
+        # (device-augmented labels were checked by the loader's DeferItems).
+        if batch["semantic"].device.type == "cpu":
+            check_class_ids(batch["semantic"], model.num_classes, loss_fn.cfg.ignore_index)
         optimizer.zero_grad(set_to_none=True)
         total, _, _ = forward_and_loss(
             model, loss_fn, *batch_to_device(batch, device), amp_dtype=dtype
@@ -79,14 +90,68 @@ def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
     return step
 
 
+def make_loader(root, batch, crop, scale, on_device, device, workers):
+    """The Trainer's items and DataLoader over the scenes in ``root``, every image decoded into
+    the dataset's cache beforehand (the workers inherit it): the loader rows compare the
+    augmentation, not PNG decoding (~0.1 s per 1024x2048 image and core). ``on_device``: whole
+    items in compact dtypes for augmentation on the device (augment_on = "device")."""
+    dataset = CityscapesPanoptic(root, "train", cache=True, compact=on_device)
+    for index in range(len(dataset)):
+        dataset[index]
+    items = SeededItems(dataset, train_transforms(crop, scale=scale), seed=0, deferred=on_device)
+    loader = DataLoader(
+        items,
+        batch_sampler=RandomKeys(len(dataset), batch),
+        num_workers=workers,
+        collate_fn=DeferItems(19, 255) if on_device else collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    return items, loader
+
+
+def loader_rate(name, batch, crop, root, scale, source, device, args) -> dict:
+    """Images per second the DataLoader delivers alone (no step): what the host can feed."""
+    _, loader = make_loader(root, batch, crop, scale, source == "device", device, args.workers)
+    batches = iter(loader)
+    for _ in range(args.warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        next(batches)
+    seconds = time.perf_counter() - start
+    row = {
+        "case": name,
+        "batch": batch,
+        "crop": f"{crop[0]}x{crop[1]}",
+        "data": f"{source} alone",
+        "workers": args.workers,
+        "images_per_s": batch * args.steps / seconds,
+        "ms_per_step": seconds / args.steps * 1e3,
+    }
+    print(row, flush=True)
+    return row
+
+
+def after_device_augmentation(step, items: SeededItems, device: torch.device):
+    """``step`` on the loader's deferred items augmented on ``device`` first, as the Trainer's
+    step does with augment_on = "device"."""
+
+    def augmented_step(deferred) -> torch.Tensor:
+        return step(augment_on_device(deferred, items, device))
+
+    return augmented_step
+
+
 def time_steps(step, batches, device: torch.device, warmup: int, steps: int) -> list[float]:
     for _ in range(warmup):
         step(next(batches))
     synchronize(device)
     times = []
     for _ in range(steps):
-        batch = next(batches)  # the loader's time counts: it is part of a step's wall time
         start = time.perf_counter()
+        batch = next(batches)  # the loader's time counts: it is part of a step's wall time
         loss = step(batch)
         synchronize(device)
         times.append(time.perf_counter() - start)
@@ -95,7 +160,7 @@ def time_steps(step, batches, device: torch.device, warmup: int, steps: int) -> 
     return times
 
 
-def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
+def run_case(name, batch, crop, root, scale, device, amp, source, args) -> dict:
     torch.manual_seed(0)
     model = PanoNet().to(device).train().to(memory_format=torch.channels_last)
     what = {
@@ -108,16 +173,8 @@ def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
     graphed = source == "graph"
     optimizer = build_optimizer(model, OptimConfig(name="adamw"), capturable=graphed)
     loss_fn = PanoNetLoss().to(device)
-    items = SeededItems(dataset, train_transforms(crop, scale=(0.75, 1.5)), seed=0)
-    loader = DataLoader(
-        items,
-        batch_sampler=RandomKeys(len(dataset), batch),
-        num_workers=args.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        persistent_workers=args.workers > 0,
-        prefetch_factor=4 if args.workers > 0 else None,
-    )
+    on_device = source == "device"
+    items, loader = make_loader(root, batch, crop, scale, on_device, device, args.workers)
     batches = iter(loader)
     if source in ("memory", "graph"):
         # Kept on the host (pinned for a GPU) as the loader delivers it: the upload and the
@@ -136,12 +193,14 @@ def run_case(name, batch, crop, dataset, device, amp, source, args) -> dict:
             return {**what, "met": "capture failed", "error": repr(error)}
     else:
         step = make_step(model, loss_fn, optimizer, device, amp)
+    if on_device:
+        step = after_device_augmentation(step, items, device)
     steps = args.steps if name == "demo" or device.type == "cuda" else args.cpu_paper_steps
     times = time_steps(step, batches, device, args.warmup, steps)
     stats = summarize(times)
     row = {
         **what,
-        "workers": args.workers if source == "loader" else 0,
+        "workers": args.workers if source in ("loader", "device") else 0,
         "ms_per_step": stats["median_ms"],
         "images_per_s": batch / stats["median_ms"] * 1e3,
         **{f"step_{k}": v for k, v in stats.items()},
@@ -173,6 +232,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--fp16", action="store_true", help="also fp16 autocast + GradScaler")
     parser.add_argument("--quick", action="store_true", help="only the demo case, 3 steps")
+    parser.add_argument(
+        "--loader-only",
+        action="store_true",
+        help="only the images per second the loader delivers (augmenting, or not: device)",
+    )
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -182,18 +246,29 @@ def main() -> None:
     amps = ["none"] + (["bf16"] + (["fp16"] if args.fp16 else []) if device.type == "cuda" else [])
 
     with tempfile.TemporaryDirectory() as tmp:
-        size = (256, 512) if args.quick else (512, 1024)
-        start = time.perf_counter()
-        generate(tmp, train=16, val=1, size=size, progress=False)
-        print(f"rendered 16 scenes of {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s")
-        dataset = CityscapesPanoptic(Path(tmp), "train")
+        roots = {}
+        for name, _, _, size, _ in cases:
+            start = time.perf_counter()
+            roots[name] = Path(tmp) / name
+            generate(roots[name], train=16, val=1, size=size, progress=False)
+            print(
+                f"rendered 16 scenes of {size[0]}x{size[1]} in {time.perf_counter() - start:.1f} s"
+            )
         rows = []
-        for (name, batch, crop), amp in itertools.product(cases, amps):
-            sources = ["memory", "loader"]
+        for (name, batch, crop, _, scale), amp in itertools.product(cases, amps):
+            root = roots[name]
+            if args.loader_only:
+                if amp == "none":
+                    for source in ("loader", "device"):
+                        rows.append(
+                            loader_rate(name, batch, crop, root, scale, source, device, args)
+                        )
+                continue
+            sources = ["memory", "loader", "device"]
             if device.type == "cuda" and amp in ("none", "bf16"):
                 sources.append("graph")  # float16 needs a GradScaler, which no graph holds
             for source in sources:
-                rows.append(run_case(name, batch, crop, dataset, device, amp, source, args))
+                rows.append(run_case(name, batch, crop, root, scale, device, amp, source, args))
 
     print(f"\nPanoNet training steps on {device} (median of timed steps)")
     table = print_table(

@@ -260,8 +260,8 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     step bench-model 6-bench-model.log 150 "$PY" benchmarks/bench_model.py --device cuda \
       --out "$MODEL_JSON"
     ((DRY_RUN)) || sed -n '/^| stage/,$p' "$LOGS/6-bench-model.log" | sed 's/^/   /'
-    step bench-train 7-bench-train.log 210 "$PY" benchmarks/bench_train.py --device cuda \
-      --steps 10 --warmup 3 --workers 4 --out "$TRAIN_JSON"
+    step bench-train 7-bench-train.log 270 "$PY" benchmarks/bench_train.py --device cuda \
+      --steps 10 --warmup 3 --workers 8 --out "$TRAIN_JSON"
     ((DRY_RUN)) || grep -E '^\|' "$LOGS/7-bench-train.log" | sed 's/^/   /'
     DEMO=$LOGS/demo
     if step demo 8-demo.log 360 "$PY" -m panonet demo --device cuda --no-progress --out "$DEMO"; then

@@ -83,6 +83,16 @@ def test_label_to_train_numpy_and_torch():
     assert label_to_train_ids(torch.tensor([-1, 300, 26001])).tolist() == [255, 255, 255]
 
 
+def test_uint8_label_maps_take_the_same_ids_as_wider_ones():
+    """A label PNG's uint8 map is looked up directly (every value is in the table): the same
+    int64 trainIds as the general path gives the same ids in int64, for all 256 values."""
+    ids = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    out = label_to_train_ids(ids)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, label_to_train_ids(ids.astype(np.int64)))
+    assert set(np.unique(out)) == set(range(19)) | {255}
+
+
 def test_train_to_label_round_trip():
     train = torch.tensor([[0, 13, 255], [11, 18, 19]])
     assert train_to_label_ids(train).tolist() == [[7, 26, 0], [24, 33, 0]]

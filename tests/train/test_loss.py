@@ -10,11 +10,14 @@ gradients agree to ~1e-12 relative.
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from panonet.data.transforms import resize_labels as downsample_labels
 from panonet.models import PanoNetOutput, icnet_output_sizes
@@ -446,6 +449,27 @@ def test_class_id_check_can_move_to_the_host():
     checked, _ = PanoNetLoss()(output, semantic, instance)
     unchecked, _ = PanoNetLoss()(output, semantic, instance, check_labels=False)
     assert torch.equal(checked, unchecked)
+
+
+@settings(max_examples=200)
+@given(
+    values=st.lists(st.integers(-3, 300), min_size=1, max_size=40),
+    num_classes=st.integers(1, 40),
+    ignore_index=st.sampled_from([255, 0, 19, 300, -1]),
+    dtype=st.sampled_from([torch.uint8, torch.int32, torch.int64]),
+)
+def test_class_id_check_is_the_definition(values, num_classes, ignore_index, dtype):
+    """The fast paths (minimum and maximum; the mod-256 minimum with the ignore index 255) pass
+    exactly the maps whose ids all lie in [0, C) or equal the ignore index."""
+    if dtype == torch.uint8:
+        values = [v % 256 for v in values]
+    semantic = torch.tensor(values, dtype=dtype)
+    bad = sorted({v for v in values if v != ignore_index and not 0 <= v < num_classes})
+    if bad:
+        with pytest.raises(ValueError, match=re.escape(f"got values {bad[:10]}")):
+            check_class_ids(semantic, num_classes, ignore_index)
+    else:
+        check_class_ids(semantic, num_classes, ignore_index)
 
 
 def test_unchecked_loss_reads_no_value_from_its_device():

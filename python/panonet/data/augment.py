@@ -80,15 +80,19 @@ def _resized_window(
     window only (rows and columns picked by :func:`nearest_indices`, as resize_labels picks
     them)."""
     (h_in, w_in), (h, w) = labels.shape[-2:], size
-    rows = torch.arange(corner[0], corner[0] + h)
-    cols = torch.arange(corner[1], corner[1] + w)
+    # Indices made where the labels are (a GPU index_select needs device indices); the padding
+    # is decided from sizes alone, so nothing is read back from the device.
+    rows = torch.arange(corner[0], corner[0] + h, device=labels.device)
+    cols = torch.arange(corner[1], corner[1] + w, device=labels.device)
     iy = nearest_indices(rows, h_in, scaled[0])
     ix = nearest_indices(cols, w_in, scaled[1])
     out = labels.index_select(-2, iy.clamp(max=h_in - 1)).index_select(-1, ix.clamp(max=w_in - 1))
-    pad_rows, pad_cols = rows >= scaled[0], cols >= scaled[1]
-    if bool(pad_rows.any()) or bool(pad_cols.any()):
-        out[..., pad_rows, :] = fill
-        out[..., :, pad_cols] = fill
+    # Window rows (columns) from here on lie beyond the scaled map: RandomCrop's padding.
+    valid_h, valid_w = scaled[0] - corner[0], scaled[1] - corner[1]
+    if valid_h < h:
+        out[..., valid_h:, :] = fill
+    if valid_w < w:
+        out[..., :, valid_w:] = fill
     return out
 
 

@@ -66,11 +66,11 @@ class CityscapesPanoptic(Dataset):
     Each item is a dict:
 
     - ``image``: (3, H, W) uint8 RGB;
-    - ``semantic``: (H, W) int64 trainIds 0..18, 255 (ignore) for void and unevaluated classes
-      (via :func:`panonet.data.labels.label_to_train_ids`);
-    - ``instance``: (H, W) int64 Cityscapes instance id (``labelId * 1000 + k``, e.g. 26001) on
-      the pixels of individually labelled things, -1 elsewhere: stuff, void and group regions
-      (instanceIds < 1000);
+    - ``semantic``: (H, W) int64 (uint8 if ``compact``) trainIds 0..18, 255 (ignore) for void
+      and unevaluated classes (via :func:`panonet.data.labels.label_to_train_ids`);
+    - ``instance``: (H, W) int64 (int32 if ``compact``) Cityscapes instance id (``labelId *
+      1000 + k``, e.g. 26001) on the pixels of individually labelled things, -1 elsewhere:
+      stuff, void and group regions (instanceIds < 1000);
     - ``file``: the image's path (str).
 
     ``transform``, if given, is applied to the item dict (see :mod:`panonet.data.transforms`).
@@ -83,6 +83,10 @@ class CityscapesPanoptic(Dataset):
             after its first read, so that later epochs skip the PNG decoding (~5 ms per 256x512
             image on one core) and the lookup. For small datasets: about 1 MB per 256x512 image
             (the demo's 300: ~300 MB), held by every DataLoader worker process separately.
+        compact: labels in the dtypes they are decoded to, ``semantic`` uint8 and ``instance``
+            int32, instead of int64: an eighth and a half of the bytes, for items that are
+            copied to the training device before they are augmented
+            (:mod:`panonet.train.device_augment`).
 
     Raises:
         FileNotFoundError: a missing ``leftImg8bit/{split}`` or ``gtFine/{split}`` directory, a
@@ -90,12 +94,19 @@ class CityscapesPanoptic(Dataset):
     """
 
     def __init__(
-        self, root: str | os.PathLike, split: str, *, transform=None, cache: bool = False
+        self,
+        root: str | os.PathLike,
+        split: str,
+        *,
+        transform=None,
+        cache: bool = False,
+        compact: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = str(split)
         self.transform = transform
         self.cache = bool(cache)
+        self.compact = bool(compact)
         self._decoded: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         image_dir = self.root / "leftImg8bit" / self.split
         gt_dir = self.root / "gtFine" / self.split
@@ -149,10 +160,11 @@ class CityscapesPanoptic(Dataset):
                 self._decoded[index] = decoded
         image, train_ids, instance = decoded
         # New tensors (copies): a transform that writes into an item cannot alter the cache.
+        semantic, instance = torch.from_numpy(train_ids), torch.from_numpy(instance)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "semantic": torch.from_numpy(train_ids).long(),
-            "instance": torch.from_numpy(instance).long(),
+            "semantic": semantic.clone() if self.compact else semantic.long(),
+            "instance": instance.clone() if self.compact else instance.long(),
             "file": str(image_path),
         }
         if self.transform is not None:
@@ -196,7 +208,8 @@ def _read_png(path: Path, kind: str) -> np.ndarray:
             if kind == "RGB":
                 if mode not in ("RGB", "RGBA", "L", "P"):
                     raise DatasetError(f"{path}: expected an RGB image, got PIL mode {mode}")
-                return np.asarray(im.convert("RGB"))
+                # convert() copies the whole image even when it is RGB already.
+                return np.asarray(im if mode == "RGB" else im.convert("RGB"))
             if mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise DatasetError(
                     f"{path}: expected a single-channel {kind} PNG, got PIL mode {mode}"

@@ -142,6 +142,9 @@ def _lookup(ids: ArrayT, table: np.ndarray, fill: int, what: str) -> ArrayT:
     array = np.asarray(ids)
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{what}: expected an integer array, got dtype {array.dtype}")
+    if array.dtype == np.uint8 and len(table) >= 256:
+        # Every uint8 id is in the table (a label PNG's): one gather, a quarter of the time.
+        return table[array]
     ids64 = array.astype(np.int64)
     valid = (ids64 >= 0) & (ids64 < len(table))
     return np.where(valid, table[np.clip(ids64, 0, len(table) - 1)], fill)

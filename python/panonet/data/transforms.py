@@ -332,7 +332,7 @@ class ColorJitter:
         u = torch.rand(3, generator=self.generator, dtype=torch.float64)
         b, c, s = (1.0 + self.strength * (2.0 * u - 1.0)).tolist()
         x = image.float()
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        weights = torch.tensor([0.299, 0.587, 0.114], device=image.device).view(3, 1, 1)
         if b != 1.0:
             x = (x * b).clamp_(0, 255)
         if c != 1.0:

@@ -27,6 +27,7 @@ from panonet.models.panonet import MAX_WIDTH
 
 __all__ = [
     "AMP_DTYPES",
+    "AUGMENT_ON",
     "DIST_NORMS",
     "NUM_SCALES",
     "OPTIMIZERS",
@@ -203,6 +204,9 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("float16", "bfloat16")
 """Accepted values of :attr:`TrainConfig.amp_dtype`."""
 
+AUGMENT_ON = ("loader", "device")
+"""Accepted values of :attr:`TrainConfig.augment_on`."""
+
 
 @dataclass
 class TrainConfig:
@@ -242,6 +246,10 @@ class TrainConfig:
     # Keep the train images decoded in memory after their first read (every worker process
     # its own copy; ~1 MB per 256x512 image): for small datasets such as the demo's.
     cache_images: bool = False
+    # Where the augmentation (scale, crop, flip, jitter) runs: "loader" (the DataLoader workers)
+    # or "device" (the training device; the workers only decode: train.device_augment), with
+    # the same draws. "device" is for a GPU at large images, where the workers fall behind.
+    augment_on: str = "loader"
     # Steps of stage 1 (no coordinate input). 0 skips it: stage 2 then starts from the initial
     # (or pretrained) weights. The paper gives no numbers for either stage.
     stage1_steps: int = 60_000
@@ -399,10 +407,9 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig: expected device in {DEVICES} or 'cuda:N', got {device!r}"
             )
-        if self.amp_dtype not in AMP_DTYPES:
-            raise ValueError(
-                f"TrainConfig: expected amp_dtype in {AMP_DTYPES}, got {self.amp_dtype!r}"
-            )
+        for name, allowed in (("augment_on", AUGMENT_ON), ("amp_dtype", AMP_DTYPES)):
+            if (value := getattr(self, name)) not in allowed:
+                raise ValueError(f"TrainConfig: expected {name} in {allowed}, got {value!r}")
         if self.cuda_graph is True and self.device == "cpu":
             raise ValueError("TrainConfig: cuda_graph = true needs a CUDA device, got 'cpu'")
         if self.cuda_graph is True and self.amp is True and self.amp_dtype == "float16":

@@ -85,14 +85,19 @@ class GraphedTrainStep:
 
     def _load(self, batch: Mapping[str, Any]) -> None:
         """Checks ``batch`` on the host, then copies it into the graph's inputs (stream-ordered:
-        an earlier replay has read the previous batch by the time the copy runs)."""
+        an earlier replay has read the previous batch by the time the copy runs). Labels that
+        are already on a GPU are not checked (that would synchronize): whoever uploaded them
+        checked them on the host (:class:`panonet.train.device_augment.DeferItems`)."""
         for key in BATCH_KEYS:
             if tuple(batch[key].shape) != self.shapes[key]:
                 raise ValueError(
                     f"GraphedTrainStep: expected '{key}' of shape {list(self.shapes[key])} (the "
                     f"captured batch's), got {list(batch[key].shape)}"
                 )
-        check_class_ids(batch["semantic"], self.model.num_classes, self.loss_fn.cfg.ignore_index)
+        if batch["semantic"].device.type == "cpu":
+            check_class_ids(
+                batch["semantic"], self.model.num_classes, self.loss_fn.cfg.ignore_index
+            )
         B, _, H, W = self.shapes["image"]
         check_crops(B, H, W, offset=batch["offset"], full_size=batch["full_size"])
         for key in BATCH_KEYS:

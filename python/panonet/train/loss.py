@@ -307,8 +307,14 @@ def check_class_ids(semantic: torch.Tensor, num_classes: int, ignore_index: int)
     """Raise unless every id of ``semantic`` is in [0, num_classes) or ``ignore_index``.
 
     A class id outside [0, C) would fail deep inside cross-entropy (an index error on the CPU,
-    a device-side assert on CUDA); one reduction over the labels names it instead. Reads one
-    value from the tensor's device: free on the host, a synchronization on a GPU.
+    a device-side assert on CUDA); a reduction over the labels names it instead. Reads up to
+    two values from the tensor's device: free on the host, a synchronization on a GPU.
+
+    Fast, as it runs on every training image (a whole 1024x2048 map per image with augmentation
+    on the device): the minimum and maximum settle maps without the ignore index; with the
+    ignore index 255 and ids in 0..255, ``(id - C) mod 256`` puts the ids in [0, C) at 256 - C
+    and above, 255 at 255 - C and every bad id below it, so one more minimum settles the rest.
+    Only a map with bad ids takes the exact, several times slower, comparison.
 
     Args:
         semantic: integer trainIds of any shape, on any device.
@@ -316,6 +322,15 @@ def check_class_ids(semantic: torch.Tensor, num_classes: int, ignore_index: int)
     Raises:
         ValueError: naming up to 10 of the offending values.
     """
+    if semantic.numel() == 0:
+        return
+    lo, hi = torch.stack(torch.aminmax(semantic)).tolist()
+    if lo >= 0 and hi < num_classes:
+        return
+    if ignore_index == 255 and 0 <= lo and hi <= 255 and num_classes <= 255:
+        wrapped = semantic.to(torch.uint8) - num_classes  # uint8 arithmetic wraps mod 256
+        if int(wrapped.min()) >= 255 - num_classes:
+            return
     bad = (semantic != ignore_index) & ((semantic < 0) | (semantic >= num_classes))
     if bool(bad.any()):
         values = torch.unique(semantic[bad])[:10].tolist()

@@ -31,26 +31,40 @@ class SeededItems(Dataset):
     :func:`item_seed` for the item and restored afterwards, so the main process's RNG is left
     untouched when loading without workers.
 
-    Returns the transformed item (see :mod:`panonet.data.transforms`).
+    With ``deferred`` the item is returned unaugmented together with its seed, ``(item,
+    seed)``, and :meth:`augment` applies the transform later, elsewhere (on the training device:
+    :mod:`panonet.train.device_augment`) with the same draws.
+
+    Returns the transformed item (see :mod:`panonet.data.transforms`), or ``(item, seed)``.
     """
 
-    def __init__(self, dataset: Dataset, transform, seed: int) -> None:
+    def __init__(self, dataset: Dataset, transform, seed: int, *, deferred: bool = False) -> None:
         self.dataset = dataset
         self.transform = transform
         self.seed = int(seed)
+        self.deferred = bool(deferred)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+    def __getitem__(self, key: tuple[int, int]) -> Any:
         index, epoch = key
         item = self.dataset[index]
+        if self.deferred:
+            return item, item_seed(self.seed, epoch, index)
+        if self.transform is None:
+            return item
+        return self.augment(item, item_seed(self.seed, epoch, index))
+
+    def augment(self, item: dict[str, Any], seed: int) -> dict[str, Any]:
+        """``transform(item)`` with torch's global CPU generator seeded with ``seed`` (an
+        :func:`item_seed`) and restored afterwards; the item's tensors may be on any device."""
         if self.transform is None:
             return item
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed would also reseed (and, with
             # devices=[], not restore) the CUDA generators.
-            torch.default_generator.manual_seed(item_seed(self.seed, epoch, index))
+            torch.default_generator.manual_seed(seed)
             return self.transform(item)
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from panonet.train.batches import batch_to_device
+from panonet.train.device_augment import DeferredItems, augment_on_device
 from panonet.train.forward import forward_and_loss
 from panonet.train.graphed_step import GraphedTrainStep
 from panonet.train.loss import check_class_ids
@@ -48,15 +49,19 @@ class TrainingStep:
         its inf flag; fused AdamW takes that flag on the device.
 
         With ``cuda_graph`` the stage's first step captures all of it (:class:`GraphedTrainStep`)
-        and every step replays it.
+        and every step replays it. With ``augment_on = "device"`` the batch is the loader's
+        :class:`DeferredItems` (class ids checked in the worker), augmented here first.
 
         Returns:
             The loss terms' names, their values as one (T,) float32 tensor on the device (the
             mean over processes when distributed), and the step's learning rate.
         """
+        if isinstance(batch, DeferredItems):
+            batch = augment_on_device(batch, self._items, self.device)
+        elif not self.cfg.cuda_graph:  # GraphedTrainStep checks its batches itself
+            check_class_ids(batch["semantic"], self.cfg.num_classes, self.cfg.loss.ignore_index)
         if self.cfg.cuda_graph:
             return self._queue_graphed_step(batch)
-        check_class_ids(batch["semantic"], self.cfg.num_classes, self.cfg.loss.ignore_index)
         images, semantic, instance, offset, full_size = batch_to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         total, names, stacked = forward_and_loss(

@@ -62,6 +62,7 @@ from panonet.train.checkpoint_files import (
 )
 from panonet.train.checkpointing import TrainingCheckpoints
 from panonet.train.config import TrainConfig
+from panonet.train.device_augment import DeferItems
 from panonet.train.distributed import DistInfo, destroy_distributed, dist_info, init_distributed
 from panonet.train.loss import PanoNetLoss
 from panonet.train.passes import recalibrate_batchnorm, validation_metrics
@@ -148,7 +149,20 @@ class Trainer(TrainingStages, TrainingCheckpoints, TrainingStep):
             torch.backends.cudnn.deterministic = cfg.deterministic
 
         # Datasets first: a wrong path fails before any model is built.
-        self.train_set = CityscapesPanoptic(cfg.data_root, cfg.train_split, cache=cfg.cache_images)
+        self.train_set = CityscapesPanoptic(
+            cfg.data_root,
+            cfg.train_split,
+            cache=cfg.cache_images,
+            compact=cfg.augment_on == "device",
+        )
+        # The training items with their seeded augmentation (the loader's dataset); with
+        # augment_on = "device" the step applies it (see _queue_step).
+        self._items = SeededItems(
+            self.train_set,
+            train_transforms(cfg.crop_size, scale=cfg.scale, flip=cfg.flip, jitter=cfg.jitter),
+            cfg.seed,
+            deferred=cfg.augment_on == "device",
+        )
         self.val_set = CityscapesPanoptic(cfg.data_root, cfg.val_split) if cfg.val_images else None
         self._sampler = DistributedSampler(
             self.train_set,
@@ -236,17 +250,17 @@ class Trainer(TrainingStages, TrainingCheckpoints, TrainingStep):
 
     def _loader(self) -> DataLoader:
         cfg = self.cfg
-        items = SeededItems(
-            self.train_set,
-            train_transforms(cfg.crop_size, scale=cfg.scale, flip=cfg.flip, jitter=cfg.jitter),
-            cfg.seed,
-        )
         batches = StepBatchSampler(self._sampler, self.rank_batch, start_step=self.step)
+        if self._items.deferred:
+            # Whole items, their class ids checked in the worker: augmented in _queue_step.
+            collate_fn: Any = DeferItems(cfg.num_classes, cfg.loss.ignore_index)
+        else:
+            collate_fn = collate
         return DataLoader(
-            items,
+            self._items,
             batch_sampler=batches,
             num_workers=cfg.workers,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             pin_memory=self.device.type == "cuda",
             # Its own generator: creating the loader's iterator draws the workers' base seed
             # from it instead of from the global RNG (which the checkpoint restores).
