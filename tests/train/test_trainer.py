@@ -428,17 +428,24 @@ class EagerStandIn:
         return terms
 
 
+@pytest.mark.parametrize("augment_on", ["loader", "device"])
 @pytest.mark.parametrize("stage", [1, 2])
 def test_the_trainers_graphed_path_logs_what_the_eager_path_logs(
-    scenes, tmp_path, monkeypatch, stage
+    scenes, tmp_path, monkeypatch, stage, augment_on
 ):
     """The Trainer's cuda_graph branch (capture once per stage, replay, schedule, step count,
     host-side learning rate) with the graph replaced by an eager stand-in, on the CPU: the same
-    log, record for record, as the eager step; one capture for the stage."""
+    log, record for record, as the eager step; one capture for the stage. Also with the batches
+    augmented in the step (augment_on = "device"), which hands the graph device batches."""
     monkeypatch.setattr(step_module, "GraphedTrainStep", EagerStandIn)
     steps = (3, 0) if stage == 1 else (0, 3)
     cfg = small_config(
-        scenes, val_every=0, val_images=0, stage1_steps=steps[0], stage2_steps=steps[1]
+        scenes,
+        val_every=0,
+        val_images=0,
+        stage1_steps=steps[0],
+        stage2_steps=steps[1],
+        augment_on=augment_on,
     )
     Trainer(cfg, tmp_path / "eager").train()
     trainer = Trainer(cfg, tmp_path / "graphed")
