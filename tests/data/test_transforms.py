@@ -137,6 +137,27 @@ def test_color_jitter_changes_image_only():
     assert torch.equal(ColorJitter(0, 0, 0)(item)["image"], item["image"])
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_color_jitter_is_the_definition_in_float64(seed):
+    """Brightness scales, contrast blends with the image's mean luma, saturation with each
+    pixel's luma (0.299 R + 0.587 G + 0.114 B), each clamped to [0, 255], then rounded: computed
+    in float64 from the same draws, the uint8 results differ by at most one level (float32
+    rounding near .5) and almost never."""
+    item = _item(seed)
+    out = ColorJitter(0.4, 0.4, 0.4, generator=torch.Generator().manual_seed(seed))(item)
+    u = torch.rand(3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    b, c, s = (1.0 + 0.4 * (2.0 * u - 1.0)).tolist()
+
+    def luma(x):
+        return 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
+
+    x = (item["image"].double() * b).clamp(0, 255)
+    x = (c * x + (1 - c) * luma(x).mean()).clamp(0, 255)
+    x = (s * x + (1 - s) * luma(x)).clamp(0, 255)
+    difference = (out["image"].double() - x.round()).abs()
+    assert difference.max() <= 1 and (difference > 0).float().mean() < 1e-3
+
+
 def test_deterministic_under_manual_seed():
     pipeline = train_transforms((12, 16), scale=(0.5, 2.0))
 

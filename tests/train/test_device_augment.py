@@ -147,9 +147,10 @@ def test_augment_on_is_checked(scenes):
 
 @requires_cuda
 def test_cuda_device_augmentation_matches_the_cpu_and_arrives_pinned(scenes):
-    """On a GPU: labels, offsets and sizes exactly the CPU's (integer indexing, host draws);
-    image values within 1 of the CPU's (the bilinear resize and the jitter run on other
-    kernels, rounded to uint8 at the end). The loader pins the deferred items."""
+    """On a GPU, without a host synchronization: labels, offsets and sizes exactly the CPU's
+    (integer indexing, host draws); image values within 1 of the CPU's (the bilinear resize and
+    the jitter run on other kernels, rounded to uint8 at the end). The loader pins the deferred
+    items."""
     k = keys(6)
     batch, items = deferred(scenes, k)
     loader = DataLoader(
@@ -161,7 +162,13 @@ def test_cuda_device_augmentation_matches_the_cpu_and_arrives_pinned(scenes):
     pinned = next(iter(loader))
     assert isinstance(pinned, DeferredItems) and pinned.seeds == batch.seeds
     assert all(item["image"].is_pinned() for item in pinned.items)
-    got = augment_on_device(pinned, items, "cuda")
+    torch.cuda.synchronize()
+    # A host synchronization (a blocking copy, a value read) raises in this mode.
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = augment_on_device(pinned, items, "cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
     want = augment_on_device(batch, items, "cpu")
     for key in ("semantic", "instance"):
         assert got[key].is_cuda and torch.equal(got[key].cpu(), want[key]), key

@@ -332,15 +332,12 @@ class ColorJitter:
         u = torch.rand(3, generator=self.generator, dtype=torch.float64)
         b, c, s = (1.0 + self.strength * (2.0 * u - 1.0)).tolist()
         x = image.float()
-        weights = torch.tensor([0.299, 0.587, 0.114], device=image.device).view(3, 1, 1)
         if b != 1.0:
             x = (x * b).clamp_(0, 255)
         if c != 1.0:
-            mean = (x * weights).sum(0).mean()
-            x = (c * x + (1.0 - c) * mean).clamp_(0, 255)
+            x = (c * x + (1.0 - c) * _luma(x).mean()).clamp_(0, 255)
         if s != 1.0:
-            grey = (x * weights).sum(0, keepdim=True)
-            x = (s * x + (1.0 - s) * grey).clamp_(0, 255)
+            x = (s * x + (1.0 - s) * _luma(x)[None]).clamp_(0, 255)
         out = dict(item)
         out["image"] = x.round_().to(torch.uint8)
         return out
@@ -419,6 +416,12 @@ def _check_item(item: Mapping[str, Any], fn: str) -> torch.Tensor:
                 f"{tuple(image.shape[-2:])}"
             )
     return image
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma (H, W) of a (3, H, W) float RGB image. Python-float weights: a weight
+    tensor made for a GPU image would be a blocking upload (a synchronization) per image."""
+    return x[0] * 0.299 + x[1] * 0.587 + x[2] * 0.114
 
 
 def _as_pair(x, name: str) -> torch.Tensor:

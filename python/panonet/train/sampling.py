@@ -50,11 +50,8 @@ class SeededItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, epoch = key
         item = self.dataset[index]
-        if self.deferred:
-            return item, item_seed(self.seed, epoch, index)
-        if self.transform is None:
-            return item
-        return self.augment(item, item_seed(self.seed, epoch, index))
+        seed = item_seed(self.seed, epoch, index)
+        return (item, seed) if self.deferred else self.augment(item, seed)
 
     def augment(self, item: dict[str, Any], seed: int) -> dict[str, Any]:
         """``transform(item)`` with torch's global CPU generator seeded with ``seed`` (an
