@@ -331,6 +331,8 @@ def check_class_ids(semantic: torch.Tensor, num_classes: int, ignore_index: int)
         wrapped = semantic.to(torch.uint8) - num_classes  # uint8 arithmetic wraps mod 256
         if int(wrapped.min()) >= 255 - num_classes:
             return
+    # In int64: a uint8 map compared with an ignore index beyond 255 would wrap it.
+    semantic = semantic.long()
     bad = (semantic != ignore_index) & ((semantic < 0) | (semantic >= num_classes))
     if bool(bad.any()):
         values = torch.unique(semantic[bad])[:10].tolist()
