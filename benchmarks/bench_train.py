@@ -53,6 +53,17 @@ CASES = [
 CUDA_TARGETS = {"demo": ("ms_per_step", 8.0), "paper": ("images_per_s", 600.0)}
 
 
+# --loader-only rows: (augmentation in the "loader" or on the "device", images from "memory",
+# from PNG files, or from a decoded store).
+LOADER_ONLY_ROWS = [
+    ("loader", "memory"),
+    ("device", "memory"),
+    ("loader", "png"),
+    ("device", "png"),
+    ("device", "store"),
+]
+
+
 class RandomKeys(Sampler[list[tuple[int, int]]]):
     """Endless batches of (index, epoch) keys for SeededItems, reshuffled every epoch."""
 
@@ -90,14 +101,20 @@ def make_step(model, loss_fn, optimizer, device: torch.device, amp: str):
     return step
 
 
-def make_loader(root, batch, crop, scale, on_device, device, workers):
-    """The Trainer's items and DataLoader over the scenes in ``root``, every image decoded into
-    the dataset's cache beforehand (the workers inherit it): the loader rows compare the
-    augmentation, not PNG decoding (~0.1 s per 1024x2048 image and core). ``on_device``: whole
-    items in compact dtypes for augmentation on the device (augment_on = "device")."""
-    dataset = CityscapesPanoptic(root, "train", cache=True, compact=on_device)
-    for index in range(len(dataset)):
-        dataset[index]
+def make_loader(root, batch, crop, scale, on_device, device, workers, images="memory"):
+    """The Trainer's items and DataLoader over the scenes in ``root``. ``images``: "memory",
+    every image decoded into the dataset's cache beforehand (the workers inherit it), so the
+    loader rows compare the augmentation, not PNG decoding (~0.1 s per 1024x2048 image and
+    core); "png", decoded at every read; "store", memory-mapped from a decoded store
+    (TrainConfig.decoded_dir) filled beforehand. ``on_device``: whole items in compact dtypes
+    for augmentation on the device (augment_on = "device")."""
+    store = Path(root) / "decoded" if images == "store" else None
+    dataset = CityscapesPanoptic(
+        root, "train", cache=images == "memory", compact=on_device, decoded_dir=store
+    )
+    if images != "png":
+        for index in range(len(dataset)):
+            dataset[index]
     items = SeededItems(dataset, train_transforms(crop, scale=scale), seed=0, deferred=on_device)
     loader = DataLoader(
         items,
@@ -111,9 +128,10 @@ def make_loader(root, batch, crop, scale, on_device, device, workers):
     return items, loader
 
 
-def loader_rate(name, batch, crop, root, scale, source, device, args) -> dict:
+def loader_rate(name, batch, crop, root, scale, source, images, device, args) -> dict:
     """Images per second the DataLoader delivers alone (no step): what the host can feed."""
-    _, loader = make_loader(root, batch, crop, scale, source == "device", device, args.workers)
+    on_device = source == "device"
+    _, loader = make_loader(root, batch, crop, scale, on_device, device, args.workers, images)
     batches = iter(loader)
     for _ in range(args.warmup):
         next(batches)
@@ -125,7 +143,7 @@ def loader_rate(name, batch, crop, root, scale, source, device, args) -> dict:
         "case": name,
         "batch": batch,
         "crop": f"{crop[0]}x{crop[1]}",
-        "data": f"{source} alone",
+        "data": f"{source} alone, images from {images}",
         "workers": args.workers,
         "images_per_s": batch * args.steps / seconds,
         "ms_per_step": seconds / args.steps * 1e3,
@@ -259,9 +277,11 @@ def main() -> None:
             root = roots[name]
             if args.loader_only:
                 if amp == "none":
-                    for source in ("loader", "device"):
+                    for source, images in LOADER_ONLY_ROWS:
                         rows.append(
-                            loader_rate(name, batch, crop, root, scale, source, device, args)
+                            loader_rate(
+                                name, batch, crop, root, scale, source, images, device, args
+                            )
                         )
                 continue
             sources = ["memory", "loader", "device"]

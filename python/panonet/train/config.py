@@ -92,6 +92,11 @@ class TrainConfig:
     # or "device" (the training device; the workers only decode: train.device_augment), with
     # the same draws. "device" is for a GPU at large images, where the workers fall behind.
     augment_on: str = "loader"
+    # A folder where each training image's decoded arrays are saved at its first read and
+    # memory-mapped afterwards, shared by all workers, processes and later runs
+    # (panonet.data.decoded_store; 16 MB per 1024x2048 image). None: decode every read (or
+    # cache_images). For GPUs, whose speed PNG decoding (~0.1 s per image and core) limits.
+    decoded_dir: str | None = None
     # Steps of stage 1 (no coordinate input). 0 skips it: stage 2 then starts from the initial
     # (or pretrained) weights. The paper gives no numbers for either stage.
     stage1_steps: int = 60_000

@@ -154,6 +154,7 @@ class Trainer(TrainingStages, TrainingCheckpoints, TrainingStep):
             cfg.train_split,
             cache=cfg.cache_images,
             compact=cfg.augment_on == "device",
+            decoded_dir=cfg.decoded_dir,
         )
         # The training items with their seeded augmentation (the loader's dataset); with
         # augment_on = "device" the step applies it (see _queue_step).
