@@ -1,6 +1,7 @@
 """'panonet bench', 'panonet mirror-test', and the top-level behaviour of 'panonet' (--help
 lists every subcommand, --debug, one-line errors with a non-zero status)."""
 
+import argparse
 import json
 
 import pytest
@@ -136,3 +137,14 @@ def _with_func(parser, name, func):
     sub = next(a for a in parser._actions if a.dest == "command")
     sub.choices[name].set_defaults(func=func)
     return parser
+
+
+def test_mirror_test_offers_the_variants_the_evaluation_has():
+    """The CLI writes the variants out (importing them would load torch for --help)."""
+    from panonet.evaluation.mirror import VARIANTS
+
+    subparsers = next(
+        a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    variant = next(a for a in subparsers.choices["mirror-test"]._actions if a.dest == "variant")
+    assert tuple(variant.choices) == VARIANTS

@@ -28,6 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="split (default: val)")
     p.add_argument(
         "--variant",
+        # evaluation.mirror.VARIANTS, written out: importing it would load torch for --help (a
+        # test keeps the two equal).
         choices=("mirror", "shift", "scene"),
         default="mirror",
         help=(
