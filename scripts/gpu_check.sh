@@ -15,6 +15,8 @@
 #   bench-train  benchmarks/bench_train.py --device cuda (training steps, fp32 and bf16)
 #   demo         panonet demo --device cuda (trains, searches bandwidths, evaluates)
 #   bench-trained  panonet bench --device cuda --half with the demo's checkpoint and bandwidths
+#   bench-loader  benchmarks/bench_train.py --loader-only (what the host's loader feeds; last, in
+#                what the budget leaves)
 # Each step has a timeout; a failed step is reported and the next runs where it can (the benches
 # run after failed tests, nothing runs after a failed build). Logs go to build/gpu-check/, the
 # benchmarks' JSON to benchmarks/results/; with $OUT set, the summary and an archive of both go
@@ -44,6 +46,7 @@ MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
 MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
 TRAINED_JSON=benchmarks/results/predictor-trained-cuda-$DATE.json
 TRAIN_JSON=benchmarks/results/train-cuda-$DATE.json
+LOADER_JSON=benchmarks/results/train-loader-cuda-$DATE.json
 PROFILE_JSON=benchmarks/results/profile_kernels-cuda-$DATE.json
 DRY_RUN=0
 PIPELINE=0
@@ -274,6 +277,11 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     else
       skip bench-trained "the demo wrote no checkpoint"
     fi
+    # Images/s the loader alone delivers with 14 workers: augmenting, or whole items for the
+    # GPU to augment (augment_on = "device"), from PNG files, the decoded store or memory.
+    step bench-loader 9-bench-loader.log 120 "$PY" benchmarks/bench_train.py --device cuda \
+      --loader-only --steps 10 --warmup 3 --workers 14 --out "$LOADER_JSON"
+    ((DRY_RUN)) || grep -E '^\|' "$LOGS/9-bench-loader.log" | sed 's/^/   /'
   fi
 else
   [[ ${SUMMARY[-1]} == "| build |"* ]] && skip import "build failed"
@@ -302,7 +310,7 @@ if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
   cp "$LOGS/summary.txt" "$OUT"/
   files=()
   for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" "$PROFILE_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
-    "$TRAINED_JSON" "$LOGS"/demo/metrics.json; do
+    "$TRAINED_JSON" "$LOADER_JSON" "$LOGS"/demo/metrics.json; do
     [[ -f $f && ! $f -ot $LOGS/.start ]] && files+=("${f#"$REPO"/}")
   done
   tar czf "$OUT/gpu-check.tar.gz" -C "$REPO" "${files[@]}" &&
