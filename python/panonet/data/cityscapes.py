@@ -171,7 +171,7 @@ class CityscapesPanoptic(Dataset):
         # New arrays (copies): a transform that writes into an item cannot alter the cache or
         # the store's read-only maps.
         item = {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "image": torch.from_numpy(np.array(image)),
             "semantic": torch.from_numpy(train_ids.astype(np.uint8 if self.compact else np.int64)),
             "instance": torch.from_numpy(instance.astype(np.int32 if self.compact else np.int64)),
             "file": str(image_path),
@@ -203,8 +203,9 @@ class CityscapesPanoptic(Dataset):
         return decoded
 
     def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample ``index`` as the items hold it, in compact dtypes: image (H, W, 3) uint8,
-        trainIds (H, W) uint8, instance ids (H, W) int32 (-1 off things)."""
+        """Sample ``index`` as the items hold it, in compact dtypes: image (3, H, W) uint8
+        (transposed here once, so that every later read of the cache or the store is a plain
+        copy), trainIds (H, W) uint8, instance ids (H, W) int32 (-1 off things)."""
         image_path, label_path, instance_path = self.samples[index]
         image = _read_png(image_path, "RGB")
         label_ids = _read_png(label_path, "labelIds")
@@ -219,7 +220,7 @@ class CityscapesPanoptic(Dataset):
         train_ids = label_to_train_ids(label_ids).astype(np.uint8)  # 0..18 and 255
         instance = instance_ids.astype(np.int32)  # first: a uint16 PNG cannot hold the -1
         instance[instance < 1000] = -1
-        return image, train_ids, instance
+        return np.ascontiguousarray(image.transpose(2, 0, 1)), train_ids, instance
 
     def __repr__(self) -> str:
         return f"CityscapesPanoptic(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"

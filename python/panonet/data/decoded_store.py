@@ -3,7 +3,7 @@ read by every loader worker, training process and later run at the speed of memo
 
 Decoding a Cityscapes image's three PNGs (1024x2048) takes ~0.1 s of a CPU core, so a GPU that
 trains on hundreds of images per second would need tens of cores for the decoding alone. The
-store keeps what :class:`panonet.data.CityscapesPanoptic` decodes (RGB (H, W, 3) uint8,
+store keeps what :class:`panonet.data.CityscapesPanoptic` decodes (RGB (3, H, W) uint8,
 trainIds (H, W) uint8, instance ids (H, W) int32) as ``.npy`` files, 16 MB per 1024x2048
 image (48 GB for Cityscapes' 2975 training images), and maps them into memory on reading, so
 the operating system's page cache holds each image once for all processes.
@@ -55,7 +55,11 @@ class DecodedStore:
         except (OSError, ValueError):
             return None
         for array, (_, dtype, ndim) in zip(arrays, ARRAYS, strict=True):
-            if array.dtype != dtype or array.ndim != ndim or array.shape[:2] != arrays[0].shape[:2]:
+            if (
+                array.dtype != dtype
+                or array.ndim != ndim
+                or array.shape[-2:] != arrays[0].shape[-2:]
+            ):
                 return None
         return arrays
 
