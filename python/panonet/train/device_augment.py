@@ -1,7 +1,7 @@
 """Training augmentation on the training device (``TrainConfig.augment_on = "device"``).
 
-The DataLoader's workers then only decode each image (or take it from the cache), in compact
-dtypes (:class:`panonet.data.CityscapesPanoptic` with ``compact``), check its class ids and hand
+The DataLoader's workers then only decode each image (or take it from the cache or the decoded
+store), in compact dtypes (:class:`panonet.data.CityscapesPanoptic` with ``compact``), check its class ids and hand
 the full-size items over with their augmentation seeds (:class:`DeferItems`, the loader's
 ``collate_fn``). The training process copies them to its device without waiting
 (``non_blocking`` from the loader's pinned memory) and runs the same seeded transforms there
