@@ -1,9 +1,9 @@
 """Training augmentation on the training device (``TrainConfig.augment_on = "device"``).
 
 The DataLoader's workers then only decode each image (or take it from the cache or the decoded
-store), in compact dtypes (:class:`panonet.data.CityscapesPanoptic` with ``compact``), check its class ids and hand
-the full-size items over with their augmentation seeds (:class:`DeferItems`, the loader's
-``collate_fn``). The training process copies them to its device without waiting
+store), in compact dtypes (:class:`panonet.data.CityscapesPanoptic` with ``compact``), check its
+class ids and hand the full-size items over with their augmentation seeds (:class:`DeferItems`,
+the loader's ``collate_fn``). The training process copies them to its device without waiting
 (``non_blocking`` from the loader's pinned memory) and runs the same seeded transforms there
 (:func:`augment_on_device`). Why: at the paper's crop the whole-image bilinear scaling alone
 takes ~0.2 s of a CPU core per image, so 16 loader workers deliver tens of images per second
