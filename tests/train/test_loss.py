@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from panonet.data.transforms import resize_labels as downsample_labels
 from panonet.models import PanoNetOutput, icnet_output_sizes
 from panonet.train import SCALE_NAMES, LossConfig, PanoNetLoss
-from panonet.train.loss import check_class_ids
+from panonet.train.loss import check_class_ids, check_host_class_ids
 from tests.ops.reference_discriminative_loss import losses_torch
 
 C, D = 19, 12
@@ -470,6 +470,15 @@ def test_class_id_check_is_the_definition(values, num_classes, ignore_index, dty
             check_class_ids(semantic, num_classes, ignore_index)
     else:
         check_class_ids(semantic, num_classes, ignore_index)
+
+
+def test_host_class_id_check_reads_only_host_labels():
+    """Host labels are checked; labels on another device (meta here, where any read raises)
+    pass without a read."""
+    bad = torch.tensor([[0, 19]])
+    with pytest.raises(ValueError, match=r"got values \[19\]"):
+        check_host_class_ids(bad, C, 255)
+    check_host_class_ids(bad.to("meta"), C, 255)
 
 
 def test_unchecked_loss_reads_no_value_from_its_device():

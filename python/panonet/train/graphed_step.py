@@ -32,7 +32,7 @@ from panonet.cuda_graph import capture
 from panonet.models.coords import check_crops
 from panonet.train.batches import network_images
 from panonet.train.forward import forward_and_loss
-from panonet.train.loss import PanoNetLoss, check_class_ids
+from panonet.train.loss import PanoNetLoss, check_host_class_ids
 
 __all__ = ["GraphedTrainStep"]
 
@@ -85,19 +85,17 @@ class GraphedTrainStep:
 
     def _load(self, batch: Mapping[str, Any]) -> None:
         """Checks ``batch`` on the host, then copies it into the graph's inputs (stream-ordered:
-        an earlier replay has read the previous batch by the time the copy runs). Labels that
-        are already on a GPU are not checked (that would synchronize): whoever uploaded them
-        checked them on the host (:class:`panonet.train.device_augment.DeferItems`)."""
+        an earlier replay has read the previous batch by the time the copy runs); labels
+        already on the GPU were checked before their upload (:func:`check_host_class_ids`)."""
         for key in BATCH_KEYS:
             if tuple(batch[key].shape) != self.shapes[key]:
                 raise ValueError(
                     f"GraphedTrainStep: expected '{key}' of shape {list(self.shapes[key])} (the "
                     f"captured batch's), got {list(batch[key].shape)}"
                 )
-        if batch["semantic"].device.type == "cpu":
-            check_class_ids(
-                batch["semantic"], self.model.num_classes, self.loss_fn.cfg.ignore_index
-            )
+        check_host_class_ids(
+            batch["semantic"], self.model.num_classes, self.loss_fn.cfg.ignore_index
+        )
         B, _, H, W = self.shapes["image"]
         check_crops(B, H, W, offset=batch["offset"], full_size=batch["full_size"])
         for key in BATCH_KEYS:

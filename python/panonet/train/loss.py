@@ -28,7 +28,7 @@ from panonet.models.icnet import icnet_output_sizes
 from panonet.ops import discriminative_loss
 from panonet.train.config import NUM_SCALES, LossConfig
 
-__all__ = ["SCALE_NAMES", "PanoNetLoss", "check_class_ids"]
+__all__ = ["SCALE_NAMES", "PanoNetLoss", "check_class_ids", "check_host_class_ids"]
 
 SCALE_NAMES = ("1/4", "1/8", "1/16")
 """Names of the output scales, in PanoNetOutput's order; suffixes of the reported term names."""
@@ -340,6 +340,15 @@ def check_class_ids(semantic: torch.Tensor, num_classes: int, ignore_index: int)
             f"PanoNetLoss: expected semantic labels in [0, {num_classes}) or the ignore index "
             f"{ignore_index}, got values {values}"
         )
+
+
+def check_host_class_ids(semantic: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """:func:`check_class_ids` where it costs the device nothing: labels on the host are
+    checked, labels already on another device pass unchecked (a check there would synchronize;
+    whoever uploaded them checked them on the host first, e.g.
+    :class:`panonet.train.device_augment.DeferItems`)."""
+    if semantic.device.type == "cpu":
+        check_class_ids(semantic, num_classes, ignore_index)
 
 
 @torch.no_grad()
