@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from panonet.train import LossConfig, OptimConfig, build_optimizer, build_scheduler, config
-from panonet.train.optim import current_lr, lrs_as_numbers, place_lrs
+from panonet.train.optim import current_lr, group_lr, lrs_as_numbers, place_lrs
 
 
 def tiny_model() -> nn.Module:
@@ -160,3 +160,13 @@ def test_bad_optim_config_raises(kwargs, pattern):
 
 def test_optimizer_names_are_the_configs():
     assert config.OPTIMIZERS == ("adadelta", "adamw")
+
+
+def test_group_lr_is_a_device_tensor_only_when_capturable():
+    """A captured step reads its learning rate from a 0-dim float32 tensor (the schedule writes
+    it between replays); otherwise the optimizer keeps Python floats."""
+    lr = group_lr(3e-3, torch.device("cpu"), capturable=True)
+    assert isinstance(lr, torch.Tensor) and lr.dim() == 0 and lr.dtype == torch.float32
+    assert lr.item() == pytest.approx(3e-3, rel=1e-7)
+    assert group_lr(3e-3, torch.device("cpu"), capturable=False) == 3e-3
+    assert type(group_lr(3e-3, torch.device("cpu"), capturable=False)) is float

@@ -13,6 +13,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "current_lr",
+    "group_lr",
     "lrs_as_numbers",
     "parameter_groups",
     "place_lrs",
@@ -72,7 +73,7 @@ def build_optimizer(
                 f"{device}"
             )
         for group in groups:
-            group["lr"] = torch.tensor(cfg.base_lr, dtype=torch.float32, device=device)
+            group["lr"] = group_lr(cfg.base_lr, device, capturable=True)
         lr = groups[0]["lr"]
     if cfg.name == "adadelta":
         return torch.optim.Adadelta(
@@ -143,17 +144,22 @@ def lrs_as_numbers(state: dict) -> dict:
     return state
 
 
+def group_lr(lr: float, device: torch.device, *, capturable: bool) -> float | torch.Tensor:
+    """A parameter group's learning rate as the optimizer takes it: for ``capturable``, a 0-dim
+    float32 tensor on the parameters' ``device`` (a captured step reads it there, so the schedule
+    can change it between replays), else the float ``lr``."""
+    if capturable:
+        return torch.tensor(lr, dtype=torch.float32, device=device)
+    return lr
+
+
 def place_lrs(optimizer: torch.optim.Optimizer, *, capturable: bool) -> None:
     """Each group's learning rate as :func:`build_optimizer` makes it for ``capturable`` (a
     0-dim device tensor, or a float) and its ``capturable`` flag, e.g. after loading a
     checkpoint's state (:func:`lrs_as_numbers`); ``initial_lr`` as a float, for
     :func:`current_lr`. Reads tensors back (a synchronization): for setting up, not per step."""
     for group in optimizer.param_groups:
-        lr = float(group["lr"])
-        if capturable:
-            group["lr"] = torch.tensor(lr, dtype=torch.float32, device=group["params"][0].device)
-        else:
-            group["lr"] = lr
+        group["lr"] = group_lr(float(group["lr"]), group["params"][0].device, capturable=capturable)
         group["capturable"] = capturable
         if "initial_lr" in group:
             group["initial_lr"] = float(group["initial_lr"])
