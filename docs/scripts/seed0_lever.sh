@@ -1,7 +1,9 @@
 # Shared by the seed-0 lever experiments of issue 14 (coord_scale_experiment.sh,
 # twin_rows_experiment.sh, hard_pairs_experiment.sh): paper_experiments.sh's recipe, data and
-# evaluation for seed 0 in OUT, each step skipped when its output exists. Sourced, not run.
+# evaluation for seed 0 (or SEED) in OUT, each step skipped when its output exists. Sourced,
+# not run.
 OUT=${1:-runs/coord_scale}
+SEED=${SEED:-0}
 CONFIG=configs/panonet_synthetic.toml
 [[ -d $OUT/data/leftImg8bit ]] || panonet synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
 
@@ -9,9 +11,9 @@ CONFIG=configs/panonet_synthetic.toml
 train() { local run=$1 data=$2; shift 2; [[ -f "$run/checkpoints/final.pt" ]] && return 0
   panonet train --config "$CONFIG" --out "$run" --resume auto --set "data_root=\"$data\"" \
     --set progress=false "$@"; }
-# Stage 2 from seed 0's stage 1 (the stage-1 run itself trained first).
-STAGE1=(--set seed=0 --set stage1_steps=0 --set "init_weights=\"$OUT/stage1/checkpoints/final.pt\"")
-train $OUT/stage1 $OUT/data --set seed=0 --set stage2_steps=0
+# Stage 2 from the seed's stage 1 (the stage-1 run itself trained first).
+STAGE1=(--set seed=$SEED --set stage1_steps=0 --set "init_weights=\"$OUT/stage1/checkpoints/final.pt\"")
+train $OUT/stage1 $OUT/data --set seed=$SEED --set stage2_steps=0
 
 # evaluate RUN...: bandwidths on 20 train images, PQ/AP and AP_GT on the val set, per run.
 evaluate() { local run ckpt; for run in "$@"; do ckpt=$OUT/$run/checkpoints/final.pt
