@@ -16,8 +16,5 @@ train $OUT/active_coords_false $OUT/data "${STAGE1[@]}" --set 'loss.dist_norm="a
 RUNS=(coords_true coords_false active_coords_true active_coords_false)
 evaluate "${RUNS[@]}"
 twin_tests active_ "${RUNS[@]}"
-for run in "${RUNS[@]}"; do
-  [[ -f $OUT/$run/separation.txt ]] || python docs/scripts/twin_separation.py $OUT/data \
-    $OUT/$run/bandwidths.json $OUT/$run/checkpoints/final.pt > $OUT/$run/separation.txt
-done
+separation "${RUNS[@]}"
 echo ALL_DONE

@@ -24,8 +24,5 @@ done
 RUNS=(alpha3_coords_true alpha3_coords_false "$@")
 evaluate "${RUNS[@]}"
 twin_tests alpha3_ "${RUNS[@]}"
-for run in "${RUNS[@]}"; do
-  [[ -f $OUT/$run/separation.txt ]] || python docs/scripts/twin_separation.py $OUT/data \
-    $OUT/$run/bandwidths.json $OUT/$run/checkpoints/final.pt > $OUT/$run/separation.txt
-done
+separation "${RUNS[@]}"
 echo ALL_DONE

@@ -29,3 +29,10 @@ twin_tests() { local prefix=$1 variant r; shift; for variant in mirror shift sce
     --bandwidths $(for r in "$@"; do echo $OUT/$r/bandwidths.json; done) \
     --out $OUT/$prefix$variant.json --no-progress
 done; }
+
+# separation RUN...: how far apart the twins are against the bandwidth, per run, in
+# OUT/RUN/separation.txt (docs/scripts/twin_separation.py).
+separation() { local run; for run in "$@"; do
+  [[ -f $OUT/$run/separation.txt ]] || python docs/scripts/twin_separation.py $OUT/data \
+    $OUT/$run/bandwidths.json $OUT/$run/checkpoints/final.pt > $OUT/$run/separation.txt
+done; }
