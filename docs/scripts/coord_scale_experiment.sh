@@ -7,8 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/seed0_lever.sh"
 
 train $OUT/scale10 $OUT/data "${STAGE1[@]}" --set coord_scale=10.0
-train $OUT/coords_true $OUT/data "${STAGE1[@]}"
-train $OUT/coords_false $OUT/data "${STAGE1[@]}" --set stage2_coords=false
+plain coords_true coords_false
 evaluate scale10 coords_true coords_false
 twin_tests "" scale10 coords_true coords_false
 echo ALL_DONE

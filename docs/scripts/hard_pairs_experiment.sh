@@ -9,8 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/seed0_lever.sh"
 
-train $OUT/coords_true $OUT/data "${STAGE1[@]}"
-train $OUT/coords_false $OUT/data "${STAGE1[@]}" --set stage2_coords=false
+plain coords_true coords_false
 train $OUT/active_coords_true $OUT/data "${STAGE1[@]}" --set 'loss.dist_norm="active"'
 train $OUT/active_coords_false $OUT/data "${STAGE1[@]}" --set 'loss.dist_norm="active"' --set stage2_coords=false
 RUNS=(coords_true coords_false active_coords_true active_coords_false)

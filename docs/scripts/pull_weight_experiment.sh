@@ -9,18 +9,12 @@
 # Usage: [SEED=1] bash docs/scripts/pull_weight_experiment.sh [OUT] [BASELINE_RUN...]
 set -euo pipefail
 source "$(dirname "$0")/seed0_lever.sh"
-shift || true
+shift || true  # OUT, which seed0_lever.sh read; the rest name baseline runs
 
 train $OUT/alpha3_coords_true $OUT/data "${STAGE1[@]}" --set loss.alpha=3.0
 train $OUT/alpha3_coords_false $OUT/data "${STAGE1[@]}" --set loss.alpha=3.0 \
   --set stage2_coords=false
-for run in "$@"; do
-  case $run in
-    coords_true) train $OUT/coords_true $OUT/data "${STAGE1[@]}" ;;
-    coords_false) train $OUT/coords_false $OUT/data "${STAGE1[@]}" --set stage2_coords=false ;;
-    *) echo "unknown baseline run: $run (expected coords_true or coords_false)" >&2; exit 2 ;;
-  esac
-done
+plain "$@"
 RUNS=(alpha3_coords_true alpha3_coords_false "$@")
 evaluate "${RUNS[@]}"
 twin_tests alpha3_ "${RUNS[@]}"

@@ -15,6 +15,14 @@ train() { local run=$1 data=$2; shift 2; [[ -f "$run/checkpoints/final.pt" ]] &&
 STAGE1=(--set seed=$SEED --set stage1_steps=0 --set "init_weights=\"$OUT/stage1/checkpoints/final.pt\"")
 train $OUT/stage1 $OUT/data --set seed=$SEED --set stage2_steps=0
 
+# plain RUN...: the plain stage-2 runs every lever is compared with, by name: coords_true
+# (with the coordinate input), coords_false (without).
+plain() { local run; for run in "$@"; do case $run in
+  coords_true) train $OUT/coords_true $OUT/data "${STAGE1[@]}" ;;
+  coords_false) train $OUT/coords_false $OUT/data "${STAGE1[@]}" --set stage2_coords=false ;;
+  *) echo "plain: unknown run $run (expected coords_true or coords_false)" >&2; exit 2 ;;
+esac; done; }
+
 # evaluate RUN...: bandwidths on 20 train images, PQ/AP and AP_GT on the val set, per run.
 evaluate() { local run ckpt; for run in "$@"; do ckpt=$OUT/$run/checkpoints/final.pt
   [[ -f $OUT/$run/bandwidths.json ]] || panonet search-bandwidth --checkpoint $ckpt --data $OUT/data --images 20 --out $OUT/$run/bandwidths.json --no-progress

@@ -10,8 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/seed0_lever.sh"
 
 [[ -d $OUT/rows_data/leftImg8bit ]] || panonet synth --out "$OUT/rows_data" --train 300 --size 256x512 --twin-row 4 --twin-groups 4 --no-progress
-train $OUT/coords_true $OUT/data "${STAGE1[@]}"
-train $OUT/coords_false $OUT/data "${STAGE1[@]}" --set stage2_coords=false
+plain coords_true coords_false
 # rows_data has no val split: its runs skip the end-of-stage validation (val_images=0), which
 # changes no weights.
 train $OUT/rows_coords_true $OUT/rows_data "${STAGE1[@]}" --set val_images=0
