@@ -34,6 +34,11 @@ TORCH_LIBRARY(panonet, m) {
   m.def(
       "cluster_instances(Tensor embedding, Tensor semantic, Tensor bandwidth, int min_bin_freq, "
       "int max_iter, bool check_inputs=True) -> Tensor");
+  // Per-pixel class of logits (B, C, h, w) or (C, h, w) upsampled bilinearly (half-pixel
+  // centres, as F.interpolate's align_corners=False) to size (H, W): -> (B, H, W) or (H, W) int64,
+  // the first class on ties, a NaN's class where there is one. The upsampled logits are never
+  // stored. The same classes on every device (the same float arithmetic in the same order).
+  m.def("upsample_argmax(Tensor logits, int[2] size) -> Tensor");
   // Test and benchmark hook, CPU only: the nearest-center search of the CUDA labelling kernel
   // run on the host. points (N, D), centers (K, D) -> index of the nearest center (lowest index
   // on ties; -1 if K == 0) and the number of centers whose distance it computed, both (N) int64.

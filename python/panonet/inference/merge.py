@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from panonet.data.labels import LABEL_DIVISOR, THING_TRAIN_IDS
 from panonet.data.transforms import check_size, resize_labels
@@ -51,7 +50,7 @@ from panonet.inference.vote import (
     vote_instance_classes,
     vote_tables,
 )
-from panonet.ops import cluster_instances
+from panonet.ops import cluster_instances, upsample_argmax
 
 __all__ = [
     "LABEL_DIVISOR",
@@ -72,7 +71,10 @@ def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = No
     Args:
         logits: (B, C, h, w) or (C, h, w) floating class scores.
         size: output (H, W); ``None`` keeps (h, w). Upsampling is bilinear with
-            ``align_corners=False`` (half-pixel centres).
+            ``align_corners=False`` (half-pixel centres), fused with the argmax
+            (:func:`panonet.ops.upsample_argmax`: the same classes on every device, and those
+            of ``F.interpolate`` + argmax except where two classes are within float32
+            rounding of each other).
 
     Returns:
         int64 class ids (trainIds), (B, H, W) or (H, W); ties go to the lowest class id.
@@ -83,16 +85,14 @@ def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = No
             "semantic_from_logits: expected logits of shape (B, C, h, w) or (C, h, w), got "
             f"{tuple(logits.shape)}"
         )
-    unbatched = logits.dim() == 3
-    x = logits.unsqueeze(0) if unbatched else logits
     if size is not None:
         size = check_size(size, "semantic_from_logits")
-        if size != tuple(x.shape[-2:]):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        if size != tuple(logits.shape[-2:]):
+            # Fused: the upsampled logits (159 MB at 1024x2048) are never written.
+            return upsample_argmax(logits, size)
     # max().indices, not argmax(): on the CPU argmax over the channels of an NCHW tensor is
     # ~5x slower (strided reduction); both return the first maximal index on ties.
-    out = x.max(dim=1).indices
-    return out.squeeze(0) if unbatched else out
+    return logits.max(dim=-3).indices
 
 
 def instances_from_embedding(

@@ -7,11 +7,11 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
 from panonet.models.panonet import preprocess
+from panonet.ops import upsample_argmax
 
 __all__ = ["recalibrate_batchnorm", "validation_metrics"]
 
@@ -81,13 +81,8 @@ def validation_metrics(
             _, terms = loss_fn(output, semantic, instance)
             for k in sums:
                 sums[k] += float(terms[k])
-            logits = F.interpolate(
-                output.semantic[0].float(),
-                size=tuple(semantic.shape[-2:]),
-                mode="bilinear",
-                align_corners=False,
-            )
-            pred = logits.max(dim=1).indices
+            # The Predictor's semantic map: the 1/4 logits upsampled and argmaxed, fused.
+            pred = upsample_argmax(output.semantic[0], tuple(semantic.shape[-2:]))
             cm += confusion_matrix(pred, semantic, num_classes, ignore_index).cpu()
     per_class, miou = iou_from_confusion(cm)
     return {
