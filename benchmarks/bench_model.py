@@ -2,8 +2,9 @@
 
 Stages, each timed on its own after warm-up with the device synchronized (median of runs):
 
-* network: both ICNet branches, channels_last (CUDA: also float16 autocast and
-  cudnn.benchmark; ``--compile`` adds torch.compile);
+* network: both ICNet branches, channels_last, BatchNorm folded as the Predictor runs it (CUDA:
+  also float16 autocast and cudnn.benchmark; ``--compile`` adds torch.compile); beside it the
+  same without the fold (the reference for it) and in bfloat16 autocast;
 * clustering: class-wise mean-shift of the 1/4-scale embedding
   (:func:`panonet.inference.merge.instances_from_embedding`) on a synthetic *trained-like*
   embedding (each instance's pixels around its own center, as the discriminative loss makes
@@ -13,8 +14,9 @@ Stages, each timed on its own after warm-up with the device synchronized (median
 * end to end: :class:`panonet.inference.Predictor` on a uint8 frame (untrained weights), with
   its defaults and as a real-time consumer runs it (no stage timings, maps left on the device,
   nothing read back before the frame's end), on CUDA also with that device work captured as a
-  CUDA graph (``cuda_graph=True``); and the host synchronizations per frame of each, counted by
-  :mod:`panonet.sync_points` (the graph's by torch's CUDA sync debugging).
+  CUDA graph (``cuda_graph=True``), and with a bfloat16 network; and the host synchronizations
+  per frame of each, counted by :mod:`panonet.sync_points` (the graph's by torch's CUDA sync
+  debugging).
 
 Correctness first: the synthetic frame's instances (all but slivers, see ``recovers``) must be
 recovered one to one and the predictor's maps must be consistent, or the benchmark stops.
@@ -136,15 +138,19 @@ def main() -> None:
     model = PanoNet().eval()
     params = model.count_parameters()
     predictor = Predictor(model, device=device, half=cuda, channels_last=True)
+    # bfloat16: the CPU's low precision (AMX, AVX512-BF16), and the GPU's other one.
+    bf16 = Predictor(model, device=device, precision="bfloat16", channels_last=True)
     # What a real-time consumer runs: no stage timings, maps left on the device, nothing read
     # back before the end of the frame.
     real_time = dict(device=device, half=cuda, channels_last=True, stage_timings=False)
     lean = Predictor(model, output_device=None, sync_free=True, **real_time)
     # The same, its device work captured as one CUDA graph per frame size (launch cost paid once).
     graphed = Predictor(model, output_device=None, cuda_graph=True, **real_time) if cuda else None
-    net = predictor.model
+    net = predictor.model  # BatchNorm folded into the convolutions, as the Predictor runs it
+    unfolded = model.to(device, memory_format=torch.channels_last)  # the reference for the fold
     if args.compile:
         net = torch.compile(net)
+        unfolded = torch.compile(unfolded)
     bandwidth = bandwidth_table(None).to(device)
 
     frame = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
@@ -163,9 +169,10 @@ def main() -> None:
     print(f"checked: {int(truth.max())} synthetic instances recovered; predictor maps consistent")
 
     # --- timing ------------------------------------------------------------------------------
-    def network():
-        with torch.inference_mode(), torch.autocast(device.type, torch.float16, enabled=cuda):
-            return net(x)
+    def network(module=net, dtype=torch.float16 if cuda else None):
+        autocast = torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None)
+        with torch.inference_mode(), autocast:
+            return module(x)
 
     with torch.inference_mode():
         raw = network()
@@ -183,6 +190,8 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats(device)
     stages = [
         ("network (2 branches)", network),
+        ("network, BatchNorm not folded", lambda: network(unfolded)),
+        ("network, bfloat16 autocast", lambda: network(dtype=torch.bfloat16)),
         (
             "clustering, trained-like embedding",
             lambda: instances_from_embedding(emb, sem, bandwidth),
@@ -196,6 +205,7 @@ def main() -> None:
         ("merge (upsample + argmax + panoptic)", merge),
         ("end to end (Predictor, untrained)", lambda: predictor.predict(frame)),
         ("end to end (sync-free, maps on the device)", lambda: lean.predict(frame)),
+        ("end to end (Predictor, bfloat16 network)", lambda: bf16.predict(frame)),
     ]
     if graphed is not None:
         # The first call captures the graph (in the warm-up); the timed calls replay it.
@@ -209,7 +219,12 @@ def main() -> None:
     synchronize(device)
     peak = peak_memory_mb(device)
     network_ms = rows[0]["median_ms"]
-    pipeline_ms = network_ms + rows[1]["median_ms"] + rows[3]["median_ms"]
+    by_name = {r["stage"]: r["median_ms"] for r in rows}
+    pipeline_ms = (
+        network_ms
+        + by_name["clustering, trained-like embedding"]
+        + by_name["merge (upsample + argmax + panoptic)"]
+    )
     rows.append(
         {
             "stage": "pipeline = network + trained-like clustering + merge",
@@ -245,6 +260,7 @@ def main() -> None:
             "half": cuda,
             "channels_last": True,
             "compile": args.compile,
+            "fold_batchnorm": True,
             "peak_memory_mb": peak,
             "peak_memory_kind": kind,
             "synthetic_instances": int(truth.max()),

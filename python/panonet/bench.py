@@ -28,13 +28,15 @@ def _real_time_twin(predictor: Any, *, cuda_graph: bool = False) -> Any:
         predictor.model,
         device=predictor.device,
         bandwidths=predictor.bandwidth,
-        half=predictor.half,
+        precision=predictor.precision,
         min_instance_size=predictor.min_instance_size,
         vote_groups=predictor.vote_groups,
         channels_last=predictor.channels_last,
         stage_timings=False,
         output_device=None,
         cuda_graph=cuda_graph,
+        # Its network already is the first predictor's (folded there if that one folds).
+        fold_batchnorm=False,
     )
 
 

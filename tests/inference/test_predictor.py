@@ -77,7 +77,7 @@ def test_instances_are_clustered_at_quarter_scale_and_upsampled(predictor, model
     img = image(1)
     out = predictor.predict(img)
     with torch.inference_mode():
-        net = model(preprocess(img))
+        net = predictor.model(preprocess(img))  # the predictor's network (BatchNorm folded)
     logits, emb = net.semantic[0], net.embedding[0]
     bw = torch.zeros(19)
     bw[list(THING_TRAIN_IDS)] = 0.5
@@ -92,6 +92,41 @@ def test_instances_are_clustered_at_quarter_scale_and_upsampled(predictor, model
     sem_low_up = resize_labels(logits[0].argmax(0), (H, W))
     dropped = (up > 0) & ~kept
     assert (out["semantic"][dropped] != sem_low_up[dropped]).all()
+
+
+def test_batchnorm_folded_into_a_copy(model):
+    from tests.models.helpers import assert_close_to_scale, randomize_batchnorm
+
+    torch.manual_seed(1)
+    net = randomize_batchnorm(PanoNet(width=0.25), seed=1).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded, plain = Predictor(net), Predictor(net, fold_batchnorm=False)
+    # The folded predictor runs a copy without BatchNorm and leaves the model alone (mode,
+    # weights); the unfolded one runs the model itself, put in eval mode.
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.model.modules())
+    assert plain.model is net and not net.training
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    # The same function: the 1/4 logits agree to float32 rounding (1e-5 of their scale; the fold
+    # itself is tested against float64 in tests/models/test_fold.py).
+    img = image(6)
+    a = folded.predict(img, return_logits=True)
+    b = plain.predict(img, return_logits=True)
+    assert_close_to_scale(a["logits"], b["logits"], 1e-5, "logits")
+
+
+def test_bfloat16_network_on_the_cpu(model):
+    from tests.models.helpers import assert_close_to_scale
+
+    img = image(7)
+    exact = Predictor(model).predict(img, return_logits=True)
+    low = Predictor(model, precision="bfloat16").predict(img, return_logits=True)
+    # Autocast ran (float32 would give the same bits) and gave float32 logits close to float32's:
+    # bfloat16 keeps 8 significant bits (relative rounding 2^-9 per value), which through the
+    # network's ~60 layers stays within a few percent of the logits' scale here.
+    assert low["logits"].dtype == torch.float32
+    assert not torch.equal(low["logits"], exact["logits"])
+    assert_close_to_scale(low["logits"], exact["logits"], 0.05, "bfloat16 logits")
+    check_consistent(low)
 
 
 def test_batch_forms_agree(predictor):
@@ -173,8 +208,14 @@ def test_bad_images(predictor, bad, match):
 
 
 def test_bad_construction(model):
-    with pytest.raises(ValueError, match="half=True needs a CUDA device"):
+    with pytest.raises(ValueError, match="needs a CUDA device"):
         Predictor(model, half=True)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        Predictor(model, precision="float16")
+    with pytest.raises(ValueError, match=r"expected precision in .* got 'int8'"):
+        Predictor(model, precision="int8")
+    with pytest.raises(ValueError, match="half=True means precision='float16'"):
+        Predictor(model, half=True, precision="bfloat16")
     with pytest.raises(TypeError, match="expected a PanoNet"):
         Predictor(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="min_instance_size"):

@@ -9,8 +9,10 @@ from panonet.cli.common import (
     add_bandwidths,
     add_device,
     add_no_progress,
+    add_precision,
     open_checkpoint,
     parse_size,
+    precision,
 )
 
 __all__ = ["add_parser", "run"]
@@ -32,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="1024x2048", help="frame HxW (default: 1024x2048, Cityscapes)")
     add_bandwidths(p)
     add_device(p)
-    p.add_argument("--half", action="store_true", help="float16 network (CUDA only)")
+    add_precision(p)
     p.add_argument("--runs", type=int, default=10, help="timed runs (default: 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
     p.add_argument("--out", default=None, help="JSON file for the timings")
@@ -86,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--size must be at least 32x32, got {args.size}")
     model = open_checkpoint(args.checkpoint) if args.checkpoint else PanoNet().eval()
     try:
-        predictor = Predictor(model, device=args.device, bandwidths=args.bandwidths, half=args.half)
+        predictor = Predictor(
+            model, device=args.device, bandwidths=args.bandwidths, precision=precision(args)
+        )
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e).splitlines()[0]) from e
     frame = np.asarray(render((H, W), seed=0).image)

@@ -31,6 +31,26 @@ def add_device(p: argparse.ArgumentParser, *, default: str = "cpu") -> None:
     p.add_argument("--device", default=default, help=f"{choices} (default: {default})")
 
 
+def add_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision`` (and ``--half``, its float16 shorthand): the network's arithmetic."""
+    p.add_argument(
+        "--precision",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="network arithmetic: float32 (default), float16 (CUDA) or bfloat16 (CUDA, or a "
+        "CPU with bfloat16 units such as AMX; slow on CPUs without them); clustering stays "
+        "float32",
+    )
+    p.add_argument("--half", action="store_true", help="same as --precision float16 (CUDA only)")
+
+
+def precision(args: argparse.Namespace) -> str:
+    """The ``Predictor(precision=...)`` that ``--precision`` / ``--half`` ask for."""
+    if args.half and args.precision not in (None, "float16"):
+        raise CLIError(f"--half means --precision float16, got --precision {args.precision}")
+    return "float16" if args.half else args.precision or "float32"
+
+
 def add_no_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress``: no progress bars (for logs and CI)."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -10,9 +10,11 @@ from panonet.cli.common import (
     add_device,
     add_min_instance_size,
     add_no_progress,
+    add_precision,
     add_vote_groups,
     open_checkpoint,
     open_dataset,
+    precision,
     vote_groups,
 )
 
@@ -43,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_bandwidths(p)
     add_device(p)
+    add_precision(p)
     p.add_argument("--save-vis", default=None, metavar="DIR", help="write overlays of frames")
     p.add_argument(
         "--num-vis", type=int, default=10, help="overlays written with --save-vis (default: 10)"
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             model,
             device=args.device,
             bandwidths=args.bandwidths,
+            precision=precision(args),
             min_instance_size=args.min_instance_size,
             vote_groups=vote_groups(args),
         )

@@ -10,7 +10,9 @@ from panonet.cli.common import (
     add_device,
     add_min_instance_size,
     add_no_progress,
+    add_precision,
     add_vote_groups,
+    precision,
     vote_groups,
 )
 
@@ -33,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     add_bandwidths(p)
     add_device(p)
-    p.add_argument("--half", action="store_true", help="float16 network (CUDA only)")
+    add_precision(p)
     p.add_argument("--batch", type=int, default=1, help="video frames per batch (default: 1)")
     add_min_instance_size(p)
     add_vote_groups(p)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint,
             device=args.device,
             bandwidths=args.bandwidths,
-            half=args.half,
+            precision=precision(args),
             min_instance_size=args.min_instance_size,
             vote_groups=vote_groups(args),
         )

@@ -30,6 +30,7 @@ from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.data.transforms import resize_labels
 from panonet.evaluation.panoptic import PanopticStats, gt_panoptic_from_semantic_instance
 from panonet.inference.merge import merge
+from panonet.models.fold import fold_batchnorm
 from panonet.models.panonet import PanoNet, preprocess
 
 __all__ = [
@@ -202,7 +203,8 @@ def search_bandwidths(
     """
     start = time.perf_counter()
     device = torch.device(device)
-    model = model.to(device).eval()
+    # The network as the Predictor runs it (BatchNorm folded; ``model`` is left as it was).
+    model = fold_batchnorm(model).to(device)
     n = len(dataset) if images is None else min(images, len(dataset))
     samples = []
     for k in tqdm(range(n), desc="embeddings", disable=not progress):
