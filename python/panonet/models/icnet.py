@@ -122,7 +122,9 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
-        return F.relu(x) if self.relu else x
+        # In place: x is this block's own fresh output (neither BatchNorm's nor the convolution's
+        # backward reads it), and no second full-size buffer is allocated and written.
+        return F.relu(x, inplace=True) if self.relu else x
 
 
 class Bottleneck(nn.Module):
@@ -153,10 +155,13 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
+        # In place, as in ConvBNReLU: the outputs of BatchNorm and of the convolutions are not
+        # read by their backward passes.
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = F.relu(self.bn2(self.conv2(y)), inplace=True)
         y = self.bn3(self.conv3(y))
-        return F.relu(y + shortcut)
+        y += shortcut
+        return F.relu(y, inplace=True)
 
 
 def scaled_channels(channels: int, width: float) -> int:
@@ -231,7 +236,7 @@ class CascadeFeatureFusion(nn.Module):
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = _resize(low, (int(high.shape[-2]), int(high.shape[-1])))
-        fused = F.relu(self.conv_low(low) + self.conv_high(high))
+        fused = F.relu(self.conv_low(low) + self.conv_high(high), inplace=True)
         return fused, self.classifier(low)
 
 
