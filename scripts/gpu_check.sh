@@ -8,6 +8,7 @@
 #   import       editable); then the installed build must be the panonet imported
 #   tests        the CUDA tests of tests/ (pytest -k cuda, PANONET_EXPECT_CUDA=1)
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
+#   bench-upsample  benchmarks/bench_upsample_argmax.py --device cuda (the fused semantic map)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
 #   profile      benchmarks/profile_kernels.py --device cuda (the ops' kernels, torch.profiler)
 # and with --pipeline (issue 13: every GPU number of the README in one command; budget 9 min):
@@ -42,6 +43,7 @@ MEAN_SHIFT_ARGS=${MEAN_SHIFT_ARGS---sklearn-runs 1}
 SKIP_STEPS=${GPU_CHECK_SKIP:-}
 DATE=$(date -u +%F)
 LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
+UPSAMPLE_JSON=benchmarks/results/upsample_argmax-cuda-$DATE.json
 MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
 MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
 TRAINED_JSON=benchmarks/results/predictor-trained-cuda-$DATE.json
@@ -251,6 +253,10 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     --device cuda --out "$LOSS_JSON" && ((!DRY_RUN)); then
     sed -n '/^| size/,$p' "$LOGS/4-bench-loss.log" | sed 's/^/   /'
   fi
+  if step bench-upsample 4-bench-upsample.log 60 "$PY" benchmarks/bench_upsample_argmax.py \
+    --device cuda --out "$UPSAMPLE_JSON" && ((!DRY_RUN)); then
+    sed -n '/^| case/,$p' "$LOGS/4-bench-upsample.log" | sed 's/^/   /'
+  fi
   # shellcheck disable=SC2086  # MEAN_SHIFT_ARGS is a list of flags
   if step bench-mean-shift 5-bench-mean-shift.log 300 "$PY" benchmarks/bench_mean_shift.py \
     --device cuda $MEAN_SHIFT_ARGS --out "$MEAN_SHIFT_JSON" && ((!DRY_RUN)); then
@@ -287,6 +293,7 @@ else
   [[ ${SUMMARY[-1]} == "| build |"* ]] && skip import "build failed"
   skip tests "no working build"
   skip bench-loss "no working build"
+  skip bench-upsample "no working build"
   skip bench-mean-shift "no working build"
 fi
 
@@ -309,7 +316,7 @@ if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
   mkdir -p "$OUT"
   cp "$LOGS/summary.txt" "$OUT"/
   files=()
-  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$MEAN_SHIFT_JSON" "$PROFILE_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
+  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$UPSAMPLE_JSON" "$MEAN_SHIFT_JSON" "$PROFILE_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
     "$TRAINED_JSON" "$LOADER_JSON" "$LOGS"/demo/metrics.json; do
     [[ -f $f && ! $f -ot $LOGS/.start ]] && files+=("${f#"$REPO"/}")
   done
