@@ -39,6 +39,17 @@ TORCH_LIBRARY(panonet, m) {
   // the first class on ties, a NaN's class where there is one. The upsampled logits are never
   // stored. The same classes on every device (the same float arithmetic in the same order).
   m.def("upsample_argmax(Tensor logits, int[2] size) -> Tensor");
+  // Cityscapes panoptic ids from semantic (trainIds) and instance maps, (B, H, W) or (H, W)
+  // integer: per pixel labelId (label_of_class[trainId]) for stuff, labelId * label_divisor + j
+  // for a thing pixel (thing_index[trainId] >= 0) with instance id k > 0, where j ranks k among
+  // the ids of that class in the image (0, 1, ...), and 0 (void) for a thing pixel with id 0 or a
+  // trainId outside [0, C). Instance ids lie in [0, max_instance_id] (the CPU checks it; CUDA
+  // clamps them, reading nothing back). -> (int64 ids of the maps' shape, int64 0-dim: the most
+  // ids of one thing class in one image; above label_divisor the ids of that class collide).
+  m.def(
+      "panoptic_ids(Tensor semantic, Tensor instance, Tensor label_of_class, Tensor thing_index, "
+      "int num_things, int max_instance_id, int label_divisor) -> (Tensor panoptic, "
+      "Tensor most_ids)");
   // Test and benchmark hook, CPU only: the nearest-center search of the CUDA labelling kernel
   // run on the host. points (N, D), centers (K, D) -> index of the nearest center (lowest index
   // on ties; -1 if K == 0) and the number of centers whose distance it computed, both (N) int64.

@@ -55,6 +55,22 @@ def test_bounded_forms_equal_the_checked_ones(seed, B, K, limit):
     pan = panoptic_from_semantic_instance(sem, limited)
     pan_b = panoptic_from_semantic_instance(sem, limited, max_instance_id=bound)
     assert torch.equal(pan_b, pan)
+    # Panoptic ids by brute force: labelId * 1000 + rank of the id among its class's ids.
+    from panonet.data.labels import TRAIN_TO_LABEL
+
+    want = torch.zeros_like(sem)
+    for b in range(B):
+        for c in range(19):
+            here = sem[b] == c
+            if c not in THING_TRAIN_IDS:
+                want[b][here] = TRAIN_TO_LABEL[c]
+                continue
+            ids = torch.unique(limited[b][here & (limited[b] > 0)])  # sorted
+            for j, k in enumerate(ids.tolist()):
+                want[b][here & (limited[b] == k)] = TRAIN_TO_LABEL[c] * 1000 + j
+    assert torch.equal(pan, want)
+    # Ids far beyond the pixels' count take the sorting path: the same ranks, so the same map.
+    assert torch.equal(panoptic_from_semantic_instance(sem, limited * 10**12), pan)
     # Counts per (image, class) by brute force.
     counts = instances_per_class(sem, inst, 19, max_instance_id=bound)
     for b in range(B):

@@ -17,6 +17,7 @@ import torch
 
 from panonet.data.labels import CLASSES, LABEL_DIVISOR, THING_TRAIN_IDS, TRAIN_TO_LABEL
 from panonet.inference.validate import check_int, paired_label_maps
+from panonet.ops import panoptic_ids
 
 __all__ = [
     "instances_per_class",
@@ -82,33 +83,34 @@ def panoptic_from_semantic_instance(
         )
     device = semantic.device
     t2l, thing_index, T = _class_tables(train_to_label, thing_train_ids, device, fn)
-    C = t2l.numel()
-
-    unbatched = semantic.dim() == 2
-    sem = (semantic.unsqueeze(0) if unbatched else semantic).long()
-    inst = (instance.unsqueeze(0) if unbatched else instance).long()
-    valid = (sem >= 0) & (sem < C)
-    cls = sem.clamp(0, C - 1)
-    label = t2l[cls]
-    ti = torch.where(valid, thing_index[cls], -1)  # index among the thing classes, -1: stuff
-    pan = torch.where(valid & (ti < 0), label, 0)
-    segment = (ti >= 0) & (inst > 0)
-
+    inst = instance
     if max_instance_id is None:
         if inst.numel() and int(inst.min()) < 0:
             raise ValueError(f"{fn}: instance ids must be >= 0, got {int(inst.min())}")
-        if not bool(segment.any()):
-            return pan.squeeze(0) if unbatched else pan
-        j = _ranks_by_unique(inst, ti, segment, T)
-        if int(j[segment].max()) >= LABEL_DIVISOR:
-            raise ValueError(
-                f"{fn}: more than {LABEL_DIVISOR} instances of one class in one image; "
-                f"panoptic ids labelId * {LABEL_DIVISOR} + j would collide"
-            )
+        K = int(inst.max()) if inst.numel() else 0
+        if T * (K + 1) > 4 * inst.numel() + 4096:
+            # Ids far beyond the pixels' count: renumbered in order (the ranks stay), so that
+            # the op's tables stay the size of a few maps.
+            ids, inst = torch.unique(inst, sorted=True, return_inverse=True)
+            inst = inst + int(ids[0] > 0)  # id 0, where present, stays 0
+            K = int(ids.numel())
     else:
-        j = _ranks_by_table(inst, ti, segment, T, int(max_instance_id))
-    pan = torch.where(segment, label * LABEL_DIVISOR + j, pan)
-    return pan.squeeze(0) if unbatched else pan
+        K = int(max_instance_id)
+    pan, most = panoptic_ids(
+        semantic,
+        inst,
+        t2l,
+        thing_index,
+        num_things=T,
+        max_instance_id=K,
+        label_divisor=LABEL_DIVISOR,
+    )
+    if max_instance_id is None and int(most) > LABEL_DIVISOR:
+        raise ValueError(
+            f"{fn}: more than {LABEL_DIVISOR} instances of one class in one image; "
+            f"panoptic ids labelId * {LABEL_DIVISOR} + j would collide"
+        )
+    return pan
 
 
 def limit_instances_per_class(
@@ -233,40 +235,6 @@ def _id_tables(sem: torch.Tensor, flat: torch.Tensor, K: int) -> tuple[torch.Ten
     cls.scatter_(1, flat, sem.flatten(1))
     cls[:, 0] = -1
     return size, cls
-
-
-def _ranks_by_unique(
-    inst: torch.Tensor, ti: torch.Tensor, segment: torch.Tensor, T: int
-) -> torch.Tensor:
-    """j of every pixel (valid where ``segment``): the rank of its (thing class, id) pair among
-    the image's pairs of that class. Sorted unique keys list each image's classes in order and,
-    within a class, its ids in increasing order, so j is the key's rank minus the rank of its
-    (image, class) group's first key. Any id size; reads values (nonzero, unique)."""
-    K = int(inst.max()) + 1
-    b = torch.arange(inst.shape[0], device=inst.device).view(-1, 1, 1).expand_as(inst)
-    keys = ((b * T + ti) * K + inst)[segment]
-    unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    group_start = torch.searchsorted(unique, unique // K * K)
-    j = torch.zeros_like(inst)
-    j[segment] = (torch.arange(unique.numel(), device=inst.device) - group_start)[inverse]
-    return j
-
-
-def _ranks_by_table(
-    inst: torch.Tensor, ti: torch.Tensor, segment: torch.Tensor, T: int, K: int
-) -> torch.Tensor:
-    """As _ranks_by_unique for ids in [0, K], with fixed-size tables and nothing read back: a
-    presence table over all T * (K + 1) pairs (one more slot for the other pixels) whose running
-    count gives each pair's rank, less the count before its class."""
-    width = T * (K + 1)
-    key = torch.where(segment, ti * (K + 1) + inst.clamp(0, K), width).flatten(1)
-    present = torch.zeros(inst.shape[0], width + 1, dtype=torch.bool, device=inst.device)
-    present.scatter_(1, key, True)
-    present[:, width] = False
-    count = present.cumsum(1, dtype=torch.int32)
-    start = (ti.clamp(min=0) * (K + 1)).flatten(1)
-    before = count.gather(1, start) - present.gather(1, start).int()
-    return (count.gather(1, key) - 1 - before).view_as(inst).long()
 
 
 def _class_tables(

@@ -8,6 +8,7 @@ from panonet.ops._extension import built_with_cuda, cuda_arch_list
 from panonet.ops.cluster_instances import cluster_instances
 from panonet.ops.discriminative_loss import discriminative_loss
 from panonet.ops.mean_shift import mean_shift
+from panonet.ops.panoptic_ids import panoptic_ids
 from panonet.ops.upsample_argmax import upsample_argmax
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "cuda_arch_list",
     "discriminative_loss",
     "mean_shift",
+    "panoptic_ids",
     "upsample_argmax",
 ]
