@@ -50,6 +50,16 @@ TORCH_LIBRARY(panonet, m) {
       "panoptic_ids(Tensor semantic, Tensor instance, Tensor label_of_class, Tensor thing_index, "
       "int num_things, int max_instance_id, int label_divisor) -> (Tensor panoptic, "
       "Tensor most_ids)");
+  // Instance ids at the output resolution: instance (B, h, w) or (h, w) integer ids in
+  // [0, max_instance_id] (as cluster_instances gives them; each id's pixels share one class of
+  // semantic_lowres, of the same shape) resized to size (H, W) by nearest neighbour with
+  // half-pixel centres (panonet.data.transforms.resize_labels), a pixel's id dropped (0) where the
+  // optional semantic_fullres (B, H, W) or (H, W) differs from the id's class, ids with fewer than
+  // max(min_size, 1) pixels left dropped, and the rest renumbered 1..K in order, per image.
+  // -> int64 (B, H, W) or (H, W). The CPU checks the ids' range; CUDA clamps, reading nothing.
+  m.def(
+      "upsample_instances(Tensor instance, Tensor semantic_lowres, Tensor? semantic_fullres, "
+      "int[2] size, int max_instance_id, int min_size) -> Tensor");
   // Test and benchmark hook, CPU only: the nearest-center search of the CUDA labelling kernel
   // run on the host. points (N, D), centers (K, D) -> index of the nearest center (lowest index
   // on ties; -1 if K == 0) and the number of centers whose distance it computed, both (N) int64.

@@ -50,7 +50,7 @@ from panonet.inference.vote import (
     vote_instance_classes,
     vote_tables,
 )
-from panonet.ops import cluster_instances, upsample_argmax
+from panonet.ops import cluster_instances, upsample_argmax, upsample_instances
 
 __all__ = [
     "LABEL_DIVISOR",
@@ -110,8 +110,10 @@ def instances_from_embedding(
 
     Clustering runs at the embedding's (low) resolution with
     :func:`panonet.ops.cluster_instances`; the instance map is then resized to the output size
-    with :func:`resize_labels` (nearest-exact). The class of an instance is the low-resolution
-    class of its pixels (the op clusters each class separately, so it is unique).
+    by nearest-exact sampling (:func:`resize_labels`' geometry), masked, filtered and
+    renumbered by :func:`panonet.ops.upsample_instances`. The class of an instance is the
+    low-resolution class of its pixels (the op clusters each class separately, so it is
+    unique).
 
     Args:
         embedding: (B, D, h, w) or (D, h, w) floating pixel embedding.
@@ -171,21 +173,16 @@ def instances_from_embedding(
     out_size = (h, w) if size is None else check_size(size, fn)
 
     inst = cluster_instances(emb, sem, bw, min_bin_freq=min_bin_freq, check_inputs=check_inputs)
-    # Ids never exceed the pixels clustered: tables sized by that need no value read back.
-    kmax = h * w
-
-    if full is not None:
-        # Class of each instance id, looked up per image (-1 for id 0 so it never matches).
-        cls = torch.full((B, kmax + 1), -1, dtype=torch.int64, device=inst.device)
-        cls.scatter_(1, inst.flatten(1), sem.long().flatten(1))
-        cls[:, 0] = -1
-        inst = resize_labels(inst, out_size)
-        inst_cls = torch.gather(cls, 1, inst.flatten(1)).view_as(inst)
-        inst = torch.where(inst_cls == full.long(), inst, 0)
-    else:
-        inst = resize_labels(inst, out_size)
-
-    inst = _filter_and_renumber(inst, kmax, min_instance_size)
+    # Resized, masked by class, filtered and renumbered in passes over the output; ids never
+    # exceed the pixels clustered, so tables of that size need no value read back.
+    inst = upsample_instances(
+        inst,
+        sem,
+        out_size,
+        semantic_fullres=None if full is None else full.to(inst.device),
+        max_instance_id=h * w,
+        min_size=min_instance_size,
+    )
     return inst.squeeze(0) if unbatched else inst
 
 
@@ -357,19 +354,6 @@ def merge(
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _filter_and_renumber(inst: torch.Tensor, kmax: int, min_size: int) -> torch.Tensor:
-    """Drop ids with fewer than ``min_size`` pixels, renumber the rest 1..K per image (order
-    kept). ``inst``: (B, H, W) int64 with values in [0, kmax]."""
-    B = inst.shape[0]
-    flat = inst.flatten(1)
-    counts = torch.zeros(B, kmax + 1, dtype=torch.int64, device=inst.device)
-    counts.scatter_add_(1, flat, torch.ones_like(flat))
-    keep = counts >= max(min_size, 1)
-    keep[:, 0] = False
-    new_ids = keep.long().cumsum(dim=1) * keep
-    return torch.gather(new_ids, 1, flat).view_as(inst)
 
 
 def _check_bandwidth(bandwidth, fn: str) -> torch.Tensor:

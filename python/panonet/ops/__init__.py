@@ -10,6 +10,7 @@ from panonet.ops.discriminative_loss import discriminative_loss
 from panonet.ops.mean_shift import mean_shift
 from panonet.ops.panoptic_ids import panoptic_ids
 from panonet.ops.upsample_argmax import upsample_argmax
+from panonet.ops.upsample_instances import upsample_instances
 
 __all__ = [
     "built_with_cuda",
@@ -19,4 +20,5 @@ __all__ = [
     "mean_shift",
     "panoptic_ids",
     "upsample_argmax",
+    "upsample_instances",
 ]
