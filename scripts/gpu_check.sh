@@ -9,6 +9,8 @@
 #   tests        the CUDA tests of tests/ (pytest -k cuda, PANONET_EXPECT_CUDA=1)
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
 #   bench-upsample  benchmarks/bench_upsample_argmax.py --device cuda (the fused semantic map)
+#   bench-instances  benchmarks/bench_upsample_instances.py --device cuda (the instance map)
+#   bench-panoptic  benchmarks/bench_panoptic_ids.py --device cuda (the panoptic ids)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
 #   profile      benchmarks/profile_kernels.py --device cuda (the ops' kernels, torch.profiler)
 # and with --pipeline (issue 13: every GPU number of the README in one command; budget 9 min):
@@ -44,6 +46,8 @@ SKIP_STEPS=${GPU_CHECK_SKIP:-}
 DATE=$(date -u +%F)
 LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
 UPSAMPLE_JSON=benchmarks/results/upsample_argmax-cuda-$DATE.json
+UPSAMPLE_INSTANCES_JSON=benchmarks/results/upsample_instances-cuda-$DATE.json
+PANOPTIC_JSON=benchmarks/results/panoptic_ids-cuda-$DATE.json
 MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
 MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
 TRAINED_JSON=benchmarks/results/predictor-trained-cuda-$DATE.json
@@ -257,6 +261,12 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     --device cuda --out "$UPSAMPLE_JSON" && ((!DRY_RUN)); then
     sed -n '/^| case/,$p' "$LOGS/4-bench-upsample.log" | sed 's/^/   /'
   fi
+  step bench-instances 4-bench-instances.log 60 "$PY" benchmarks/bench_upsample_instances.py \
+    --device cuda --out "$UPSAMPLE_INSTANCES_JSON"
+  ((DRY_RUN)) || grep -E '^\|' "$LOGS/4-bench-instances.log" | sed 's/^/   /'
+  step bench-panoptic 4-bench-panoptic.log 60 "$PY" benchmarks/bench_panoptic_ids.py \
+    --device cuda --out "$PANOPTIC_JSON"
+  ((DRY_RUN)) || grep -E '^\|' "$LOGS/4-bench-panoptic.log" | sed 's/^/   /'
   # shellcheck disable=SC2086  # MEAN_SHIFT_ARGS is a list of flags
   if step bench-mean-shift 5-bench-mean-shift.log 300 "$PY" benchmarks/bench_mean_shift.py \
     --device cuda $MEAN_SHIFT_ARGS --out "$MEAN_SHIFT_JSON" && ((!DRY_RUN)); then
@@ -294,6 +304,8 @@ else
   skip tests "no working build"
   skip bench-loss "no working build"
   skip bench-upsample "no working build"
+  skip bench-instances "no working build"
+  skip bench-panoptic "no working build"
   skip bench-mean-shift "no working build"
 fi
 
@@ -316,7 +328,8 @@ if [[ -n ${OUT:-} ]] && ((!DRY_RUN)); then
   mkdir -p "$OUT"
   cp "$LOGS/summary.txt" "$OUT"/
   files=()
-  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$UPSAMPLE_JSON" "$MEAN_SHIFT_JSON" "$PROFILE_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
+  for f in "$LOGS"/[1-9]-*.log "$LOSS_JSON" "$UPSAMPLE_JSON" "$UPSAMPLE_INSTANCES_JSON" \
+    "$PANOPTIC_JSON" "$MEAN_SHIFT_JSON" "$PROFILE_JSON" "$MODEL_JSON" "$TRAIN_JSON" \
     "$TRAINED_JSON" "$LOADER_JSON" "$LOGS"/demo/metrics.json; do
     [[ -f $f && ! $f -ot $LOGS/.start ]] && files+=("${f#"$REPO"/}")
   done
