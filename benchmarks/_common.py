@@ -6,6 +6,7 @@ timed call and reports the median of many runs (plus the interquartile range).
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import statistics
@@ -119,3 +120,30 @@ def write_results(name: str, device: torch.device, payload: dict, out: str | Non
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def op_bench_setup(description: str) -> tuple[argparse.Namespace, torch.device, int]:
+    """The options of the post-processing ops' benchmarks: --device (auto), --runs (CPU 10,
+    CUDA 100), --out. Returns the parsed options, the device and the number of timed runs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs (CPU 10, CUDA 100)")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    return args, device, args.runs or (100 if device.type == "cuda" else 10)
+
+
+def op_against_reference(
+    name: str, op_fn: Callable[[], object], ref_fn: Callable[[], object], device, runs: int
+) -> tuple[list[dict], str]:
+    """Times the reference, then the op (synchronized, 2 warm-up calls, median); returns the two
+    rows (with the op's speedup) and the Markdown table printed."""
+    ref = summarize(time_call(ref_fn, device, warmup=2, runs=runs))
+    op = summarize(time_call(op_fn, device, warmup=2, runs=runs))
+    rows = [
+        {"implementation": "tensor operations (reference)", **ref, "speedup": 1.0},
+        {"implementation": name, **op, "speedup": ref["median_ms"] / op["median_ms"]},
+    ]
+    columns = [("implementation", "implementation"), ("median_ms", "median ms"), ("speedup", "×")]
+    return rows, print_table(rows, columns)

@@ -13,14 +13,13 @@ synchronized around every call (median); on CUDA also back to back (device event
 
 from __future__ import annotations
 
-import argparse
 import functools
 
 import torch
 import torch.nn.functional as F
 from _common import (
+    op_bench_setup,
     print_table,
-    resolve_device,
     summarize,
     time_back_to_back,
     time_call,
@@ -51,14 +50,8 @@ def check(x: torch.Tensor, size: tuple[int, int]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs (CPU 10, CUDA 100)")
-    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
+    args, device, runs = op_bench_setup(__doc__.splitlines()[0])
     cuda = device.type == "cuda"
-    runs = args.runs or (100 if cuda else 10)
     rows = []
     for B, C, h, w, H, W in CASES:
         g = torch.Generator().manual_seed(0)

@@ -12,11 +12,10 @@ minimum of the paper's experiments (32 pixels); their outputs must be equal befo
 
 from __future__ import annotations
 
-import argparse
 import functools
 
 import torch
-from _common import print_table, resolve_device, summarize, time_call, write_results
+from _common import op_against_reference, op_bench_setup, write_results
 from bench_model import trained_like_frame
 
 from panonet.data.transforms import resize_labels
@@ -44,13 +43,7 @@ def reference(inst, sem, full, size, kmax: int, min_size: int) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs (CPU 10, CUDA 100)")
-    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/)")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    runs = args.runs or (100 if device.type == "cuda" else 10)
+    args, device, runs = op_bench_setup(__doc__.splitlines()[0])
     h, w = 256, 512
     size = (4 * h, 4 * w)
     emb, sem_low, _ = trained_like_frame(h, w)
@@ -74,19 +67,7 @@ def main() -> None:
     if not torch.equal(op_fn(), ref_fn()):
         raise SystemExit("upsample_instances differs from the reference")
     print(f"checked: equal ids on a {size[0]}x{size[1]} frame, {int(op_fn().max())} instances")
-    ref = summarize(time_call(ref_fn, device, warmup=2, runs=runs))
-    op = summarize(time_call(op_fn, device, warmup=2, runs=runs))
-    rows = [
-        {"implementation": "tensor operations (reference)", **ref, "speedup": 1.0},
-        {
-            "implementation": "upsample_instances",
-            **op,
-            "speedup": ref["median_ms"] / op["median_ms"],
-        },
-    ]
-    table = print_table(
-        rows, [("implementation", "implementation"), ("median_ms", "median ms"), ("speedup", "×")]
-    )
+    rows, table = op_against_reference("upsample_instances", op_fn, ref_fn, device, runs)
     write_results(
         "upsample_instances",
         device,
