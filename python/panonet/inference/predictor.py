@@ -55,8 +55,8 @@ class Predictor:
             (:func:`panonet.inference.bandwidth_table`).
         precision: the network's arithmetic: "float32" (default), "float16" autocast (CUDA
             only) or "bfloat16" autocast (CUDA, or a CPU with bfloat16 matrix units such as
-            AMX: 2.6x faster networks measured on a 2-core Xeon; emulated, hence slow, on CPUs
-            without them). Clustering and merging stay float32.
+            AMX; emulated, hence slow, on CPUs without them; timings and the effect on quality
+            in ``docs/RESULTS.md``). Clustering and merging stay float32.
         half: shorthand for ``precision="float16"``.
         min_instance_size: instances with fewer pixels (at the output resolution) are dropped.
         vote_groups: groups of thing classes clustered together, each instance taking its
@@ -85,8 +85,8 @@ class Predictor:
             needed, after replacing them call :meth:`reset_graphs`.
         fold_batchnorm: run a copy of the network with every BatchNorm folded into the
             convolution before it (:func:`panonet.models.fold.fold_batchnorm`): the same
-            function up to float32 rounding, one pass over each feature map fewer (the network
-            ~24 % faster on a 2-core CPU). ``model`` itself is then not touched; changes to it
+            function up to float32 rounding, one pass over each feature map fewer (timings in
+            ``docs/RESULTS.md``). ``model`` itself is then not touched; changes to it
             after construction do not reach the predictor (make a new one). False: the
             predictor runs ``model`` itself (moved to ``device``, put in eval mode).
 

@@ -3,8 +3,8 @@
 In eval mode a BatchNorm2d after a convolution is a per-channel affine map,
 ``y = (z - mean) * gamma / sqrt(var + eps) + beta``, so it can be applied to the convolution's
 weights and bias instead of to its output: the network then skips one pass over every feature
-map it writes (126 of them at 1024x2048 for the paper-width PanoNet; on a 2-core CPU the folded
-network is ~24 % faster, ``docs/RESULTS.md``). The folded model computes the same function up to
+map it writes (126 BatchNorms in the paper-width PanoNet; timings in ``docs/RESULTS.md``). The
+folded model computes the same function up to
 float32 rounding; its state dict has other keys (no ``bn`` entries, a bias per folded conv), so it
 is for running, not for saving or training.
 """
