@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from panonet.data.labels import THING_TRAIN_IDS
+from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
 from panonet.inference import bandwidth_table, merge
 from panonet.inference.panoptic_ids import (
     instances_per_class,
@@ -21,6 +21,7 @@ from panonet.inference.panoptic_ids import (
 )
 from panonet.sync_points import SyncPoints, cuda_syncs
 from tests.conftest import requires_cuda
+from tests.ops.test_panoptic_ids import reference
 
 
 def maps(seed: int, B: int, H: int, W: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,19 +57,10 @@ def test_bounded_forms_equal_the_checked_ones(seed, B, K, limit):
     pan_b = panoptic_from_semantic_instance(sem, limited, max_instance_id=bound)
     assert torch.equal(pan_b, pan)
     # Panoptic ids by brute force: labelId * 1000 + rank of the id among its class's ids.
-    from panonet.data.labels import TRAIN_TO_LABEL
-
-    want = torch.zeros_like(sem)
-    for b in range(B):
-        for c in range(19):
-            here = sem[b] == c
-            if c not in THING_TRAIN_IDS:
-                want[b][here] = TRAIN_TO_LABEL[c]
-                continue
-            ids = torch.unique(limited[b][here & (limited[b] > 0)])  # sorted
-            for j, k in enumerate(ids.tolist()):
-                want[b][here & (limited[b] == k)] = TRAIN_TO_LABEL[c] * 1000 + j
-    assert torch.equal(pan, want)
+    want, _ = reference(
+        sem.numpy(), limited.numpy(), labels=TRAIN_TO_LABEL, things=sorted(THING_TRAIN_IDS)
+    )
+    assert torch.equal(pan, torch.from_numpy(want))
     # Ids far beyond the pixels' count take the sorting path: the same ranks, so the same map.
     assert torch.equal(panoptic_from_semantic_instance(sem, limited * 10**12), pan)
     # Counts per (image, class) by brute force.

@@ -21,20 +21,21 @@ def tables(device="cpu"):
     return LABELS.to(device), THING_INDEX.to(device)
 
 
-def reference(sem: np.ndarray, inst: np.ndarray, divisor: int = 1000):
-    """The rule, pixel by pixel and class by class: (ids, most ids of a class in an image)."""
+def reference(sem: np.ndarray, inst: np.ndarray, divisor: int = 1000, labels=LABELS, things=THINGS):
+    """The rule, pixel by pixel and class by class: (ids, most ids of a class in an image), with
+    ``labels[c]`` the labelId of trainId ``c`` and ``things`` the thing trainIds."""
     out = np.zeros_like(sem)
     most = 0
     for b in range(sem.shape[0]):
-        for c in range(C):
+        for c in range(len(labels)):
             here = sem[b] == c
-            if c not in THINGS:
-                out[b][here] = LABELS[c]
+            if c not in things:
+                out[b][here] = labels[c]
                 continue
             ids = np.unique(inst[b][here & (inst[b] > 0)])
             most = max(most, ids.size)
             for j, k in enumerate(ids):
-                out[b][here & (inst[b] == k)] = LABELS[c] * divisor + j
+                out[b][here & (inst[b] == k)] = labels[c] * divisor + j
     return out, most
 
 

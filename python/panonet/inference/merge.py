@@ -179,7 +179,7 @@ def instances_from_embedding(
         inst,
         sem,
         out_size,
-        semantic_fullres=None if full is None else full.to(inst.device),
+        semantic_fullres=full,
         max_instance_id=h * w,
         min_size=min_instance_size,
     )

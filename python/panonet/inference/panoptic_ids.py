@@ -85,9 +85,10 @@ def panoptic_from_semantic_instance(
     t2l, thing_index, T = _class_tables(train_to_label, thing_train_ids, device, fn)
     inst = instance
     if max_instance_id is None:
-        if inst.numel() and int(inst.min()) < 0:
-            raise ValueError(f"{fn}: instance ids must be >= 0, got {int(inst.min())}")
-        K = int(inst.max()) if inst.numel() else 0
+        # One pass and one read for both ends of the ids.
+        low, K = torch.stack(torch.aminmax(inst)).tolist() if inst.numel() else (0, 0)
+        if low < 0:
+            raise ValueError(f"{fn}: instance ids must be >= 0, got {low}")
         if T * (K + 1) > 4 * inst.numel() + 4096:
             # Ids far beyond the pixels' count: renumbered in order (the ranks stay), so that
             # the op's tables stay the size of a few maps.
