@@ -23,24 +23,31 @@ plain() { local run; for run in "$@"; do case $run in
   *) echo "plain: unknown run $run (expected coords_true or coords_false)" >&2; exit 2 ;;
 esac; done; }
 
+# CANDIDATES (optional): the bandwidths the search tries instead of its default; SUFFIX
+# (optional) goes into the names of the bandwidth, evaluation, twin-test and separation files, so
+# that searches over other candidates sit beside the default's.
+SUFFIX=${SUFFIX:-}
+CAND_ARGS=(); [[ -n ${CANDIDATES:-} ]] && CAND_ARGS=(--candidates $CANDIDATES)
+
 # evaluate RUN...: bandwidths on 20 train images, PQ/AP and AP_GT on the val set, per run.
-evaluate() { local run ckpt; for run in "$@"; do ckpt=$OUT/$run/checkpoints/final.pt
-  [[ -f $OUT/$run/bandwidths.json ]] || panonet search-bandwidth --checkpoint $ckpt --data $OUT/data --images 20 --out $OUT/$run/bandwidths.json --no-progress
-  [[ -f $OUT/$run/eval.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $OUT/$run/bandwidths.json --min-instance-size 32 --out $OUT/$run/eval.json --no-progress
-  [[ -f $OUT/$run/eval_gt.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $OUT/$run/bandwidths.json --min-instance-size 32 --semantic gt --out $OUT/$run/eval_gt.json --no-progress
+evaluate() { local run ckpt bw; for run in "$@"; do ckpt=$OUT/$run/checkpoints/final.pt; bw=$OUT/$run/bandwidths$SUFFIX.json
+  [[ -f $bw ]] || panonet search-bandwidth --checkpoint $ckpt --data $OUT/data --images 20 --out $bw --no-progress "${CAND_ARGS[@]}"
+  [[ -f $OUT/$run/eval$SUFFIX.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $bw --min-instance-size 32 --out $OUT/$run/eval$SUFFIX.json --no-progress
+  [[ -f $OUT/$run/eval_gt$SUFFIX.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $bw --min-instance-size 32 --semantic gt --out $OUT/$run/eval_gt$SUFFIX.json --no-progress
 done; }
 
-# twin_tests PREFIX RUN...: the three twin tests of the runs together, in OUT/PREFIX<variant>.json.
+# twin_tests PREFIX RUN...: the three twin tests of the runs together, in
+# OUT/PREFIX<variant>SUFFIX.json.
 twin_tests() { local prefix=$1 variant r; shift; for variant in mirror shift scene; do
-  [[ -f $OUT/$prefix$variant.json ]] || panonet mirror-test --data $OUT/data --variant $variant \
+  [[ -f $OUT/$prefix$variant$SUFFIX.json ]] || panonet mirror-test --data $OUT/data --variant $variant \
     --checkpoint $(for r in "$@"; do echo $OUT/$r/checkpoints/final.pt; done) \
-    --bandwidths $(for r in "$@"; do echo $OUT/$r/bandwidths.json; done) \
-    --out $OUT/$prefix$variant.json --no-progress
+    --bandwidths $(for r in "$@"; do echo $OUT/$r/bandwidths$SUFFIX.json; done) \
+    --out $OUT/$prefix$variant$SUFFIX.json --no-progress
 done; }
 
 # separation RUN...: how far apart the twins are against the bandwidth, per run, in
-# OUT/RUN/separation.txt (docs/scripts/twin_separation.py).
+# OUT/RUN/separationSUFFIX.txt (docs/scripts/twin_separation.py).
 separation() { local run; for run in "$@"; do
-  [[ -f $OUT/$run/separation.txt ]] || python docs/scripts/twin_separation.py $OUT/data \
-    $OUT/$run/bandwidths.json $OUT/$run/checkpoints/final.pt > $OUT/$run/separation.txt
+  [[ -f $OUT/$run/separation$SUFFIX.txt ]] || python docs/scripts/twin_separation.py $OUT/data \
+    $OUT/$run/bandwidths$SUFFIX.json $OUT/$run/checkpoints/final.pt > $OUT/$run/separation$SUFFIX.txt
 done; }

@@ -107,6 +107,73 @@ def test_coord_scale_scales_the_coordinate_input(tmp_path):
             PanoNet(coord_scale=bad)
 
 
+def _output_coordinate_reference(
+    size: tuple[int, int], crop: tuple[int, int], offset: tuple[int, int], full: tuple[int, int]
+) -> np.ndarray:
+    """(2, h, w) float64 (x, y) of the output pixels: the normalised input coordinate (full-image
+    convention of ``panonet.models.coords``) at each output pixel's centre in input pixels,
+    ``(j + 1/2) * W / w - 1/2`` clamped to the crop (bilinear, half-pixel centres)."""
+    out = []
+    for axis in (1, 0):  # x first
+        n_out, n_in, start, n_full = size[axis], crop[axis], offset[axis], full[axis]
+        centre = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        out.append(2.0 * (start + centre) / (n_full - 1) - 1.0)
+    h, w = size
+    return np.stack(
+        [np.broadcast_to(out[0][None, :], (h, w)), np.broadcast_to(out[1][:, None], (h, w))]
+    )
+
+
+@pytest.mark.parametrize("share_weights", [False, True])
+def test_coord_output_adds_the_output_pixels_coordinates(tmp_path, share_weights):
+    # With the same weights, coord_output s changes only the embedding's channels 0 and 1, by s
+    # times the output pixels' full-image coordinates, at every scale, for whole images and
+    # for crops placed in a larger image.
+    torch.manual_seed(6)
+    kwargs = {"width": 0.25, "share_weights": share_weights}
+    moved = randomize_batchnorm(PanoNet(coord_output=3.0, **kwargs)).double().eval()
+    plain = PanoNet(**kwargs).double().eval()
+    plain.load_state_dict(moved.state_dict())
+    x = torch.randn(2, 3, 66, 100, dtype=torch.float64)
+    cases = [
+        ({}, (0, 0), (66, 100)),
+        (
+            {"offset": torch.tensor([[10, 20], [10, 20]]), "full_size": (90, 150)},
+            (10, 20),
+            (90, 150),
+        ),
+    ]
+    for kw, offset, full in cases:
+        with torch.no_grad():
+            a, b = moved(x, **kw), plain(x, **kw)
+        torch.testing.assert_close(a.semantic, b.semantic, rtol=0, atol=0)
+        for ea, eb in zip(a.embedding, b.embedding, strict=True):
+            ref = 3.0 * _output_coordinate_reference(tuple(ea.shape[-2:]), (66, 100), offset, full)
+            diff = (ea - eb).numpy()
+            np.testing.assert_allclose(
+                diff[:, :2], np.broadcast_to(ref, diff[:, :2].shape), atol=1e-12
+            )
+            assert not diff[:, 2:].any()
+    # Stage 1 (no coordinate input) adds nothing either.
+    stage1 = PanoNet(use_coords=False, coord_output=3.0, **kwargs).eval()
+    with torch.no_grad():
+        out = stage1(x.float())
+    ref = PanoNet(use_coords=False, **kwargs).eval()
+    ref.load_state_dict(stage1.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(out.embedding, ref(x.float()).embedding, rtol=0, atol=0)
+    loaded = load_model(save_checkpoint(tmp_path / "o.pt", moved))
+    assert loaded.coord_output == 3.0 and loaded.config == moved.config
+    raw = torch.load(save_checkpoint(tmp_path / "p.pt", PanoNet(width=0.25)), weights_only=True)
+    del raw["config"]["coord_output"]
+    assert load_model(raw).coord_output == 0.0
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=r"expected a finite coord_output >= 0"):
+            PanoNet(coord_output=bad)
+    with pytest.raises(ValueError, match=r"coord_output needs embedding_dim >= 2, got 1"):
+        PanoNet(embedding_dim=1, coord_output=1.0)
+
+
 def test_shared_variant_separates_only_the_heads():
     names = {n.split(".")[0] for n, _ in PanoNet(share_weights=True).named_parameters()}
     assert names == {"trunk", "semantic_head", "instance_head"}

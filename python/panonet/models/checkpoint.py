@@ -28,6 +28,7 @@ _CONFIG_KEYS = (
     "share_weights",
     "width",
     "coord_scale",
+    "coord_output",
 )
 
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from panonet.models.coords import coordinate_channels
 from panonet.models.icnet import ICNet, ICNetHead, ICNetTrunk, check_input, init_weights
@@ -104,6 +105,12 @@ class PanoNet(nn.Module):
             coordinates in [-1, 1]). Under Adam a factor s on an input acts as an s times larger
             step (and s times weaker weight decay) for the weights that read it: a lever for a
             network that leaves its zero-initialised coordinate weights small.
+        coord_output: with ``use_coords``, add ``coord_output`` times the normalised (x, y) of
+            each output pixel (the input's coordinate maps resized bilinearly to the output) to
+            the embedding's first two channels, so that the network predicts offsets from where
+            a pixel is instead of where it is. 0 (the default, the paper's): nothing is added.
+            Not in the paper: a lever of issue 14 (``docs/RESULTS.md``) for a network that
+            does not learn to use the coordinate input.
 
     Parameters (measured with :meth:`count_parameters`; BN running statistics not counted),
     19 classes, D = 12:
@@ -143,6 +150,7 @@ class PanoNet(nn.Module):
         share_weights: bool = False,
         width: float = 1.0,
         coord_scale: float = 1.0,
+        coord_output: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 1 or embedding_dim < 1:
@@ -154,12 +162,17 @@ class PanoNet(nn.Module):
             raise ValueError(f"PanoNet: expected 0 < width <= {MAX_WIDTH:g}, got {width}")
         if not (0 < coord_scale < float("inf")):
             raise ValueError(f"PanoNet: expected a finite coord_scale > 0, got {coord_scale}")
+        if not (0 <= coord_output < float("inf")):
+            raise ValueError(f"PanoNet: expected a finite coord_output >= 0, got {coord_output}")
+        if coord_output and embedding_dim < 2:
+            raise ValueError(f"PanoNet: coord_output needs embedding_dim >= 2, got {embedding_dim}")
         self.num_classes = int(num_classes)
         self.embedding_dim = int(embedding_dim)
         self.use_coords = bool(use_coords)
         self.share_weights = bool(share_weights)
         self.width = float(width)
         self.coord_scale = float(coord_scale)
+        self.coord_output = float(coord_output)
         instance_in = 5 if use_coords else 3
         if share_weights:
             self.trunk = ICNetTrunk(instance_in, self.width)
@@ -180,6 +193,7 @@ class PanoNet(nn.Module):
             "share_weights": self.share_weights,
             "width": self.width,
             "coord_scale": self.coord_scale,
+            "coord_output": self.coord_output,
         }
 
     output_sizes = staticmethod(_icnet_output_sizes)
@@ -194,14 +208,14 @@ class PanoNet(nn.Module):
             return [f"trunk.{k}" for k in self.trunk.input_convs()]
         return [f"instance.trunk.{k}" for k in self.instance.trunk.input_convs()]
 
-    def _instance_input(
+    def _coordinates(
         self,
         images: torch.Tensor,
         offset: torch.Tensor | None,
         full_size: tuple[int, int] | torch.Tensor | None,
     ) -> torch.Tensor:
-        if not self.use_coords:
-            return images
+        """(B, 2, H, W) normalised coordinate maps of ``images`` ((1, 2, H, W) when one map
+        serves the whole batch)."""
         b, _, h, w = images.shape
         per_image = isinstance(full_size, torch.Tensor) and full_size.dim() == 2
         if offset is None and not per_image:
@@ -209,7 +223,7 @@ class PanoNet(nn.Module):
             # the batch size.
             coords = coordinate_channels(
                 1, h, w, full_size=full_size, dtype=images.dtype, device=images.device
-            ).expand(b, -1, -1, -1)
+            )
         else:
             coords = coordinate_channels(
                 b,
@@ -220,9 +234,16 @@ class PanoNet(nn.Module):
                 dtype=images.dtype,
                 device=images.device,
             )
-        if self.coord_scale != 1.0:
-            coords = coords * self.coord_scale
-        return torch.cat((images, coords), dim=1)
+        return coords
+
+    def _with_output_coordinates(self, embedding: Scales, coords: torch.Tensor) -> Scales:
+        """Each scale's embedding with ``coord_output`` x (x, y) added to channels 0 and 1."""
+        out = []
+        for e in embedding:
+            xy = F.interpolate(coords, size=e.shape[-2:], mode="bilinear", align_corners=False)
+            xy = (self.coord_output * xy).to(e.dtype).expand(e.shape[0], -1, -1, -1)
+            out.append(torch.cat((e[:, :2] + xy, e[:, 2:]), dim=1))
+        return (out[0], out[1], out[2])
 
     def forward(
         self,
@@ -231,14 +252,21 @@ class PanoNet(nn.Module):
         full_size: tuple[int, int] | torch.Tensor | None = None,
     ) -> PanoNetOutput:
         check_input(images, 3, "PanoNet")
-        inst_in = self._instance_input(images, offset, full_size)
+        coords = self._coordinates(images, offset, full_size) if self.use_coords else None
+        inst_in = images
+        if coords is not None:
+            scaled = coords * self.coord_scale if self.coord_scale != 1.0 else coords
+            inst_in = torch.cat((images, scaled.expand(images.shape[0], -1, -1, -1)), dim=1)
         if not self.share_weights:
-            return PanoNetOutput(self.semantic(images), self.instance(inst_in))
-        size_1_4 = _icnet_output_sizes(int(images.shape[-2]), int(images.shape[-1]))[0]
-        f1, f2, f4 = self.trunk(inst_in)
-        return PanoNetOutput(
-            self.semantic_head(f1, f2, f4, size_1_4), self.instance_head(f1, f2, f4, size_1_4)
-        )
+            semantic, embedding = self.semantic(images), self.instance(inst_in)
+        else:
+            size_1_4 = _icnet_output_sizes(int(images.shape[-2]), int(images.shape[-1]))[0]
+            f1, f2, f4 = self.trunk(inst_in)
+            semantic = self.semantic_head(f1, f2, f4, size_1_4)
+            embedding = self.instance_head(f1, f2, f4, size_1_4)
+        if coords is not None and self.coord_output:
+            embedding = self._with_output_coordinates(embedding, coords)
+        return PanoNetOutput(semantic, embedding)
 
     def load_stage1(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load a stage-1 (``use_coords=False``) state dict into this (stage-2) model.

@@ -118,6 +118,9 @@ class TrainConfig:
     # Factor on the coordinate input of stage 2 (PanoNet's coord_scale; 1: the paper's
     # normalised coordinates).
     coord_scale: float = 1.0
+    # Factor on the (x, y) coordinates added to the embedding's first two channels in stage 2
+    # (PanoNet's coord_output; 0: the paper's, nothing added).
+    coord_output: float = 0.0
     # Optional torchvision-format ImageNet ResNet-50 state dict (a local file) for the
     # backbones at the start of stage 1 (panonet.models.load_imagenet_resnet50); None: random
     # init (seeded by `seed`).
@@ -215,6 +218,11 @@ class TrainConfig:
         if not (0 < self.coord_scale < float("inf")):
             raise ValueError(
                 f"TrainConfig: expected a finite coord_scale > 0, got {self.coord_scale}"
+            )
+        self.coord_output = float(self.coord_output)
+        if not (0 <= self.coord_output < float("inf")):
+            raise ValueError(
+                f"TrainConfig: expected a finite coord_output >= 0, got {self.coord_output}"
             )
         if not 0 < self.width <= MAX_WIDTH:
             raise ValueError(f"TrainConfig: expected width in (0, {MAX_WIDTH:g}], got {self.width}")

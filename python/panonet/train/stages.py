@@ -52,6 +52,7 @@ class TrainingStages:
             "share_weights": self.cfg.share_weights,
             "width": self.cfg.width,
             "coord_scale": self.cfg.coord_scale,
+            "coord_output": self.cfg.coord_output,
         }
 
     def _load_pretrained(self, model: PanoNet) -> None:
