@@ -35,6 +35,7 @@ def _real_time_twin(predictor: Any, *, cuda_graph: bool = False) -> Any:
         stage_timings=False,
         output_device=None,
         cuda_graph=cuda_graph,
+        compile_network=predictor.compile_network and not cuda_graph,
         # Its network already is the first predictor's (folded there if that one folds).
         fold_batchnorm=False,
     )

@@ -56,6 +56,32 @@ def test_help_lists_every_subcommand(capsys):
         assert "usage: panonet " + name in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["predict", "eval", "bench"])
+def test_compile_flag_reaches_the_predictor(monkeypatch, tmp_path, checkpoints, data, command):
+    # --compile asks the Predictor for compile_network=True (the compiled path itself is tested
+    # in tests/inference/test_predictor.py); stopped at construction, nothing is compiled.
+    import panonet.inference.predictor as predictor_module
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(predictor_module, "Predictor", fake)
+    args = {
+        "predict": ["predict", str(tmp_path / "x.png"), "--out", str(tmp_path / "o")],
+        "eval": ["eval", "--data", str(data)],
+        "bench": ["bench", "--size", "64x96"],
+    }[command]
+    with pytest.raises(Stop):
+        main(["--debug", *args, "--checkpoint", str(checkpoints[0]), "--compile"])
+    assert seen["compile_network"] is True
+
+
 def test_bench_prints_stage_table_writes_json_and_plot(tmp_path, checkpoints, capsys):
     evaluation = tmp_path / "eval.json"
     evaluation.write_text(json.dumps({"panoptic": {"All": {"pq": 0.25}}}))

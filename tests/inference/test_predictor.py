@@ -129,6 +129,21 @@ def test_bfloat16_network_on_the_cpu(model):
     check_consistent(low)
 
 
+def test_compiled_network_matches_eager():
+    from tests.models.helpers import assert_close_to_scale
+
+    # torch.compile (inductor, frozen weights) reorders float32 arithmetic, so the logits agree
+    # to rounding (1e-5 of their scale, as the fold) and the maps are made as always.
+    torch.manual_seed(2)
+    net = PanoNet(width=0.25).eval()
+    img = image(8)
+    eager = Predictor(net).predict(img, return_logits=True)
+    compiled = Predictor(net, compile_network=True)
+    out = compiled.predict(img, return_logits=True)
+    assert_close_to_scale(out["logits"], eager["logits"], 1e-5, "compiled logits")
+    check_consistent(out)
+
+
 def test_batch_forms_agree(predictor):
     a, b = image(2), image(3)
     single = predictor.predict(a)

@@ -7,6 +7,7 @@ import argparse
 from panonet.cli.common import (
     CLIError,
     add_bandwidths,
+    add_compile,
     add_device,
     add_no_progress,
     add_precision,
@@ -35,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_bandwidths(p)
     add_device(p)
     add_precision(p)
+    add_compile(p)
     p.add_argument("--runs", type=int, default=10, help="timed runs (default: 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
     p.add_argument("--out", default=None, help="JSON file for the timings")
@@ -89,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
     model = open_checkpoint(args.checkpoint) if args.checkpoint else PanoNet().eval()
     try:
         predictor = Predictor(
-            model, device=args.device, bandwidths=args.bandwidths, precision=precision(args)
+            model,
+            device=args.device,
+            bandwidths=args.bandwidths,
+            precision=precision(args),
+            compile_network=args.compile,
         )
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e).splitlines()[0]) from e

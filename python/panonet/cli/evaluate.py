@@ -7,6 +7,7 @@ import argparse
 from panonet.cli.common import (
     CLIError,
     add_bandwidths,
+    add_compile,
     add_device,
     add_min_instance_size,
     add_no_progress,
@@ -46,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_bandwidths(p)
     add_device(p)
     add_precision(p)
+    add_compile(p)
     p.add_argument("--save-vis", default=None, metavar="DIR", help="write overlays of frames")
     p.add_argument(
         "--num-vis", type=int, default=10, help="overlays written with --save-vis (default: 10)"
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             bandwidths=args.bandwidths,
             precision=precision(args),
+            compile_network=args.compile,
             min_instance_size=args.min_instance_size,
             vote_groups=vote_groups(args),
         )

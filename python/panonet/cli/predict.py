@@ -7,6 +7,7 @@ import argparse
 from panonet.cli.common import (
     CLIError,
     add_bandwidths,
+    add_compile,
     add_device,
     add_min_instance_size,
     add_no_progress,
@@ -36,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_bandwidths(p)
     add_device(p)
     add_precision(p)
+    add_compile(p)
     p.add_argument("--batch", type=int, default=1, help="video frames per batch (default: 1)")
     add_min_instance_size(p)
     add_vote_groups(p)
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             bandwidths=args.bandwidths,
             precision=precision(args),
+            compile_network=args.compile,
             min_instance_size=args.min_instance_size,
             vote_groups=vote_groups(args),
         )

@@ -24,7 +24,7 @@ from panonet.inference.merge import merge
 from panonet.inference.panoptic_ids import warn_instances_over_limit
 from panonet.models.checkpoint import load_model
 from panonet.models.fold import fold_batchnorm as fold_batchnorm_into_convs
-from panonet.models.panonet import PanoNet, preprocess
+from panonet.models.panonet import PanoNet, PanoNetOutput, preprocess
 
 __all__ = ["MIN_IMAGE_SIZE", "Predictor"]
 
@@ -89,6 +89,13 @@ class Predictor:
             ``docs/RESULTS.md``). ``model`` itself is then not touched; changes to it
             after construction do not reach the predictor (make a new one). False: the
             predictor runs ``model`` itself (moved to ``device``, put in eval mode).
+        compile_network: run the network through ``torch.compile`` (inductor, with its
+            weights frozen as constants: on the CPU oneDNN then holds them prepacked). Each
+            frame size compiles at its first frame (tens of seconds on a CPU; needs the C++
+            compiler inductor uses), later frames of that size are faster (timings in
+            ``docs/RESULTS.md``). The frozen weights are those of the first frame: changes to
+            ``predictor.model`` after it do not reach the compiled network (make a new
+            predictor). Not with ``cuda_graph``.
 
     ``predict(image)`` (or calling the predictor) returns a dict:
 
@@ -119,6 +126,7 @@ class Predictor:
         sync_free: bool | None = None,
         cuda_graph: bool = False,
         fold_batchnorm: bool = True,
+        compile_network: bool = False,
     ) -> None:
         self.device = torch.device(device)
         # None: the maps stay where they were computed (no download of three full-resolution
@@ -139,6 +147,12 @@ class Predictor:
                     f"{self.sync_free}, stage_timings={self.stage_timings}"
                 )
         self._graphs: dict[tuple[int, ...], GraphedFrame] = {}
+        self.compile_network = bool(compile_network)
+        if self.compile_network and self.cuda_graph:
+            raise ValueError(
+                "Predictor: compile_network=True and cuda_graph=True do not go together (the "
+                "graph would capture the first frame's compilation), got both"
+            )
         if half:
             if precision not in ("float32", "float16"):
                 raise ValueError(
@@ -177,6 +191,7 @@ class Predictor:
         self.model = model.to(self.device).eval()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._compiled: tuple[nn.Module, Callable[[torch.Tensor], PanoNetOutput]] | None = None
         self.num_classes = model.num_classes
         self.bandwidth = bandwidth_table(bandwidths, num_classes=self.num_classes).to(self.device)
         if min_instance_size < 0:
@@ -296,7 +311,7 @@ class Predictor:
             enabled=autocast_dtype is not None,
             cache_enabled=not graphed,
         ):
-            out = self.model(x)
+            out = self._network()(x)
         logits = out.semantic[0].float()
         embedding = out.embedding[0].float().contiguous()
         lap("network")
@@ -320,6 +335,18 @@ class Predictor:
             finite = torch.isfinite(embedding).all().view(1).long()
             status = torch.cat([finite, counts.flatten()])
         return maps, logits, status
+
+    def _network(self) -> Callable[[torch.Tensor], PanoNetOutput]:
+        """``self.model``, or with ``compile_network`` its compiled form (made again when
+        ``self.model`` was replaced)."""
+        if not self.compile_network:
+            return self.model
+        if self._compiled is None or self._compiled[0] is not self.model:
+            # dynamic=False: one program specialised to each frame size (a video's frames share
+            # one); freezing: the weights become constants that inductor may fold and prepack.
+            compiled = torch.compile(self.model, dynamic=False, options={"freezing": True})
+            self._compiled = (self.model, compiled)
+        return self._compiled[1]
 
     def _graphed_device_frame(
         self, hwc: torch.Tensor
