@@ -63,3 +63,20 @@ def test_onnx_matches_eager(model, tmp_path):
         ref_sem, ref_emb = _eager(model, x)
         assert_close_to_scale(sem, ref_sem, REL, "onnx semantic")
         assert_close_to_scale(emb, ref_emb, REL, "onnx embedding")
+
+
+@pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated")
+def test_onnx_with_coordinates_added_to_the_embedding(tmp_path):
+    # coord_output: the exported graph makes the output coordinates itself, for any batch size.
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(1)
+    model = randomize_batchnorm(PanoNet(width=0.25, coord_output=8.0)).eval()
+    session = ort.InferenceSession(
+        str(export_onnx(model, tmp_path / "m.onnx", H, W)), providers=["CPUExecutionProvider"]
+    )
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, H, W)
+        sem, emb = session.run(None, {"images": x.numpy()})
+        ref_sem, ref_emb = _eager(model, x)
+        assert_close_to_scale(sem, ref_sem, REL, "onnx semantic")
+        assert_close_to_scale(emb, ref_emb, REL, "onnx embedding")
