@@ -83,7 +83,9 @@ def test_bad_arguments():
         search_bandwidths_on_embeddings([scene(0)], [0.5, -1.0])
     with pytest.raises(ValueError, match="no images"):
         search_bandwidths_on_embeddings([], [0.5])
-    assert default_candidates()[0] == 0.25 and default_candidates()[-1] == 1.0
+    cands = default_candidates()
+    assert cands[:16] == [round(0.25 + 0.05 * i, 6) for i in range(16)]
+    assert cands[16:] == [1.25, 1.5, 1.75, 2.0, 2.5, 3.0]
 
 
 def test_runs_a_model_on_dataset_items(native_cpu_convolutions):  # noqa: F811

@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         nargs="+",
         default=None,
-        help="bandwidths to try (default: delta_v x 1.0, 1.2, ..., 4.0 = 0.25 ... 1.0)",
+        help="bandwidths to try (default: 0.25, 0.3, ..., 1.0 in steps of 0.05, then 1.25, 1.5, "
+        "1.75, 2, 2.5, 3)",
     )
     add_device(p)
     p.add_argument("--out", required=True, help="JSON file to write")

@@ -42,8 +42,12 @@ __all__ = [
 
 
 def default_candidates(delta_v: float = 0.25) -> list[float]:
-    """delta_v x 1.0, 1.2, ..., 4.0 (0.25 to 1.0 for the paper's delta_v = 0.25)."""
-    return [round(delta_v * (1.0 + 0.2 * i), 6) for i in range(16)]
+    """delta_v x 1.0, 1.2, ..., 4.0, then x 5, 6, 7, 8, 10, 12 (0.25 to 3.0 for the paper's
+    delta_v = 0.25). The wide end is for instances the network leaves spread out: large ones,
+    and embeddings with the coordinates added (``PanoNet(coord_output=...)``), whose searched
+    bandwidths reach 2.5-3 (``docs/RESULTS.md``)."""
+    fine = [1.0 + 0.2 * i for i in range(16)]
+    return [round(delta_v * f, 6) for f in (*fine, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0)]
 
 
 @dataclass
