@@ -9,7 +9,11 @@
 #   IV-e       the shared-weights variant.
 # The recipe is configs/panonet_synthetic.toml (the CPU demo's): stage 1 of 6200 steps shared
 # by both Table III variants of a seed, then 2600 steps of stage 2 with and without the
-# coordinate input; the shared-weights variant trains both stages itself.
+# coordinates; the shared-weights variant trains both stages itself. "With" is the config's:
+# the coordinate input and, since 2026-12-02, coord_output = 8 (the coordinates also added to
+# the embedding; not in the paper). The paper's input-only variant: add
+# EXTRA="--set coord_output=0.0" (docs/RESULTS.md has both; docs/scripts/output_coords_experiment.sh
+# trains all three from one stage 1).
 # Usage: bash docs/scripts/paper_experiments.sh [OUT]   (OUT defaults to runs/paper)
 #        SEEDS="0 1 2" bash docs/scripts/paper_experiments.sh runs/paper3
 # About 80 minutes on a 2-core CPU with 2 seeds; a step whose output exists is skipped, so an
@@ -19,7 +23,8 @@ OUT=${1:-runs/paper}
 SEEDS=${SEEDS:-"0 1"}
 CONFIG=configs/panonet_synthetic.toml
 PANONET=${PANONET:-panonet}
-COMMON=(--set "data_root=\"$OUT/data\"" --set progress=false)
+# shellcheck disable=SC2206  # EXTRA is split into words on purpose
+COMMON=(--set "data_root=\"$OUT/data\"" --set progress=false ${EXTRA:-})
 
 $PANONET synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
 

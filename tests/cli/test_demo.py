@@ -4,6 +4,7 @@ promises, and continuing a finished demo without training again."""
 import json
 
 from panonet.cli import main
+from panonet.models.checkpoint import load_model
 
 
 def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
@@ -20,6 +21,13 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert metrics["mirror_test"]["final (with coordinates)"]["use_coords"] is True
     assert metrics["mirror_test"]["stage 1 (no coordinates)"]["use_coords"] is False
     assert set(metrics["seconds"]) >= {"synth", "train", "search", "eval", "mirror", "total"}
+    # Stage 2 adds the coordinates to the embedding; stage 1's twins are clustered with the
+    # bandwidths searched for stage 1.
+    assert load_model(out / "run" / "checkpoints" / "final.pt").coord_output == 8.0
+    things = {"person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"}
+    stage1_bandwidths = metrics["bandwidths_stage1"]
+    assert stage1_bandwidths and set(stage1_bandwidths) <= things
+    assert all(b > 0 for b in stage1_bandwidths.values())
     for path in (
         "bandwidths.json",
         "training_curves.png",

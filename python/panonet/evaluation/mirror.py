@@ -245,7 +245,7 @@ def run_mirror_test(
     predictor: Any,
     dataset: Any,
     *,
-    variant: Literal["mirror", "shift"] = "mirror",
+    variant: Literal["mirror", "shift", "scene"] = "mirror",
     images: int | None = None,
     semantic_source: Literal["pred", "gt"] = "gt",
     min_pixels: int | None = None,
