@@ -20,24 +20,14 @@ __all__ = ["device_name", "time_predictor"]
 
 
 def _real_time_twin(predictor: Any, *, cuda_graph: bool = False) -> Any:
-    """A Predictor on the same model and settings, without stage timings, its maps left on the
-    device; with ``cuda_graph``, its device work replayed as a CUDA graph."""
-    from panonet.inference.predictor import Predictor
-
-    return Predictor(
-        predictor.model,
-        device=predictor.device,
-        bandwidths=predictor.bandwidth,
-        precision=predictor.precision,
-        min_instance_size=predictor.min_instance_size,
-        vote_groups=predictor.vote_groups,
-        channels_last=predictor.channels_last,
+    """The same network and settings without stage timings, its maps left on the device; with
+    ``cuda_graph``, its device work replayed as a CUDA graph (and not compiled)."""
+    return predictor.with_settings(
         stage_timings=False,
         output_device=None,
         cuda_graph=cuda_graph,
+        sync_free=predictor.sync_free or cuda_graph,
         compile_network=predictor.compile_network and not cuda_graph,
-        # Its network already is the first predictor's (folded there if that one folds).
-        fold_batchnorm=False,
     )
 
 

@@ -144,6 +144,55 @@ def test_compiled_network_matches_eager():
     check_consistent(out)
 
 
+def test_with_settings_shares_the_network_and_changes_only_what_is_asked(model):
+    timed = Predictor(model, min_instance_size=3, bandwidths={"car": 0.3})
+    lean = timed.with_settings(stage_timings=False, output_device=None)
+    assert lean.model is timed.model
+    assert (lean.min_instance_size, lean.stage_timings, lean.output_device) == (3, False, None)
+    assert torch.equal(lean.bandwidth, timed.bandwidth)
+    assert timed.stage_timings and timed.output_device == torch.device("cpu")
+    img = image(9)
+    a, b = timed.predict(img), lean.predict(img)
+    assert set(b["timings"]) == {"total"}
+    for key in ("semantic", "instance", "panoptic"):
+        assert torch.equal(a[key], b[key])
+    with pytest.raises(TypeError, match=r"expected settings among .*got \['device'\]"):
+        timed.with_settings(device="cpu")
+    with pytest.raises(ValueError, match="min_instance_size must be >= 0"):
+        timed.with_settings(min_instance_size=-1)
+
+
+def test_with_settings_shares_the_compiled_network(monkeypatch):
+    # A stand-in for torch.compile that counts the programs it would make (one per wrapper and
+    # input shape): a predictor and its twin compile a frame size once between them, as
+    # `panonet bench --compile` relies on.
+    from panonet.bench import time_predictor
+
+    programs = []
+
+    def fake_compile(module, **kwargs):
+        seen = set()
+
+        def run(*args):
+            if args[0].shape not in seen:
+                seen.add(args[0].shape)
+                programs.append(args[0].shape)
+            return module(*args)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    torch.manual_seed(2)
+    compiled = Predictor(PanoNet(width=0.25).eval(), compile_network=True)
+    time_predictor(compiled, image(10), runs=1, warmup=0, progress=False)
+    assert len(programs) == 1
+    compiled.with_settings(min_instance_size=4).predict(image(11, h=32, w=64))
+    assert len(programs) == 2
+    # Switched off in the twin, it runs the network itself.
+    compiled.with_settings(compile_network=False).predict(image(12, h=48, w=64))
+    assert len(programs) == 2
+
+
 def test_batch_forms_agree(predictor):
     a, b = image(2), image(3)
     single = predictor.predict(a)

@@ -39,6 +39,21 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,
 }
 
+# What Predictor.with_settings may change: the settings that do not touch the network.
+_PER_PREDICTOR_SETTINGS = frozenset(
+    {
+        "bandwidths",
+        "precision",
+        "min_instance_size",
+        "vote_groups",
+        "output_device",
+        "stage_timings",
+        "sync_free",
+        "cuda_graph",
+        "compile_network",
+    }
+)
+
 ImageInput = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
@@ -200,6 +215,56 @@ class Predictor:
         self.vote_groups = (
             None if vote_groups is None else tuple(tuple(int(c) for c in g) for g in vote_groups)
         )
+
+    def with_settings(self, **changes: Any) -> Predictor:
+        """A predictor on this one's network with some settings changed, e.g. a real-time twin
+        of a timed one (``with_settings(stage_timings=False, output_device=None)``).
+
+        The network is shared, not copied, folded or moved again, and so is its compiled form
+        (``compile_network``): a frame size one of them compiled is not compiled again by the
+        other (unless their precisions differ: autocast is part of the program).
+
+        Args:
+            **changes: any of ``bandwidths``, ``precision``, ``min_instance_size``,
+                ``vote_groups``, ``output_device``, ``stage_timings``, ``sync_free``,
+                ``cuda_graph``, ``compile_network`` (as in the constructor); the others keep
+                this predictor's values.
+
+        Raises:
+            TypeError: for a setting not in that list (``device``, ``channels_last`` and
+                ``fold_batchnorm`` belong to the network: make a new predictor).
+            ValueError: for settings the constructor refuses.
+        """
+        unknown = sorted(set(changes) - _PER_PREDICTOR_SETTINGS)
+        if unknown:
+            raise TypeError(
+                f"Predictor.with_settings: expected settings among "
+                f"{sorted(_PER_PREDICTOR_SETTINGS)}, got {unknown}"
+            )
+        settings: dict[str, Any] = {
+            "bandwidths": self.bandwidth,
+            "precision": self.precision,
+            "min_instance_size": self.min_instance_size,
+            "vote_groups": self.vote_groups,
+            "output_device": self.output_device,
+            "stage_timings": self.stage_timings,
+            "sync_free": self.sync_free,
+            "cuda_graph": self.cuda_graph,
+            "compile_network": self.compile_network,
+        }
+        settings.update(changes)
+        other = Predictor(
+            self.model,
+            device=self.device,
+            channels_last=self.channels_last,
+            fold_batchnorm=False,  # self.model is already this predictor's (folded) copy
+            **settings,
+        )
+        if other.compile_network and self.compile_network:
+            # torch.compile only wraps here; the shared wrapper holds the programs it compiles.
+            self._network()
+            other._compiled = self._compiled
+        return other
 
     def reset_graphs(self) -> None:
         """Drops the captured CUDA graphs (``cuda_graph=True``): the next frame of each size is
