@@ -78,6 +78,13 @@ def test_search_bandwidth(tmp_path, checkpoint, capsys):
     table = bandwidth_table(out)
     assert all(float(table[c]) in (0.5, 1.0) for c in range(11, 19))
     assert "wrote" in capsys.readouterr().out
+    assert record["semantic_source"] == "pred"
+    gt_out = tmp_path / "bw_gt.json"
+    argv = ["search-bandwidth", "--checkpoint", str(checkpoint), "--data", str(data)]
+    argv += ["--images", "2", "--candidates", "0.5", "--semantic", "gt", "--out", str(gt_out)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert json.loads(gt_out.read_text())["semantic_source"] == "gt"
+    assert "(semantic from gt)" in capsys.readouterr().out
     assert (
         main(
             [

@@ -13,6 +13,7 @@ from panonet.inference.bandwidth_search import (
     search_bandwidths_on_embeddings,
 )
 from panonet.models import PanoNet
+from panonet.models.panonet import PanoNetOutput
 from tests.models.helpers import native_cpu_convolutions  # noqa: F401  (fixture)
 
 PERSON, CAR, ROAD = 11, 13, 0
@@ -99,6 +100,45 @@ def test_runs_a_model_on_dataset_items(native_cpu_convolutions):  # noqa: F811
     result = search_bandwidths(PanoNet(), [item], candidates=[0.5, 1.0], progress=False)
     assert result.images == 1 and result.pq.shape == (2, 19)
     assert result.seconds > 0
+
+
+class ConstantNetwork(torch.nn.Module):
+    """Stands in for a PanoNet: whatever the image, scene 0's embedding (good car bandwidths
+    in [0.2, 0.5), person ones in [0.5, 1.5]) and a semantic map of road everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = scene(0)[0][None]
+
+    def forward(self, image):
+        logits = torch.zeros(1, 19, H, W)
+        logits[:, ROAD] = 1.0
+        return PanoNetOutput((logits,) * 3, (self.embedding,) * 3)
+
+
+def test_ground_truth_semantics_choose_by_the_embedding_alone():
+    # The network's semantic map misses every thing here, so a search on it learns nothing
+    # (PQ 0 for every candidate: every instance unmatched); on the ground-truth map it finds
+    # the embedding's good bandwidths.
+    _, sem, gt = scene(0)
+    item = {
+        "image": torch.zeros(3, H, W, dtype=torch.uint8),
+        "semantic": sem,
+        "instance": torch.where(gt >= 1000, gt, torch.full_like(gt, -1)),
+    }
+    candidates = [0.1 * i for i in range(1, 17)]
+    pred = search_bandwidths(ConstantNetwork(), [item], candidates=candidates, progress=False)
+    assert pred.semantic_source == "pred"
+    assert (pred.pq[:, [CAR, PERSON]] == 0).all()
+    truth = search_bandwidths(
+        ConstantNetwork(), [item], candidates=candidates, progress=False, semantic_source="gt"
+    )
+    assert truth.semantic_source == "gt" and truth.to_json()["semantic_source"] == "gt"
+    assert 0.2 <= truth.best[CAR] < 0.5
+    assert 0.5 <= truth.best[PERSON] <= 1.5
+    assert truth.pq[:, CAR].max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="semantic_source must be 'pred' or 'gt', got 'GT'"):
+        search_bandwidths(ConstantNetwork(), [item], semantic_source="GT", progress=False)
 
 
 def test_vote_group_gets_the_best_common_bandwidth():

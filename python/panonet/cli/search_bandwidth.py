@@ -39,6 +39,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="bandwidths to try (default: 0.25, 0.3, ..., 1.0 in steps of 0.05, then 1.25, 1.5, "
         "1.75, 2, 2.5, 3)",
     )
+    p.add_argument(
+        "--semantic",
+        choices=("pred", "gt"),
+        default="pred",
+        help="semantic map the classes are clustered on: pred (default; the bandwidths for "
+        "predict and eval) or gt (the bandwidths for eval --semantic gt and mirror-test, which "
+        "cluster on the ground truth)",
+    )
     add_device(p)
     p.add_argument("--out", required=True, help="JSON file to write")
     add_vote_groups(p)
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.no_progress,
             vote_groups=vote_groups(args),
+            semantic_source=args.semantic,
         )
     except FileNotFoundError as e:
         raise CLIError(str(e)) from e
@@ -70,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     path = result.save(args.out)
     names = result.to_json()["bandwidths"]
     print(
-        f"searched {len(result.candidates)} bandwidths on {result.images} image(s) in "
+        f"searched {len(result.candidates)} bandwidths on {result.images} image(s) "
+        f"(semantic from {result.semantic_source}) in "
         f"{result.seconds:.1f} s: " + ", ".join(f"{k} {v:g}" for k, v in names.items())
     )
     print(f"wrote {path}")

@@ -63,6 +63,9 @@ class BandwidthSearchResult:
             bandwidths is common; its middle is the choice least sensitive to other images).
         images: number of images searched on.
         seconds: wall time of the search (network + clustering + scoring).
+        semantic_source: the semantic map the clustering ran on: "pred" (the network's, as
+            ``predict`` and ``eval`` use it) or "gt" (the ground truth, as ``eval --semantic
+            gt`` and the twin tests use it).
     """
 
     candidates: list[float]
@@ -70,6 +73,7 @@ class BandwidthSearchResult:
     best: dict[int, float]
     images: int
     seconds: float
+    semantic_source: str = "pred"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the Predictor reads (``bandwidths`` by class name) plus the search record."""
@@ -86,6 +90,7 @@ class BandwidthSearchResult:
             "candidates": self.candidates,
             "images": self.images,
             "seconds": self.seconds,
+            "semantic_source": self.semantic_source,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -188,6 +193,7 @@ def search_bandwidths(
     device: str | torch.device = "cpu",
     progress: bool = True,
     vote_groups: Sequence[Sequence[int]] | None = None,
+    semantic_source: str = "pred",
 ) -> BandwidthSearchResult:
     """Runs ``model`` on the first ``images`` items of ``dataset`` and searches bandwidths.
 
@@ -201,10 +207,18 @@ def search_bandwidths(
         progress: progress bars.
         vote_groups: one bandwidth per group of classes, for ``merge(vote_groups=...)`` (see
             :func:`search_bandwidths_on_embeddings`).
+        semantic_source: the semantic map each class is clustered on: "pred" (the network's;
+            the bandwidths for ``predict`` and ``eval``) or "gt" (the items' ``semantic``,
+            resized nearest to the embedding: the bandwidths for what clusters on the ground
+            truth, AP_GT and the twin tests, chosen by the embedding alone).
 
     Returns:
         :class:`BandwidthSearchResult`; ``seconds`` includes the network passes.
     """
+    if semantic_source not in ("pred", "gt"):
+        raise ValueError(
+            f"search_bandwidths: semantic_source must be 'pred' or 'gt', got {semantic_source!r}"
+        )
     start = time.perf_counter()
     device = torch.device(device)
     # The network as the Predictor runs it (BatchNorm folded; ``model`` is left as it was).
@@ -216,11 +230,15 @@ def search_bandwidths(
         image = item["image"].permute(1, 2, 0)  # (H, W, 3) for preprocess
         out = model(preprocess(image, device=device))
         emb = out.embedding[0][0].float().contiguous()
-        sem = out.semantic[0][0].max(dim=0).indices
+        if semantic_source == "gt":
+            sem = resize_labels(item["semantic"].long(), tuple(emb.shape[-2:])).to(device)
+        else:
+            sem = out.semantic[0][0].max(dim=0).indices
         gt = gt_panoptic_from_semantic_instance(item["semantic"], item["instance"])
         samples.append((emb, sem, resize_labels(gt, tuple(sem.shape)).to(device)))
     result = search_bandwidths_on_embeddings(
         samples, candidates, progress=progress, vote_groups=vote_groups
     )
     result.seconds = time.perf_counter() - start
+    result.semantic_source = semantic_source
     return result
