@@ -27,16 +27,16 @@ esac; done; }
 # (optional) goes into the names of the bandwidth, evaluation, twin-test and separation files, so
 # that searches over other candidates sit beside the default's.
 SUFFIX=${SUFFIX:-}
-CAND_ARGS=(); [[ -n ${CANDIDATES:-} ]] && CAND_ARGS=(--candidates $CANDIDATES)
+SEARCH_ARGS=(); [[ -n ${CANDIDATES:-} ]] && SEARCH_ARGS=(--candidates $CANDIDATES)
 # SEARCH_IMAGES (optional): the train images the search uses (default 20). SEARCH_SEMANTIC=gt
 # (optional): search the bandwidths on the ground-truth semantic map, the map that AP_GT and the
 # twin tests cluster on; evaluate then skips the predicted-map PQ/AP, which wants bandwidths
 # searched on the predicted map.
-CAND_ARGS+=(--semantic "${SEARCH_SEMANTIC:-pred}")
+SEARCH_ARGS+=(--semantic "${SEARCH_SEMANTIC:-pred}")
 
 # evaluate RUN...: bandwidths on 20 train images, PQ/AP and AP_GT on the val set, per run.
 evaluate() { local run ckpt bw; for run in "$@"; do ckpt=$OUT/$run/checkpoints/final.pt; bw=$OUT/$run/bandwidths$SUFFIX.json
-  [[ -f $bw ]] || panonet search-bandwidth --checkpoint $ckpt --data $OUT/data --images ${SEARCH_IMAGES:-20} --out $bw --no-progress "${CAND_ARGS[@]}"
+  [[ -f $bw ]] || panonet search-bandwidth --checkpoint $ckpt --data $OUT/data --images ${SEARCH_IMAGES:-20} --out $bw --no-progress "${SEARCH_ARGS[@]}"
   [[ ${SEARCH_SEMANTIC:-pred} == gt || -f $OUT/$run/eval$SUFFIX.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $bw --min-instance-size 32 --out $OUT/$run/eval$SUFFIX.json --no-progress
   [[ -f $OUT/$run/eval_gt$SUFFIX.json ]] || panonet eval --checkpoint $ckpt --data $OUT/data --bandwidths $bw --min-instance-size 32 --semantic gt --out $OUT/$run/eval_gt$SUFFIX.json --no-progress
 done; }

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tqdm import tqdm
@@ -73,7 +73,7 @@ class BandwidthSearchResult:
     best: dict[int, float]
     images: int
     seconds: float
-    semantic_source: str = "pred"
+    semantic_source: Literal["pred", "gt"] = "pred"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the Predictor reads (``bandwidths`` by class name) plus the search record."""
@@ -193,7 +193,7 @@ def search_bandwidths(
     device: str | torch.device = "cpu",
     progress: bool = True,
     vote_groups: Sequence[Sequence[int]] | None = None,
-    semantic_source: str = "pred",
+    semantic_source: Literal["pred", "gt"] = "pred",
 ) -> BandwidthSearchResult:
     """Runs ``model`` on the first ``images`` items of ``dataset`` and searches bandwidths.
 

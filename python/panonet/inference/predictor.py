@@ -39,21 +39,6 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,
 }
 
-# What Predictor.with_settings may change: the settings that do not touch the network.
-_PER_PREDICTOR_SETTINGS = frozenset(
-    {
-        "bandwidths",
-        "precision",
-        "min_instance_size",
-        "vote_groups",
-        "output_device",
-        "stage_timings",
-        "sync_free",
-        "cuda_graph",
-        "compile_network",
-    }
-)
-
 ImageInput = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
@@ -235,12 +220,7 @@ class Predictor:
                 ``fold_batchnorm`` belong to the network: make a new predictor).
             ValueError: for settings the constructor refuses.
         """
-        unknown = sorted(set(changes) - _PER_PREDICTOR_SETTINGS)
-        if unknown:
-            raise TypeError(
-                f"Predictor.with_settings: expected settings among "
-                f"{sorted(_PER_PREDICTOR_SETTINGS)}, got {unknown}"
-            )
+        # The settings that do not touch the network, with this predictor's values.
         settings: dict[str, Any] = {
             "bandwidths": self.bandwidth,
             "precision": self.precision,
@@ -252,6 +232,12 @@ class Predictor:
             "cuda_graph": self.cuda_graph,
             "compile_network": self.compile_network,
         }
+        unknown = sorted(set(changes) - set(settings))
+        if unknown:
+            raise TypeError(
+                f"Predictor.with_settings: expected settings among {sorted(settings)}, "
+                f"got {unknown}"
+            )
         settings.update(changes)
         other = Predictor(
             self.model,
