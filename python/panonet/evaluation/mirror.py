@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from panonet.evaluation.semantic_source import SemanticSource, check_semantic_source
 from panonet.viz import save_visualization
 
 __all__ = [
@@ -247,7 +248,7 @@ def run_mirror_test(
     *,
     variant: Literal["mirror", "shift", "scene"] = "mirror",
     images: int | None = None,
-    semantic_source: Literal["pred", "gt"] = "gt",
+    semantic_source: SemanticSource = "gt",
     min_pixels: int | None = None,
     progress: bool = True,
     save_vis: str | os.PathLike | None = None,
@@ -283,10 +284,7 @@ def run_mirror_test(
     """
     if variant not in VARIANTS:
         raise ValueError(f"run_mirror_test: variant must be one of {VARIANTS}, got {variant!r}")
-    if semantic_source not in ("pred", "gt"):
-        raise ValueError(
-            f"run_mirror_test: semantic_source must be 'pred' or 'gt', got {semantic_source!r}"
-        )
+    check_semantic_source(semantic_source, "run_mirror_test")
     if images is not None and int(images) < 1:
         raise ValueError(f"run_mirror_test: images must be >= 1, got {images}")
     n = len(dataset) if images is None else min(int(images), len(dataset))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from panonet.evaluation.instance import InstanceAPStats, scored_instance_map
 from panonet.evaluation.panoptic import PanopticStats
 from panonet.evaluation.panoptic_files import write_panoptic_predictions
 from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
+from panonet.evaluation.semantic_source import SemanticSource, check_semantic_source
 from panonet.viz import save_visualization
 
 __all__ = ["SCORE_NAME", "evaluate_model", "format_tables"]
@@ -67,7 +68,7 @@ def evaluate_model(
     dataset: Any,
     *,
     images: int | None = None,
-    semantic_source: Literal["pred", "gt"] = "pred",
+    semantic_source: SemanticSource = "pred",
     progress: bool = True,
     save_vis: str | os.PathLike | None = None,
     num_vis: int = 10,
@@ -106,10 +107,7 @@ def evaluate_model(
     Raises:
         ValueError: bad ``semantic_source`` / ``images`` / ``num_vis``, or an empty selection.
     """
-    if semantic_source not in ("pred", "gt"):
-        raise ValueError(
-            f"evaluate_model: semantic_source must be 'pred' or 'gt', got {semantic_source!r}"
-        )
+    check_semantic_source(semantic_source, "evaluate_model")
     n = len(dataset) if images is None else min(int(images), len(dataset))
     if images is not None and int(images) < 1:
         raise ValueError(f"evaluate_model: images must be >= 1, got {images}")

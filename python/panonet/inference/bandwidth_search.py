@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -29,6 +29,7 @@ from panonet._atomic import write_atomic
 from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.data.transforms import resize_labels
 from panonet.evaluation.panoptic import PanopticStats, gt_panoptic_from_semantic_instance
+from panonet.evaluation.semantic_source import SemanticSource, check_semantic_source
 from panonet.inference.merge import merge
 from panonet.models.fold import fold_batchnorm
 from panonet.models.panonet import PanoNet, preprocess
@@ -73,7 +74,7 @@ class BandwidthSearchResult:
     best: dict[int, float]
     images: int
     seconds: float
-    semantic_source: Literal["pred", "gt"] = "pred"
+    semantic_source: SemanticSource = "pred"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the Predictor reads (``bandwidths`` by class name) plus the search record."""
@@ -193,7 +194,7 @@ def search_bandwidths(
     device: str | torch.device = "cpu",
     progress: bool = True,
     vote_groups: Sequence[Sequence[int]] | None = None,
-    semantic_source: Literal["pred", "gt"] = "pred",
+    semantic_source: SemanticSource = "pred",
 ) -> BandwidthSearchResult:
     """Runs ``model`` on the first ``images`` items of ``dataset`` and searches bandwidths.
 
@@ -215,10 +216,7 @@ def search_bandwidths(
     Returns:
         :class:`BandwidthSearchResult`; ``seconds`` includes the network passes.
     """
-    if semantic_source not in ("pred", "gt"):
-        raise ValueError(
-            f"search_bandwidths: semantic_source must be 'pred' or 'gt', got {semantic_source!r}"
-        )
+    check_semantic_source(semantic_source, "search_bandwidths")
     start = time.perf_counter()
     device = torch.device(device)
     # The network as the Predictor runs it (BatchNorm folded; ``model`` is left as it was).
