@@ -55,11 +55,15 @@ TORCH_LIBRARY(panonet, m) {
   // semantic_lowres, of the same shape) resized to size (H, W) by nearest neighbour with
   // half-pixel centres (panonet.data.transforms.resize_labels), a pixel's id dropped (0) where the
   // optional semantic_fullres (B, H, W) or (H, W) differs from the id's class, ids with fewer than
-  // max(min_size, 1) pixels left dropped, and the rest renumbered 1..K in order, per image.
+  // max(min_size, 1) pixels left dropped, and the rest renumbered 1..K in order, per image. With
+  // reach > 0 (and semantic_fullres), a pixel whose source pixel has another class than its own
+  // takes instead the id of the nearest low-resolution pixel of its class with an id, within reach
+  // rows and columns of the source (upsample_instances.h: reached_id), so that structures thinner
+  // than the low-resolution grid keep their instance.
   // -> int64 (B, H, W) or (H, W). The CPU checks the ids' range; CUDA clamps, reading nothing.
   m.def(
       "upsample_instances(Tensor instance, Tensor semantic_lowres, Tensor? semantic_fullres, "
-      "int[2] size, int max_instance_id, int min_size) -> Tensor");
+      "int[2] size, int max_instance_id, int min_size, int reach=0) -> Tensor");
   // Test and benchmark hook, CPU only: the nearest-center search of the CUDA labelling kernel
   // run on the host. points (N, D), centers (K, D) -> index of the nearest center (lowest index
   // on ties; -1 if K == 0) and the number of centers whose distance it computed, both (N) int64.

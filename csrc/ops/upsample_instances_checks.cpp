@@ -8,7 +8,7 @@ namespace panonet::ops {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t, int64_t> check_upsample_instances_inputs(
     const at::Tensor& instance, const at::Tensor& semantic_lowres,
     const std::optional<at::Tensor>& semantic_fullres, at::IntArrayRef size,
-    int64_t max_instance_id, int64_t min_size) {
+    int64_t max_instance_id, int64_t min_size, int64_t reach) {
   constexpr const char* op = "panonet.ops.upsample_instances: ";
   TORCH_CHECK_VALUE(instance.dim() == 2 || instance.dim() == 3, op,
                     "expected instance of shape (B, h, w) or (h, w), got shape ", instance.sizes());
@@ -20,6 +20,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t, int64_t> check_upsample_
   TORCH_CHECK_VALUE(max_instance_id >= 0 && min_size >= 0, op,
                     "expected max_instance_id >= 0 and min_size >= 0, got ", max_instance_id,
                     " and ", min_size);
+  TORCH_CHECK_VALUE(reach >= 0, op, "expected reach >= 0, got ", reach);
+  TORCH_CHECK_VALUE(reach == 0 || (2 * reach + 1) * size[0] * size[1] < (int64_t{1} << 31), op,
+                    "expected (2 reach + 1) H W < 2^31 (exact distances in int64), got reach ",
+                    reach, " and size ", size);
   const bool batched = instance.dim() == 3;
   const auto batch = [&](const at::Tensor& t) {
     TORCH_CHECK_TYPE(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), op,

@@ -126,13 +126,19 @@ def test_semantic_fullres_masks_instances_to_their_class():
     full = resize_labels(sem, (8, 12))
     full[0, 4:, 2:4] = PERSON  # inside the left car: another class at full resolution
     full[0, 0:2, 0:2] = CAR  # a car pixel at full res where the low-res map says road
-    inst = instances_from_embedding(emb, sem, BW, semantic_fullres=full)
+    inst = instances_from_embedding(emb, sem, BW, semantic_fullres=full, reach=0)
     plain = instances_from_embedding(emb, sem, BW, size=(8, 12))
     assert inst.shape == (1, 8, 12)
     assert (inst[0, 4:, 2:4] == 0).all() and (plain[0, 4:, 2:4] > 0).all()
     assert (inst[0, 0:2, 0:2] == 0).all()
     same = full == resize_labels(sem, (8, 12))
     assert torch.equal(inst[same], plain[same])
+    # With the default reach the car pixels over the road take the nearest car instance (the
+    # left car's, one low-resolution column over); no person instance is near the person pixels.
+    reached = instances_from_embedding(emb, sem, BW, semantic_fullres=full)
+    assert (reached[0, 0:2, 0:2] == plain[0, 0, 2]).all() and plain[0, 0, 2] > 0
+    assert (reached[0, 4:, 2:4] == 0).all()
+    assert torch.equal(reached[same], plain[same])
 
 
 def test_instances_errors():
@@ -297,6 +303,25 @@ def test_merge_with_a_given_semantic_map_clusters_on_it():
     logits = torch.randn(1, 19, 4, 6)
     again = merge(logits, emb, BW, size=(8, 12), semantic=sem_full)
     assert all(torch.equal(out[k], again[k]) for k in out)
+
+
+def test_merge_gives_thin_parts_of_a_given_map_their_instance():
+    # A car part at full resolution over a road pixel of the embedding's grid (thinner than the
+    # grid): by default it takes the nearest car instance; with instance_reach=0 it has none.
+    emb, sem_low = two_cars()
+    sem_full = resize_labels(sem_low, (8, 12))
+    # Row 2, column 1: source pixel (1, 0), road (which is read from row 3, column 1).
+    sem_full[0, 2, 1] = CAR
+    out = merge(None, emb, BW, size=(8, 12), semantic=sem_full)
+    left_car = out["instance"][0, 2, 2]  # column 2: source (1, 1), the left car
+    assert left_car > 0 and out["instance"][0, 2, 1] == left_car
+    assert out["panoptic"][0, 2, 1] == out["panoptic"][0, 2, 2]
+    plain = merge(None, emb, BW, size=(8, 12), semantic=sem_full, instance_reach=0)
+    assert plain["instance"][0, 2, 1] == 0
+    differs = out["instance"] != plain["instance"]
+    assert differs.sum() == 1 and differs[0, 2, 1]
+    with pytest.raises(ValueError, match=r"reach as an integer >= 0, got -1"):
+        merge(None, emb, BW, size=(8, 12), semantic=sem_full, instance_reach=-1)
 
 
 def test_merge_at_the_embedding_resolution_is_the_op():

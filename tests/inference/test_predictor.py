@@ -8,7 +8,7 @@ import torch
 
 from panonet.data.labels import LABEL_TO_TRAIN, THING_TRAIN_IDS
 from panonet.inference import Predictor
-from panonet.inference.merge import semantic_from_logits
+from panonet.inference.merge import INSTANCE_REACH, semantic_from_logits
 from panonet.models import PanoNet
 from panonet.models.checkpoint import save_checkpoint
 from tests.models.helpers import native_cpu_convolutions  # noqa: F401  (fixture)
@@ -83,15 +83,26 @@ def test_instances_are_clustered_at_quarter_scale_and_upsampled(predictor, model
     bw[list(THING_TRAIN_IDS)] = 0.5
     low = cluster_instances(emb[0], logits[0].argmax(0), bw)
     up = resize_labels(low, (H, W))
-    inst = out["instance"]
-    # Where the predictor kept an instance, it is the hand-made one up to renumbering.
-    kept = inst > 0
-    pairs = torch.unique(torch.stack([inst[kept], up[kept]]), dim=1)
-    assert pairs.shape[1] == torch.unique(inst[kept]).numel() == torch.unique(up[kept]).numel()
-    # And it drops only pixels whose full-resolution class differs from the low-res one.
     sem_low_up = resize_labels(logits[0].argmax(0), (H, W))
-    dropped = (up > 0) & ~kept
-    assert (out["semantic"][dropped] != sem_low_up[dropped]).all()
+    agree = out["semantic"] == sem_low_up
+    for reach in (0, INSTANCE_REACH):
+        inst = predictor.with_settings(instance_reach=reach).predict(img)["instance"]
+        # Where the classes agree and the predictor kept an instance, it is the hand-made one
+        # up to renumbering.
+        kept = (inst > 0) & agree
+        pairs = torch.unique(torch.stack([inst[kept], up[kept]]), dim=1)
+        assert pairs.shape[1] == torch.unique(inst[kept]).numel() == torch.unique(up[kept]).numel()
+        # It drops only pixels whose full-resolution class differs from the low-res one.
+        assert (out["semantic"][(up > 0) & (inst == 0)] != sem_low_up[(up > 0) & (inst == 0)]).all()
+        # Such pixels keep no instance without reach, and with it take one of their own class.
+        reached = (inst > 0) & ~agree
+        if reach == 0:
+            assert not reached.any()
+        else:
+            assert torch.equal(inst, out["instance"]) and reached.any()
+            id_class = torch.full((int(inst.max()) + 1,), -1)
+            id_class[inst[kept]] = out["semantic"][kept]
+            assert torch.equal(id_class[inst[reached]], out["semantic"][reached])
 
 
 def test_batchnorm_folded_into_a_copy(model):
@@ -160,6 +171,10 @@ def test_with_settings_shares_the_network_and_changes_only_what_is_asked(model):
         timed.with_settings(device="cpu")
     with pytest.raises(ValueError, match="min_instance_size must be >= 0"):
         timed.with_settings(min_instance_size=-1)
+    assert timed.instance_reach == INSTANCE_REACH
+    assert timed.with_settings(instance_reach=0).instance_reach == 0
+    with pytest.raises(ValueError, match=r"instance_reach as an integer >= 0, got 1.5"):
+        timed.with_settings(instance_reach=1.5)
 
 
 def test_with_settings_shares_the_compiled_network(monkeypatch):

@@ -1,7 +1,8 @@
 // CPU kernel of panonet::upsample_instances. Per image: the class of every id from the
 // low-resolution maps; one pass over the output (in parallel, a pixel count per thread) takes each
-// pixel's source id, kept where the output's class agrees; then ids with too few pixels go and the
-// rest are renumbered in order, in a second pass. Instance ids are checked as they are read.
+// pixel's source id, kept where the output's class agrees (else, with reach, the nearest id of its
+// class near the source); then ids with too few pixels go and the rest are renumbered in order, in
+// a second pass. Instance ids are checked as they are read.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -21,14 +22,15 @@ namespace ui = upsample_instances;
 at::Tensor upsample_instances_cpu(const at::Tensor& instance, const at::Tensor& semantic_lowres,
                                   const std::optional<at::Tensor>& semantic_fullres,
                                   at::IntArrayRef size, int64_t max_instance_id,
-                                  int64_t min_size) {
+                                  int64_t min_size, int64_t reach) {
   constexpr const char* op = "panonet.ops.upsample_instances: ";
   const auto [inst, low, full, H, W] = check_upsample_instances_inputs(
-      instance, semantic_lowres, semantic_fullres, size, max_instance_id, min_size);
+      instance, semantic_lowres, semantic_fullres, size, max_instance_id, min_size, reach);
   const int64_t B = inst.size(0), h = inst.size(1), w = inst.size(2), K = max_instance_id;
   at::Tensor out = at::empty({B, H, W}, inst.options());
   if (out.numel() > 0) {
     const bool has_full = full.defined();
+    const bool reaching = has_full && reach > 0;
     std::vector<int64_t> iy(H), ix(W);
     for (int64_t Y = 0; Y < H; ++Y) iy[Y] = ui::nearest(Y, h, H);
     for (int64_t X = 0; X < W; ++X) ix[X] = ui::nearest(X, w, W);
@@ -53,11 +55,16 @@ at::Tensor upsample_instances_cpu(const at::Tensor& instance, const at::Tensor& 
                          int32_t* count = counts[at::get_thread_num()].data();
                          for (int64_t Y = begin; Y < end; ++Y) {
                            const int64_t* row = in + iy[Y] * w;
+                           const int64_t* sem_row = sem + iy[Y] * w;
                            for (int64_t X = 0; X < W; ++X) {
                              const int64_t p = Y * W + X;
                              const int64_t k0 = row[ix[X]];
-                             const int64_t k = ui::kept_id(k0, has_full, has_full ? cls_full[p] : 0,
-                                                           cls[k0]);
+                             int64_t k = ui::kept_id(k0, has_full, has_full ? cls_full[p] : 0,
+                                                     cls[k0]);
+                             if (reaching && k == 0 && sem_row[ix[X]] != cls_full[p]) {
+                               k = ui::reached_id(in, sem, h, w, H, W, Y, X, iy[Y], ix[X],
+                                                  cls_full[p], reach, K);
+                             }
                              o[p] = k;
                              ++count[k];
                            }

@@ -1,5 +1,6 @@
 // CUDA kernel of panonet::upsample_instances: a kernel writes every id's class (its pixels share
-// one), a kernel takes each output pixel's source id where the output's class agrees and counts
+// one), a kernel takes each output pixel's source id where the output's class agrees (else, with
+// reach, the nearest id of its class near the source: the CPU kernel's shared rule) and counts
 // it (integer atomics: the counts are exact in any order), the surviving ids are renumbered by a
 // running count (at::cumsum), and a last kernel applies that. Nothing is read back from the GPU;
 // ids outside [0, max_instance_id] are clamped into it.
@@ -30,17 +31,22 @@ __global__ void id_classes(const int64_t* __restrict__ inst, const int64_t* __re
   }
 }
 
-__global__ void take_ids(const int64_t* __restrict__ inst, const int64_t* __restrict__ full,
-                         const int64_t* __restrict__ cls, int64_t B, int64_t h, int64_t w,
-                         int64_t H, int64_t W, int64_t K, int64_t* __restrict__ out,
-                         int32_t* __restrict__ counts) {
+__global__ void take_ids(const int64_t* __restrict__ inst, const int64_t* __restrict__ low,
+                         const int64_t* __restrict__ full, const int64_t* __restrict__ cls,
+                         int64_t B, int64_t h, int64_t w, int64_t H, int64_t W, int64_t K,
+                         int64_t reach, int64_t* __restrict__ out, int32_t* __restrict__ counts) {
   const int64_t n = B * H * W;
   for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < n;
        p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t X = p % W, Y = (p / W) % H, b = p / (H * W);
-    const int64_t k0 =
-        clamp_id(inst[(b * h + ui::nearest(Y, h, H)) * w + ui::nearest(X, w, W)], K);
-    const int64_t k = ui::kept_id(k0, full != nullptr, full ? full[p] : 0, cls[b * (K + 1) + k0]);
+    const int64_t sy = ui::nearest(Y, h, H), sx = ui::nearest(X, w, W);
+    const int64_t* inst_b = inst + b * h * w;
+    const int64_t* low_b = low + b * h * w;
+    const int64_t k0 = clamp_id(inst_b[sy * w + sx], K);
+    int64_t k = ui::kept_id(k0, full != nullptr, full ? full[p] : 0, cls[b * (K + 1) + k0]);
+    if (reach > 0 && full != nullptr && k == 0 && low_b[sy * w + sx] != full[p]) {
+      k = ui::reached_id(inst_b, low_b, h, w, H, W, Y, X, sy, sx, full[p], reach, K);
+    }
     out[p] = k;
     atomicAdd(counts + b * (K + 1) + k, 1);
   }
@@ -61,9 +67,9 @@ unsigned blocks_for(int64_t n) {
 at::Tensor upsample_instances_cuda(const at::Tensor& instance, const at::Tensor& semantic_lowres,
                                    const std::optional<at::Tensor>& semantic_fullres,
                                    at::IntArrayRef size, int64_t max_instance_id,
-                                   int64_t min_size) {
+                                   int64_t min_size, int64_t reach) {
   const auto [inst, low, full, H, W] = check_upsample_instances_inputs(
-      instance, semantic_lowres, semantic_fullres, size, max_instance_id, min_size);
+      instance, semantic_lowres, semantic_fullres, size, max_instance_id, min_size, reach);
   const c10::cuda::CUDAGuard guard(inst.device());
   const int64_t B = inst.size(0), h = inst.size(1), w = inst.size(2), K = max_instance_id;
   at::Tensor out = at::empty({B, H, W}, inst.options());
@@ -77,9 +83,9 @@ at::Tensor upsample_instances_cuda(const at::Tensor& instance, const at::Tensor&
                                                       K, cls.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     take_ids<<<blocks_for(n), 256, 0, stream>>>(
-        inst.const_data_ptr<int64_t>(), full.defined() ? full.const_data_ptr<int64_t>() : nullptr,
-        cls.const_data_ptr<int64_t>(), B, h, w, H, W, K, out.data_ptr<int64_t>(),
-        counts.data_ptr<int32_t>());
+        inst.const_data_ptr<int64_t>(), low.const_data_ptr<int64_t>(),
+        full.defined() ? full.const_data_ptr<int64_t>() : nullptr, cls.const_data_ptr<int64_t>(),
+        B, h, w, H, W, K, reach, out.data_ptr<int64_t>(), counts.data_ptr<int32_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     at::Tensor keep = counts.ge(std::max<int64_t>(min_size, 1));
     keep.select(1, 0).fill_(false);

@@ -20,8 +20,9 @@ from torch import nn
 from panonet.data.labels import LABEL_DIVISOR
 from panonet.inference.bandwidth import bandwidth_table
 from panonet.inference.graphed import GraphedFrame
-from panonet.inference.merge import merge
+from panonet.inference.merge import INSTANCE_REACH, merge
 from panonet.inference.panoptic_ids import warn_instances_over_limit
+from panonet.inference.validate import check_nonneg_int
 from panonet.models.checkpoint import load_model
 from panonet.models.fold import fold_batchnorm as fold_batchnorm_into_convs
 from panonet.models.panonet import PanoNet, PanoNetOutput, preprocess
@@ -59,6 +60,9 @@ class Predictor:
             in ``docs/RESULTS.md``). Clustering and merging stay float32.
         half: shorthand for ``precision="float16"``.
         min_instance_size: instances with fewer pixels (at the output resolution) are dropped.
+        instance_reach: how far (in 1/4-resolution pixels) a pixel whose class the instance
+            map's nearest source pixel lacks looks for an instance of its class (thin parts of
+            things; :data:`panonet.inference.merge.INSTANCE_REACH`); 0: it gets none.
         vote_groups: groups of thing classes clustered together, each instance taking its
             pixels' majority class (:func:`panonet.inference.merge.merge`'s ``vote_groups``,
             e.g. :data:`panonet.inference.merge.THING_VOTE_GROUPS`); None: class-wise.
@@ -119,6 +123,7 @@ class Predictor:
         precision: str = "float32",
         half: bool = False,
         min_instance_size: int = 0,
+        instance_reach: int = INSTANCE_REACH,
         vote_groups: Sequence[Sequence[int]] | None = None,
         channels_last: bool | None = None,
         output_device: str | torch.device | None = "cpu",
@@ -197,6 +202,7 @@ class Predictor:
         if min_instance_size < 0:
             raise ValueError(f"Predictor: min_instance_size must be >= 0, got {min_instance_size}")
         self.min_instance_size = int(min_instance_size)
+        self.instance_reach = check_nonneg_int(instance_reach, "Predictor", "instance_reach")
         self.vote_groups = (
             None if vote_groups is None else tuple(tuple(int(c) for c in g) for g in vote_groups)
         )
@@ -211,9 +217,9 @@ class Predictor:
 
         Args:
             **changes: any of ``bandwidths``, ``precision``, ``min_instance_size``,
-                ``vote_groups``, ``output_device``, ``stage_timings``, ``sync_free``,
-                ``cuda_graph``, ``compile_network`` (as in the constructor); the others keep
-                this predictor's values.
+                ``instance_reach``, ``vote_groups``, ``output_device``, ``stage_timings``,
+                ``sync_free``, ``cuda_graph``, ``compile_network`` (as in the constructor); the
+                others keep this predictor's values.
 
         Raises:
             TypeError: for a setting not in that list (``device``, ``channels_last`` and
@@ -225,6 +231,7 @@ class Predictor:
             "bandwidths": self.bandwidth,
             "precision": self.precision,
             "min_instance_size": self.min_instance_size,
+            "instance_reach": self.instance_reach,
             "vote_groups": self.vote_groups,
             "output_device": self.output_device,
             "stage_timings": self.stage_timings,
@@ -376,6 +383,7 @@ class Predictor:
             size=(H, W),
             semantic=semantic,
             min_instance_size=self.min_instance_size,
+            instance_reach=self.instance_reach,
             vote_groups=self.vote_groups,
             stage=lap,
             check_inputs=not self.sync_free,
