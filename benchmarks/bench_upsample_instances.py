@@ -5,7 +5,10 @@ with resize_labels, looks up every pixel's instance class, masks, counts pixels 
 renumbers: about ten passes over full-resolution int64 maps. Both get what merge gives them on a
 1024x2048 frame (benchmarks/bench_model.py's trained-like frame, clustered), with the instance
 minimum of the paper's experiments (32 pixels); their outputs must be equal before they are timed
-(device synchronized around every call, median).
+(device synchronized around every call, median). A third row times the op with the Predictor's
+default reach (merge.INSTANCE_REACH: pixels whose source has another class look for an instance
+of their class nearby), on the frame's noisy class borders; no reference computes that rule here
+(tests/ops/test_upsample_instances.py checks it).
 
     python benchmarks/bench_upsample_instances.py [--device cpu|cuda|auto] [--runs N]
 """
@@ -15,12 +18,12 @@ from __future__ import annotations
 import functools
 
 import torch
-from _common import op_against_reference, op_bench_setup, write_results
+from _common import op_against_reference, op_bench_setup, summarize, time_call, write_results
 from bench_model import trained_like_frame
 
 from panonet.data.transforms import resize_labels
 from panonet.inference import bandwidth_table
-from panonet.inference.merge import semantic_from_logits
+from panonet.inference.merge import INSTANCE_REACH, semantic_from_logits
 from panonet.ops import cluster_instances, upsample_instances
 
 MIN_SIZE = 32
@@ -68,6 +71,22 @@ def main() -> None:
         raise SystemExit("upsample_instances differs from the reference")
     print(f"checked: equal ids on a {size[0]}x{size[1]} frame, {int(op_fn().max())} instances")
     rows, table = op_against_reference("upsample_instances", op_fn, ref_fn, device, runs)
+    reach_fn = functools.partial(op_fn, reach=INSTANCE_REACH)
+    reached = summarize(time_call(reach_fn, device, warmup=2, runs=runs))
+    sources = resize_labels(sem, size)
+    mismatched = float((sources != full).float().mean())
+    rows.append(
+        {
+            "implementation": f"upsample_instances, reach {INSTANCE_REACH}",
+            **reached,
+            "speedup": rows[0]["median_ms"] / reached["median_ms"],
+            "pixels_whose_source_has_another_class": mismatched,
+        }
+    )
+    print(
+        f"reach {INSTANCE_REACH}: {reached['median_ms']:.2f} ms ({100 * mismatched:.1f} % of the "
+        f"pixels' sources have another class), against {rows[1]['median_ms']:.2f} ms without"
+    )
     write_results(
         "upsample_instances",
         device,
