@@ -73,10 +73,9 @@ INSTANCE_REACH = 2
 source lacks looks for an instance of its class (:func:`panonet.ops.upsample_instances`'
 ``reach``). Without it, every part of a thing thinner than the 1/4 grid (a bicycle's frame, a
 person's legs, an instance's rim where the upsampled class map reaches past the low-resolution
-one) is left without an instance: on the synthetic val set with ground-truth semantics, 6 % of
-the thing pixels, and things PQ 59.4 -> 73.4, AP_GT 36.8 -> 51.6 with 2 (one model;
-``docs/RESULTS.md``). Two covers the grid's rounding and a pixel or two of thin structure;
-larger reaches changed nothing more there."""
+one) is left without an instance: on the synthetic val set with ground-truth semantics, 4.6 %
+of the thing pixels (0.09 % with a reach of 2, 0.07 % with 3 or 4), and one model's things PQ
+59.4 -> 73.4, AP_GT 36.8 -> 51.6 with 2 (``docs/RESULTS.md``, issue 14, eleventh session)."""
 
 
 def semantic_from_logits(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
