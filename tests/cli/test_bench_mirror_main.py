@@ -10,6 +10,7 @@ import torch
 from panonet import cli
 from panonet.cli import main
 from panonet.data.synthetic import generate
+from panonet.inference.merge import INSTANCE_REACH
 from panonet.models import PanoNet
 from panonet.models.checkpoint import save_checkpoint
 
@@ -131,11 +132,14 @@ def test_mirror_test_compares_checkpoints(tmp_path, checkpoints, data, capsys):
     assert "| model | twin pairs | merged | separated | missed | merged / found |" in text
     record = json.loads(out.read_text())
     assert [r["use_coords"] for r in record.values()] == [True, False]
+    assert {r["instance_reach"] for r in record.values()} == {INSTANCE_REACH}
     assert len(list((tmp_path / "vis").rglob("mirror_*.png"))) == 4  # 2 images x 2 models
     pairs = {r["pairs"] for r in record.values()}
     assert len(pairs) == 1, "the same twins for both models"
     assert main([*argv, "--bandwidths", "a.json", "b.json", "c.json"]) == 2
     assert "one per checkpoint" in capsys.readouterr().err
+    assert main([*argv, "--images", "1", "--instance-reach", "0", "--out", str(out)]) == 0
+    assert {r["instance_reach"] for r in json.loads(out.read_text()).values()} == {0}
 
 
 def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):

@@ -7,6 +7,7 @@ import torch
 
 from panonet.cli import main
 from panonet.data.synthetic import generate
+from panonet.inference.merge import INSTANCE_REACH
 from panonet.models import PanoNet
 from panonet.models.checkpoint import save_checkpoint
 
@@ -50,6 +51,7 @@ def test_eval_prints_tables_and_writes_json(tmp_path, checkpoint, data, capsys):
     record = json.loads(out.read_text())  # strict JSON: NaN written as null
     assert record["images"] == 2 and record["split"] == "val"
     assert record["semantic_source"] == "pred" and record["device"] == "cpu"
+    assert record["instance_reach"] == INSTANCE_REACH  # the Predictor's default
     assert {"panoptic", "semantic", "instance", "runtime_ms"} <= set(record)
     assert len(list(vis.glob("*.png"))) == 2
     assert (tmp_path / "pred" / "panoptic.json").is_file()
@@ -95,3 +97,14 @@ def test_eval_vote_groups_and_min_instance_size(checkpoint, data, capsys):
     assert "| PQ | SQ | RQ |" in capsys.readouterr().out
     assert main([*args, "--min-instance-size", "-1", "--no-progress"]) == 2
     assert "min_instance_size" in capsys.readouterr().err
+
+
+def test_eval_instance_reach(tmp_path, checkpoint, data, capsys):
+    args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--images", "1"]
+    out = tmp_path / "r0.json"
+    assert main([*args, "--instance-reach", "0", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["instance_reach"] == 0
+    capsys.readouterr()
+    assert main([*args, "--instance-reach", "-1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == "panonet eval: error: --instance-reach must be >= 0, got -1\n"

@@ -11,9 +11,11 @@ __all__ = [
     "CLIError",
     "add_bandwidths",
     "add_device",
+    "add_instance_reach",
     "add_min_instance_size",
     "add_no_progress",
     "add_vote_groups",
+    "instance_reach",
     "open_checkpoint",
     "open_dataset",
     "parse_size",
@@ -80,6 +82,30 @@ def add_min_instance_size(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-instance-size", type=int, default=0, help="drop smaller instances (pixels)"
     )
+
+
+def add_instance_reach(p: argparse.ArgumentParser) -> None:
+    """``--instance-reach``: how far a thing pixel looks for an instance of its class (see
+    :func:`instance_reach`)."""
+    p.add_argument(
+        "--instance-reach",
+        type=int,
+        default=None,
+        metavar="R",
+        help="how far (in 1/4-resolution pixels) a thing pixel whose class the 1/4 grid lacks "
+        "there looks for an instance of its class (default: the Predictor's, "
+        "panonet.inference.merge.INSTANCE_REACH; 0: nowhere, the rule before 2026-12-02)",
+    )
+
+
+def instance_reach(args: argparse.Namespace) -> dict[str, int]:
+    """The Predictor's keyword for ``--instance-reach``: none when it was not given (the
+    Predictor's default then applies; importing it here would load torch for ``--help``)."""
+    if args.instance_reach is None:
+        return {}
+    if args.instance_reach < 0:
+        raise CLIError(f"--instance-reach must be >= 0, got {args.instance_reach}")
+    return {"instance_reach": args.instance_reach}
 
 
 def add_vote_groups(p: argparse.ArgumentParser) -> None:

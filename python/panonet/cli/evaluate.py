@@ -9,10 +9,12 @@ from panonet.cli.common import (
     add_bandwidths,
     add_compile,
     add_device,
+    add_instance_reach,
     add_min_instance_size,
     add_no_progress,
     add_precision,
     add_vote_groups,
+    instance_reach,
     open_checkpoint,
     open_dataset,
     precision,
@@ -60,6 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default=None, help="JSON file for the results")
     add_min_instance_size(p)
+    add_instance_reach(p)
     add_vote_groups(p)
     add_no_progress(p)
     p.set_defaults(func=run)
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             compile_network=args.compile,
             min_instance_size=args.min_instance_size,
             vote_groups=vote_groups(args),
+            **instance_reach(args),
         )
         result = evaluate_model(
             predictor,
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     result["data"] = str(args.data)
     result["split"] = args.split
     result["device"] = str(predictor.device)
+    result["instance_reach"] = predictor.instance_reach
     print(format_tables(result))
     if args.out:
         print(f"wrote {write_json_atomic(args.out, result)}")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from panonet.cli.common import CLIError, add_device, add_no_progress, open_checkpoint, open_dataset
+from panonet.cli.common import (
+    CLIError,
+    add_device,
+    add_instance_reach,
+    add_no_progress,
+    instance_reach,
+    open_checkpoint,
+    open_dataset,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -51,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="semantic map clustered: ground truth (default) or predicted",
     )
     add_device(p)
+    add_instance_reach(p)
     p.add_argument("--save-vis", default=None, metavar="DIR", help="write pictures")
     p.add_argument("--num-vis", type=int, default=4, help="pictures per checkpoint (default: 4)")
     p.add_argument("--out", default=None, help="JSON file for the counts")
@@ -85,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 Path(ckpt).stem if len(ckpts) == 1 else f"{k}_{Path(ckpt).stem}"
             )
         try:
-            predictor = Predictor(model, device=args.device, bandwidths=bw)
+            predictor = Predictor(model, device=args.device, bandwidths=bw, **instance_reach(args))
             result = run_mirror_test(
                 predictor,
                 dataset,
@@ -101,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, TypeError) as e:
             raise CLIError(str(e).splitlines()[0]) from e
         coords = "with" if result["use_coords"] else "without"
-        results[f"{ckpt} ({coords} coordinates)"] = {**result, "checkpoint": str(ckpt)}
+        results[f"{ckpt} ({coords} coordinates)"] = {
+            **result,
+            "checkpoint": str(ckpt),
+            "instance_reach": predictor.instance_reach,
+        }
     print(format_mirror(results))
     if args.out:
         print(f"wrote {write_json_atomic(args.out, results)}")

@@ -9,10 +9,12 @@ from panonet.cli.common import (
     add_bandwidths,
     add_compile,
     add_device,
+    add_instance_reach,
     add_min_instance_size,
     add_no_progress,
     add_precision,
     add_vote_groups,
+    instance_reach,
     precision,
     vote_groups,
 )
@@ -40,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_compile(p)
     p.add_argument("--batch", type=int, default=1, help="video frames per batch (default: 1)")
     add_min_instance_size(p)
+    add_instance_reach(p)
     add_vote_groups(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_no_progress(p)
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             compile_network=args.compile,
             min_instance_size=args.min_instance_size,
             vote_groups=vote_groups(args),
+            **instance_reach(args),
         )
         summary = predict_files(
             predictor,
