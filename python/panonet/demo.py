@@ -61,25 +61,26 @@ class DemoSettings:
     # Farthest depth of instances in the synthetic scenes (metres; None: the generator's 70 m).
     max_thing_depth: float | None = None
     # Post-processing: cluster THING_VOTE_GROUPS together with a majority-vote class per
-    # instance; drop instances smaller than this many output pixels.
+    # instance; drop instances smaller than this many output pixels, or, with min_size_search,
+    # than the size of DEFAULT_MIN_SIZES with the best things PQ on the search images.
     vote_groups: bool = False
     min_instance_size: int = 0
+    min_size_search: bool = False
 
 
-# 11.4 minutes on an idle 2-core CPU (AMD EPYC, torch 2.13), 12.8 with `make build` from a
-# fresh clone (measured 2026-12-01). Steps are the lever (docs/RESULTS.md, issue 14: 2100 ->
-# 4200 -> 6300 steps of the paper's network took things PQ 9.5 -> 16.2 -> 20.6), so the CPU demo
-# trains a half-width network (PanoNet width 0.5: 1/4 of the parameters) for more steps: 71-85
-# ms per step with the decoded images cached and loaded in-process (the paper's width: 155 ms;
-# a loader worker competes with the step for the 2 cores). 8800 steps (11 minutes of training)
-# reached PQ 41.5, things PQ 22.4, mIoU 63.1, AP 12.0 on the val set (one seed); 7000 steps
-# 38.8 / 18.7 / 61.7 / 10.6, the paper's width at 4200 steps (as long) 38.5 / 16.2 / 60.6 / 8.2.
+# Steps are the lever (docs/RESULTS.md, issue 14: 2100 -> 4200 -> 6300 steps of the paper's
+# network took things PQ 9.5 -> 16.2 -> 20.6), so the CPU demo trains a half-width network
+# (PanoNet width 0.5: 1/4 of the parameters; 71-85 ms per step on the AMD EPYC of 12-01,
+# 125-165 ms on the Intel Xeon of 12-02, the decoded images cached and loaded in-process).
+# 3200 + 1300 steps since 12-02 (eleventh session): with the minimum instance size searched,
+# PQ 39.5, things PQ 22.6, mIoU 56.8, AP 11.4 on the val set (one seed), training 13 minutes on
+# the Xeon; 6200 + 2600 steps, twice as long, gave 44.3 / 28.7 / 63.1 / 15.4.
 FULL = DemoSettings(
     size=(256, 512),
     train=300,
     val=30,
-    stage1_steps=6200,
-    stage2_steps=2600,
+    stage1_steps=3200,
+    stage2_steps=1300,
     batch_size=4,
     crop_size=(128, 256),
     search_images=20,
@@ -88,9 +89,12 @@ FULL = DemoSettings(
     workers=0,
     width=0.5,
     cache_images=True,
-    # Fragments under 32 pixels (2x2 at the 1/4 output) are mostly false positives: PQ_Th
-    # 8.7 -> 9.5 on the 2500-step model, AP unchanged.
+    # Fragments of thing classes are mostly false positives (32 pixels, 2x2 at the 1/4
+    # output: PQ_Th 8.7 -> 9.5 on a 2500-step model); since 12-02 the size is searched on the
+    # search images: for the two seeds' stage-2 models of the paper's experiments it picked 512
+    # and 1024, val things PQ 25.7 -> 29.7 and 23.6 -> 25.9 against 32 (docs/RESULTS.md).
     min_instance_size=32,
+    min_size_search=True,
 )
 
 # On a GPU (`panonet demo --device cuda`, or auto with a GPU): the paper's network, twice the
@@ -116,6 +120,7 @@ QUICK = DemoSettings(
     workers=0,
     width=0.5,
     cache_images=True,
+    min_size_search=True,
 )
 
 
@@ -204,6 +209,7 @@ def run_demo(
     from panonet.evaluation.run import evaluate_model, format_tables
     from panonet.inference.bandwidth_search import search_bandwidths
     from panonet.inference.merge import THING_VOTE_GROUPS
+    from panonet.inference.min_size_search import search_min_instance_size
     from panonet.inference.predictor import Predictor
     from panonet.models.checkpoint import load_model
     from panonet.train.trainer import FINAL_CHECKPOINT, STAGE1_CHECKPOINT, run_training
@@ -258,7 +264,9 @@ def run_demo(
     done()
 
     done = step(
-        "search", f"3/5 search the per-class bandwidths on {settings.search_images} train images"
+        "search",
+        f"3/5 search the per-class bandwidths and the minimum instance size on "
+        f"{settings.search_images} train images",
     )
     model = load_model(final)
     train_set = CityscapesPanoptic(data, "train")
@@ -274,11 +282,26 @@ def run_demo(
     bw_path = search.save(out / "bandwidths.json")
     names = search.to_json()["bandwidths"]
     log(", ".join(f"{k} {v:g}" for k, v in names.items()) + f"  -> {bw_path}")
+    min_size = settings.min_instance_size
+    size_search = None
+    if settings.min_size_search:
+        size_search = search_min_instance_size(
+            Predictor(model, device=device, bandwidths=bw_path, vote_groups=vote_groups),
+            train_set,
+            images=settings.search_images,
+            progress=progress,
+        )
+        min_size = size_search.best
+        scores = ", ".join(
+            f"{c}: {100 * p:.1f}"
+            for c, p in zip(size_search.candidates, size_search.things_pq, strict=True)
+        )
+        log(f"minimum instance size {min_size} pixels (things PQ by size: {scores})")
     done()
 
     done = step("eval", f"4/5 evaluate on the {settings.val} val images")
     val_set = CityscapesPanoptic(data, "val")
-    post = {"min_instance_size": settings.min_instance_size, "vote_groups": vote_groups}
+    post = {"min_instance_size": min_size, "vote_groups": vote_groups}
     predictor = Predictor(model, device=device, bandwidths=bw_path, **post)
     result = evaluate_model(
         predictor,
@@ -332,6 +355,8 @@ def run_demo(
         "evaluation": result,
         "bandwidths": names,
         "bandwidths_stage1": stage1_search.to_json()["bandwidths"],
+        "min_instance_size": min_size,
+        "min_size_search": None if size_search is None else size_search.to_json(),
         "mirror_test": mirror,
         "seconds": seconds,
     }

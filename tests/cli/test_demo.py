@@ -4,6 +4,7 @@ promises, and continuing a finished demo without training again."""
 import json
 
 from panonet.cli import main
+from panonet.inference.min_size_search import DEFAULT_MIN_SIZES
 from panonet.models.checkpoint import load_model
 
 
@@ -21,6 +22,10 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert metrics["mirror_test"]["final (with coordinates)"]["use_coords"] is True
     assert metrics["mirror_test"]["stage 1 (no coordinates)"]["use_coords"] is False
     assert set(metrics["seconds"]) >= {"synth", "train", "search", "eval", "mirror", "total"}
+    # The minimum instance size searched on the search images is the one evaluated with.
+    size_search = metrics["min_size_search"]
+    assert size_search["candidates"] == list(DEFAULT_MIN_SIZES)
+    assert metrics["min_instance_size"] == size_search["best"] in DEFAULT_MIN_SIZES
     # Stage 2 adds the coordinates to the embedding; stage 1's twins are clustered with the
     # bandwidths searched for stage 1.
     assert load_model(out / "run" / "checkpoints" / "final.pt").coord_output == 8.0
