@@ -7,9 +7,10 @@
 #              instances in identical surroundings) and the scenes' own twins (the same sprite
 #              twice at one depth, side by side),
 #   IV-e       the shared-weights variant.
-# The recipe is configs/panonet_synthetic.toml (the CPU demo's): stage 1 of 6200 steps shared
-# by both Table III variants of a seed, then 2600 steps of stage 2 with and without the
-# coordinates; the shared-weights variant trains both stages itself. "With" is the config's:
+# The recipe is configs/panonet_synthetic.toml (the CPU demo's) with the step counts the
+# documented tables were made with (STAGE1_STEPS, STAGE2_STEPS; the demo trains half as many
+# since 2026-12-02): stage 1 of 6200 steps shared by both Table III variants of a seed, then
+# 2600 steps of stage 2 with and without the coordinates; the shared-weights variant trains both stages itself. "With" is the config's:
 # the coordinate input and, since 2026-12-02, coord_output = 8 (the coordinates also added to
 # the embedding; not in the paper). The paper's input-only variant: add
 # EXTRA="--set coord_output=0.0" (docs/RESULTS.md has both; docs/scripts/output_coords_experiment.sh
@@ -24,7 +25,8 @@ SEEDS=${SEEDS:-"0 1"}
 CONFIG=configs/panonet_synthetic.toml
 PANONET=${PANONET:-panonet}
 # shellcheck disable=SC2206  # EXTRA is split into words on purpose
-COMMON=(--set "data_root=\"$OUT/data\"" --set progress=false ${EXTRA:-})
+COMMON=(--set "data_root=\"$OUT/data\"" --set progress=false
+  --set stage1_steps=${STAGE1_STEPS:-6200} --set stage2_steps=${STAGE2_STEPS:-2600} ${EXTRA:-})
 
 $PANONET synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
 

@@ -7,10 +7,12 @@ SEED=${SEED:-0}
 CONFIG=configs/panonet_synthetic.toml
 [[ -d $OUT/data/leftImg8bit ]] || panonet synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
 
-# train RUN DATA OVERRIDES...: a training run on dataset DATA, unless it has finished.
+# train RUN DATA OVERRIDES...: a training run on dataset DATA, unless it has finished; with the
+# step counts of paper_experiments.sh (the documented tables), which the overrides may replace.
 train() { local run=$1 data=$2; shift 2; [[ -f "$run/checkpoints/final.pt" ]] && return 0
   panonet train --config "$CONFIG" --out "$run" --resume auto --set "data_root=\"$data\"" \
-    --set progress=false "$@"; }
+    --set progress=false --set stage1_steps=${STAGE1_STEPS:-6200} \
+    --set stage2_steps=${STAGE2_STEPS:-2600} "$@"; }
 # Stage 2 from the seed's stage 1 (the stage-1 run itself trained first).
 STAGE1=(--set seed=$SEED --set stage1_steps=0 --set "init_weights=\"$OUT/stage1/checkpoints/final.pt\"")
 train $OUT/stage1 $OUT/data --set seed=$SEED --set stage2_steps=0

@@ -67,7 +67,7 @@ def test_example_config_overrides_and_stage_optimizers(tmp_path):
     s1, s2 = cfg.stage_optim(1), cfg.stage_optim(2)
     assert (s1.name, s1.lr, s1.max_steps) == ("adadelta", 0.01, 7)
     # The example's [stage2_optim] sets lr = 3e-3; the weight decay is inherited from [optim].
-    assert (s2.name, s2.lr, s2.weight_decay, s2.max_steps) == ("adamw", 3e-3, 0.0, 2600)
+    assert (s2.name, s2.lr, s2.weight_decay, s2.max_steps) == ("adamw", 3e-3, 0.0, 1300)
     # The config goes into checkpoints read with weights_only=True, and rebuilds.
     buf = io.BytesIO()
     torch.save(cfg.to_dict(), buf)
