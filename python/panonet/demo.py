@@ -282,27 +282,33 @@ def run_demo(
     bw_path = search.save(out / "bandwidths.json")
     names = search.to_json()["bandwidths"]
     log(", ".join(f"{k} {v:g}" for k, v in names.items()) + f"  -> {bw_path}")
-    min_size = settings.min_instance_size
+    # One predictor (one folded copy of the network) for the size search and the evaluation.
+    predictor = Predictor(
+        model,
+        device=device,
+        bandwidths=bw_path,
+        min_instance_size=settings.min_instance_size,
+        vote_groups=vote_groups,
+    )
     size_search = None
     if settings.min_size_search:
         size_search = search_min_instance_size(
-            Predictor(model, device=device, bandwidths=bw_path, vote_groups=vote_groups),
+            predictor,
             train_set,
             images=settings.search_images,
             progress=progress,
         )
-        min_size = size_search.best
+        predictor = predictor.with_settings(min_instance_size=size_search.best)
         scores = ", ".join(
             f"{c}: {100 * p:.1f}"
             for c, p in zip(size_search.candidates, size_search.things_pq, strict=True)
         )
-        log(f"minimum instance size {min_size} pixels (things PQ by size: {scores})")
+        log(f"minimum instance size {size_search.best} pixels (things PQ by size: {scores})")
     done()
 
     done = step("eval", f"4/5 evaluate on the {settings.val} val images")
     val_set = CityscapesPanoptic(data, "val")
-    post = {"min_instance_size": min_size, "vote_groups": vote_groups}
-    predictor = Predictor(model, device=device, bandwidths=bw_path, **post)
+    post = {"min_instance_size": predictor.min_instance_size, "vote_groups": vote_groups}
     result = evaluate_model(
         predictor,
         val_set,
@@ -355,7 +361,7 @@ def run_demo(
         "evaluation": result,
         "bandwidths": names,
         "bandwidths_stage1": stage1_search.to_json()["bandwidths"],
-        "min_instance_size": min_size,
+        "min_instance_size": predictor.min_instance_size,
         "min_size_search": None if size_search is None else size_search.to_json(),
         "mirror_test": mirror,
         "seconds": seconds,
