@@ -7,17 +7,20 @@
 #              instances in identical surroundings) and the scenes' own twins (the same sprite
 #              twice at one depth, side by side),
 #   IV-e       the shared-weights variant.
-# The recipe is configs/panonet_synthetic.toml (the CPU demo's) with the step counts the
-# documented tables were made with (STAGE1_STEPS, STAGE2_STEPS; the demo trains half as many
-# since 2026-12-02): stage 1 of 6200 steps shared by both Table III variants of a seed, then
-# 2600 steps of stage 2 with and without the coordinates; the shared-weights variant trains both stages itself. "With" is the config's:
-# the coordinate input and, since 2026-12-02, coord_output = 8 (the coordinates also added to
-# the embedding; not in the paper). The paper's input-only variant: add
+# The recipe is configs/panonet_synthetic.toml, the CPU demo's, with its step counts (3200 +
+# 1300 since 2026-12-02; the tables before that date were made with STAGE1_STEPS=6200
+# STAGE2_STEPS=2600): stage 1 shared by both Table III variants of a seed, then stage 2 with
+# and without the coordinates; the shared-weights variant trains both stages itself. "With" is
+# the config's: the coordinate input and, since 2026-12-02, coord_output = 8 (the coordinates
+# also added to the embedding; not in the paper). The paper's input-only variant: add
 # EXTRA="--set coord_output=0.0" (docs/RESULTS.md has both; docs/scripts/output_coords_experiment.sh
 # trains all three from one stage 1).
+# Post-processing, searched on 20 train images per run: the per-class bandwidths, then the
+# minimum instance size (predicted semantics, as the demo does); AP_GT clusters the
+# ground-truth semantic map, which has no fragments to drop, with the minimum size 32.
 # Usage: bash docs/scripts/paper_experiments.sh [OUT]   (OUT defaults to runs/paper)
 #        SEEDS="0 1 2" bash docs/scripts/paper_experiments.sh runs/paper3
-# About 80 minutes on a 2-core CPU with 2 seeds; a step whose output exists is skipped, so an
+# About 70 minutes on a 2-core CPU with 2 seeds; a step whose output exists is skipped, so an
 # interrupted run continues where it stopped (a training run resumes from its last.pt).
 set -euo pipefail
 OUT=${1:-runs/paper}
@@ -26,7 +29,8 @@ CONFIG=configs/panonet_synthetic.toml
 PANONET=${PANONET:-panonet}
 # shellcheck disable=SC2206  # EXTRA is split into words on purpose
 COMMON=(--set "data_root=\"$OUT/data\"" --set progress=false
-  --set stage1_steps=${STAGE1_STEPS:-6200} --set stage2_steps=${STAGE2_STEPS:-2600} ${EXTRA:-})
+  ${STAGE1_STEPS:+--set stage1_steps=$STAGE1_STEPS}
+  ${STAGE2_STEPS:+--set stage2_steps=$STAGE2_STEPS} ${EXTRA:-})
 
 $PANONET synth --out "$OUT/data" --train 300 --val 50 --size 256x512 --no-progress
 
@@ -49,15 +53,18 @@ for seed in $SEEDS; do
   runs+=("$dir/coords_true" "$dir/coords_false" "$dir/shared")
 done
 
-# Per-class bandwidths on 20 train images, then PQ/AP (predicted semantics) and AP_GT, with the
-# demo's post-processing (instances under 32 pixels dropped).
+# Per-class bandwidths, then the minimum instance size, on 20 train images; PQ/AP (predicted
+# semantics) with both, AP_GT (ground-truth semantics) with the bandwidths and size 32.
 for run in "${runs[@]}"; do
   ckpt="$run/checkpoints/final.pt"
   [[ -f "$run/bandwidths.json" ]] || $PANONET search-bandwidth --checkpoint "$ckpt" \
     --data "$OUT/data" --images 20 --out "$run/bandwidths.json" --no-progress
+  [[ -f "$run/min_size.json" ]] || $PANONET search-min-size --checkpoint "$ckpt" \
+    --data "$OUT/data" --images 20 --bandwidths "$run/bandwidths.json" \
+    --out "$run/min_size.json" --no-progress
   [[ -f "$run/eval.json" ]] || $PANONET eval --checkpoint "$ckpt" --data "$OUT/data" \
-    --bandwidths "$run/bandwidths.json" --min-instance-size 32 --out "$run/eval.json" \
-    --save-vis "$run/vis" --num-vis 4 --no-progress
+    --bandwidths "$run/bandwidths.json" --min-instance-size "$run/min_size.json" \
+    --out "$run/eval.json" --save-vis "$run/vis" --num-vis 4 --no-progress
   [[ -f "$run/eval_gt.json" ]] || $PANONET eval --checkpoint "$ckpt" --data "$OUT/data" \
     --bandwidths "$run/bandwidths.json" --min-instance-size 32 --semantic gt \
     --out "$run/eval_gt.json" --no-progress

@@ -46,6 +46,8 @@ def metrics(run: Path) -> dict[str, float] | None:
         "mIoU": 100 * pred["semantic"]["miou"],
         "AP": 100 * pred["instance"]["AP"],
         "AP_GT": 100 * gt["instance"]["AP"],
+        # Absent from runs evaluated before the size was searched (a fixed 32 then).
+        "min size": float(pred.get("min_instance_size", 32)),
     }
 
 
@@ -65,19 +67,22 @@ def main(out: Path) -> None:
     )
     print("\nEach cell: mean over the seeds (each seed's value; range = max - min).\n")
     cols = ("PQ", "PQ_Th", "PQ_St", "mIoU", "AP", "AP_GT")
-    print("| variant | " + " | ".join(cols) + " |")
-    print("|---|" + "---|" * len(cols))
+    print("| variant | " + " | ".join(cols) + " | min size (PQ, AP) |")
+    print("|---|" + "---|" * (len(cols) + 1))
     per = {v: [metrics(s / v) for s in seeds] for v in VARIANTS}
     for v, name in VARIANTS.items():
         got = [m for m in per[v] if m is not None]
-        print(f"| {name} | " + " | ".join(cell([m[c] for m in got]) for c in cols) + " |")
+        sizes = ", ".join(f"{m['min size']:.0f}" for m in got)
+        print(
+            f"| {name} | " + " | ".join(cell([m[c] for m in got]) for c in cols) + f" | {sizes} |"
+        )
     pairs = [
         (a, b) for a, b in zip(per["coords_true"], per["coords_false"], strict=True) if a and b
     ]
     print(
         "| difference, with - without (per seed) | "
         + " | ".join(cell([a[c] - b[c] for a, b in pairs]) for c in cols)
-        + " |"
+        + " | |"
     )
 
     for test in ("mirror", "shift", "scene"):

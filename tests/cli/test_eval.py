@@ -96,7 +96,38 @@ def test_eval_vote_groups_and_min_instance_size(checkpoint, data, capsys):
     assert main([*args, "--vote-groups", "--min-instance-size", "8", "--no-progress"]) == 0
     assert "| PQ | SQ | RQ |" in capsys.readouterr().out
     assert main([*args, "--min-instance-size", "-1", "--no-progress"]) == 2
-    assert "min_instance_size" in capsys.readouterr().err
+    assert "--min-instance-size must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_search_min_size_then_eval_with_its_json(tmp_path, checkpoint, data, capsys):
+    """search-min-size writes the things PQ of each candidate and the best size; eval reads
+    the size from that JSON; bad values for --min-instance-size are one-line errors."""
+    train = tmp_path / "train"
+    generate(train, train=2, val=0, size=(64, 128), seed=1, progress=False)
+    found = tmp_path / "min_size.json"
+    argv = ["search-min-size", "--checkpoint", str(checkpoint), "--data", str(train)]
+    argv += ["--images", "2", "--candidates", "64", "0", "--out", str(found), "--no-progress"]
+    assert main(argv) == 0
+    record = json.loads(found.read_text())
+    assert record["candidates"] == [0, 64] and record["images"] == 2
+    assert record["best"] in (0, 64) and len(record["things_pq"]) == 2
+    assert record["instance_reach"] == INSTANCE_REACH and record["split"] == "train"
+    assert f"best {record['best']}" in capsys.readouterr().out
+    args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--images", "1"]
+    out = tmp_path / "eval.json"
+    assert main([*args, "--min-instance-size", str(found), "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["min_instance_size"] == record["best"]
+    capsys.readouterr()
+    (tmp_path / "other.json").write_text('{"bandwidths": {}}')
+    for value, message in [
+        (str(tmp_path / "none.json"), "expected a number of pixels or a search-min-size JSON"),
+        (str(tmp_path / "other.json"), "an integer 'best'), got"),
+    ]:
+        assert main([*args, "--min-instance-size", value, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("panonet eval: error: --min-instance-size") and message in err
+    assert main([*argv[:-4], "--images", "0", "--out", str(found), "--no-progress"]) == 2
+    assert "--images must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_eval_instance_reach(tmp_path, checkpoint, data, capsys):

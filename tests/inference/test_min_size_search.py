@@ -31,6 +31,9 @@ class TruthAbove:
     def with_settings(self, *, min_instance_size: int) -> "TruthAbove":
         return TruthAbove(self.item, self.threshold, min_instance_size)
 
+    def run_network(self, image):
+        return image
+
     def predict(self, image):
         sem, inst = self.item["semantic"].long(), self.item["instance"].long()
         if self.min_instance_size < self.threshold:

@@ -352,3 +352,45 @@ def test_outputs_left_on_the_device_and_untimed_stages(model):
     assert set(b["timings"]) == {"total"} and b["timings"]["total"] > 0
     with pytest.raises(RuntimeError, match="device"):
         Predictor(model, output_device="no-such-device")
+
+
+def test_network_output_post_processed_later_gives_the_same_maps(model):
+    """run_network + predict(output) is predict(image) in two calls, for single images and
+    batches, a given semantic map and the logits; a with_settings twin post-processes the same
+    output with its own settings."""
+    predictor = Predictor(model, bandwidths={"car": 0.8, "person": 0.8})
+    for img in (image(7), [image(8), image(9)]):
+        output = predictor.run_network(img)
+        assert output.logits.shape[1] == predictor.num_classes
+        assert output.embedding.shape[:1] + output.embedding.shape[2:] == (
+            output.logits.shape[:1] + output.logits.shape[2:]
+        )
+        assert output.size == (H, W) and output.batched == isinstance(img, list)
+        direct, later = predictor.predict(img), predictor.predict(output)
+        for key in ("semantic", "instance", "panoptic"):
+            assert torch.equal(direct[key], later[key]), key
+        assert set(later["timings"]) == STAGES - {"preprocess", "network"}
+    output = predictor.run_network(image(7))
+    gt = torch.full((H, W), 13, dtype=torch.int64)
+    direct = predictor.predict(image(7), semantic=gt, return_logits=True)
+    later = predictor.predict(output, semantic=gt, return_logits=True)
+    for key in ("semantic", "instance", "panoptic", "logits"):
+        assert torch.equal(direct[key], later[key]), key
+    twin = predictor.with_settings(min_instance_size=40, bandwidths={"car": 2.0})
+    assert torch.equal(twin.predict(image(7))["panoptic"], twin.predict(output)["panoptic"])
+
+
+def test_bad_network_outputs(model):
+    from panonet.inference import NetworkOutput
+
+    predictor = Predictor(model)
+    good = predictor.run_network(image(7))
+    few = NetworkOutput(good.logits[:, :5], good.embedding, good.size, False)
+    with pytest.raises(ValueError, match=r"expected logits of shape \(N, 19, h, w\), got \(1, 5,"):
+        predictor.predict(few)
+    short = NetworkOutput(good.logits, good.embedding[..., :-1], good.size, False)
+    with pytest.raises(ValueError, match="expected an embedding of shape .* like the logits"):
+        predictor.predict(short)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="expected a network output on cuda"):
+            Predictor(model, device="cuda").predict(good)

@@ -20,6 +20,7 @@ from panonet.cli import (
     mirror_test,
     predict,
     search_bandwidth,
+    search_min_size,
     synth,
     train,
 )
@@ -32,6 +33,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     synth.add_parser,
     train.add_parser,
     search_bandwidth.add_parser,
+    search_min_size.add_parser,
     predict.add_parser,
     evaluate.add_parser,
     mirror_test.add_parser,

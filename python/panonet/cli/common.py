@@ -16,6 +16,7 @@ __all__ = [
     "add_no_progress",
     "add_vote_groups",
     "instance_reach",
+    "min_instance_size",
     "open_checkpoint",
     "open_dataset",
     "parse_size",
@@ -78,10 +79,25 @@ def add_bandwidths(p: argparse.ArgumentParser) -> None:
 
 
 def add_min_instance_size(p: argparse.ArgumentParser) -> None:
-    """``--min-instance-size``: instances with fewer output pixels are dropped."""
+    """``--min-instance-size``: instances with fewer output pixels are dropped (a number, or the
+    JSON of ``panonet search-min-size``; see :func:`min_instance_size`)."""
     p.add_argument(
-        "--min-instance-size", type=int, default=0, help="drop smaller instances (pixels)"
+        "--min-instance-size",
+        default="0",
+        metavar="PIXELS|JSON",
+        help="drop instances with fewer pixels: a number, or the JSON written by panonet "
+        "search-min-size (its best size) (default: 0)",
     )
+
+
+def min_instance_size(args: argparse.Namespace) -> int:
+    """The pixel count ``--min-instance-size`` asks for: the number given, or the ``best`` of
+    the ``panonet search-min-size`` JSON it names."""
+    text = str(args.min_instance_size)
+    size = int(text) if text.lstrip("-").isdigit() else _searched_min_size(text)
+    if size < 0:
+        raise CLIError(f"--min-instance-size must be >= 0, got {size}")
+    return size
 
 
 def add_instance_reach(p: argparse.ArgumentParser) -> None:
@@ -96,6 +112,28 @@ def add_instance_reach(p: argparse.ArgumentParser) -> None:
         "there looks for an instance of its class (default: the Predictor's, "
         "panonet.inference.merge.INSTANCE_REACH; 0: nowhere, the rule before 2026-12-02)",
     )
+
+
+def _searched_min_size(path: str) -> int:
+    """The ``best`` of a ``panonet search-min-size`` JSON."""
+    import json
+
+    try:
+        record = json.loads(open(path, encoding="utf-8").read())
+    except FileNotFoundError:
+        raise CLIError(
+            f"--min-instance-size: expected a number of pixels or a search-min-size JSON "
+            f"file, got {path!r} (no such file)"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise CLIError(f"--min-instance-size: cannot read {path}: {e}") from None
+    best = record.get("best") if isinstance(record, dict) else None
+    if not isinstance(best, int) or isinstance(best, bool):
+        raise CLIError(
+            f"--min-instance-size: expected the JSON of panonet search-min-size (an integer "
+            f"'best'), got {path} with best={best!r}"
+        )
+    return best
 
 
 def instance_reach(args: argparse.Namespace) -> dict[str, int]:

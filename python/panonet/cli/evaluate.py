@@ -15,6 +15,7 @@ from panonet.cli.common import (
     add_precision,
     add_vote_groups,
     instance_reach,
+    min_instance_size,
     open_checkpoint,
     open_dataset,
     precision,
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             bandwidths=args.bandwidths,
             precision=precision(args),
             compile_network=args.compile,
-            min_instance_size=args.min_instance_size,
+            min_instance_size=min_instance_size(args),
             vote_groups=vote_groups(args),
             **instance_reach(args),
         )
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     result["split"] = args.split
     result["device"] = str(predictor.device)
     result["instance_reach"] = predictor.instance_reach
+    result["min_instance_size"] = predictor.min_instance_size
     print(format_tables(result))
     if args.out:
         print(f"wrote {write_json_atomic(args.out, result)}")

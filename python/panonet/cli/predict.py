@@ -15,6 +15,7 @@ from panonet.cli.common import (
     add_precision,
     add_vote_groups,
     instance_reach,
+    min_instance_size,
     precision,
     vote_groups,
 )
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             bandwidths=args.bandwidths,
             precision=precision(args),
             compile_network=args.compile,
-            min_instance_size=args.min_instance_size,
+            min_instance_size=min_instance_size(args),
             vote_groups=vote_groups(args),
             **instance_reach(args),
         )

@@ -14,11 +14,12 @@ from panonet.inference.merge import (
     resize_labels,
     semantic_from_logits,
 )
-from panonet.inference.predictor import Predictor
+from panonet.inference.predictor import NetworkOutput, Predictor
 
 __all__ = [
     "BandwidthSearchResult",
     "LABEL_DIVISOR",
+    "NetworkOutput",
     "Predictor",
     "bandwidth_table",
     "instances_from_embedding",

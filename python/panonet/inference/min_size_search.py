@@ -62,7 +62,9 @@ def search_min_instance_size(
     progress: bool = True,
 ) -> MinSizeSearchResult:
     """Runs ``predictor`` with each candidate minimum instance size over the first ``images``
-    items of ``dataset`` and keeps the size with the best things PQ.
+    items of ``dataset`` and keeps the size with the best things PQ. The network runs once per
+    image (:meth:`~panonet.inference.Predictor.run_network`), the post-processing once per
+    image and candidate.
 
     Args:
         predictor: a :class:`~panonet.inference.Predictor` with its bandwidths (its own
@@ -95,12 +97,17 @@ def search_min_instance_size(
     if n == 0:
         raise ValueError(f"{fn}: the dataset is empty")
     items = [dataset[k] for k in range(n)]
+    # The network once per image; only the post-processing differs between the candidates.
+    outputs = [
+        predictor.run_network(item["image"])
+        for item in tqdm(items, desc="network (size search)", disable=not progress)
+    ]
     scores = []
     for size in tqdm(sizes, desc="minimum instance size", disable=not progress):
         candidate = predictor.with_settings(min_instance_size=size)
         stats = PanopticStats()
-        for item in items:
-            out = candidate.predict(item["image"])
+        for item, output in zip(items, outputs, strict=True):
+            out = candidate.predict(output)
             stats.update(
                 out["panoptic"], gt_semantic=item["semantic"], gt_instance=item["instance"]
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,17 +20,20 @@ from panonet.data.labels import LABEL_DIVISOR
 from panonet.inference.bandwidth import bandwidth_table
 from panonet.inference.graphed import GraphedFrame
 from panonet.inference.merge import INSTANCE_REACH, merge
+from panonet.inference.network_output import (
+    MIN_IMAGE_SIZE,
+    ImageInput,
+    NetworkOutput,
+    as_hwc_batch,
+    check_network_output,
+)
 from panonet.inference.panoptic_ids import warn_instances_over_limit
 from panonet.inference.validate import check_nonneg_int
 from panonet.models.checkpoint import load_model
 from panonet.models.fold import fold_batchnorm as fold_batchnorm_into_convs
 from panonet.models.panonet import PanoNet, PanoNetOutput, preprocess
 
-__all__ = ["MIN_IMAGE_SIZE", "Predictor"]
-
-# The network halves the input five times before pyramid pooling; below 32 pixels a side the
-# 1/32 feature map would be empty.
-MIN_IMAGE_SIZE = 32
+__all__ = ["MIN_IMAGE_SIZE", "NetworkOutput", "Predictor"]
 
 # The network's precision -> its autocast dtype (None: no autocast).
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
@@ -39,8 +41,6 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
-
-ImageInput = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
 
 class Predictor:
@@ -268,9 +268,26 @@ class Predictor:
         return self.predict(image, **kwargs)
 
     @torch.inference_mode()
+    def run_network(self, image: ImageInput) -> NetworkOutput:
+        """The network's part of :meth:`predict` alone: preprocessing and the network, with this
+        predictor's precision (and compiled network, if any).
+
+        Args:
+            image: as for :meth:`predict`.
+
+        Returns:
+            :class:`NetworkOutput`, on this predictor's device; ``predict(output)`` then gives
+            the maps ``predict(image)`` gives (the same arithmetic, run in two calls).
+        """
+        hwc, batched = as_hwc_batch(image)
+        hwc = self._upload(hwc)
+        logits, embedding = self._network_frame(hwc, lambda _: None)
+        return NetworkOutput(logits, embedding, (int(hwc.shape[1]), int(hwc.shape[2])), batched)
+
+    @torch.inference_mode()
     def predict(
         self,
-        image: ImageInput,
+        image: ImageInput | NetworkOutput,
         *,
         semantic: torch.Tensor | None = None,
         return_logits: bool = False,
@@ -279,7 +296,11 @@ class Predictor:
 
         Args:
             image: uint8 RGB: a NumPy array (H, W, 3) or (N, H, W, 3); a tensor (3, H, W) or
-                (N, 3, H, W); or a list of same-sized images of either kind.
+                (N, 3, H, W); or a list of same-sized images of either kind. Or the
+                :class:`NetworkOutput` of :meth:`run_network` (of this predictor or of one
+                sharing its network through :meth:`with_settings`): then only the
+                post-processing runs, with this predictor's settings, and ``timings`` has no
+                ``preprocess`` and ``network``.
             semantic: optional integer trainIds, (H, W) or (N, H, W) like the output (255 =
                 ignore), used instead of the predicted semantic map for clustering and merging
                 (e.g. ground truth: the paper's AP_GT).
@@ -291,7 +312,13 @@ class Predictor:
             dict with ``semantic``, ``instance``, ``panoptic`` ((H, W) or (N, H, W) int64 CPU
             tensors) and ``timings`` (ms per stage), see the class docstring.
         """
-        hwc, batched = _as_hwc_batch(image)
+        network_output = image if isinstance(image, NetworkOutput) else None
+        if network_output is not None:
+            check_network_output(network_output, self.device, self.num_classes)
+            batched, frames = network_output.batched, network_output.logits.shape[0]
+        else:
+            hwc, batched = as_hwc_batch(image)
+            frames = hwc.shape[0]
         sync = _synchronizer(self.device)
         timings: dict[str, float] = {}
         start = tick = time.perf_counter()
@@ -307,19 +334,21 @@ class Predictor:
             tick = now
 
         logits = None
-        if self.cuda_graph and semantic is None and not return_logits:
+        if semantic is not None:
+            semantic = semantic if batched else semantic.unsqueeze(0)
+        if network_output is not None:
+            logits = network_output.logits
+            maps, status = self._post_process(
+                logits, network_output.embedding, network_output.size, semantic, lap
+            )
+        elif self.cuda_graph and semantic is None and not return_logits:
             frame = self._graphs.get(tuple(hwc.shape))
             if frame is None:
                 frame = GraphedFrame(self._graphed_device_frame, hwc, self.device)
                 self._graphs[frame.shape] = frame
             maps, status = frame.run(hwc)
         else:
-            if self.device.type == "cuda" and hwc.device.type == "cpu":
-                # From page-locked memory the upload does not wait for the GPU.
-                hwc = hwc.pin_memory().to(self.device, non_blocking=True)
-            if semantic is not None:
-                semantic = semantic if batched else semantic.unsqueeze(0)
-            maps, logits, status = self._device_frame(hwc, semantic, lap)
+            maps, logits, status = self._device_frame(self._upload(hwc), semantic, lap)
         if status is not None:
             # The frame's one read: the embedding's finiteness and the instance counts.
             values = status.tolist()
@@ -330,7 +359,7 @@ class Predictor:
                 )
             if max(values[1:], default=0) > LABEL_DIVISOR:
                 # The counts already read: no second wait.
-                counts = np.reshape(values[1:], (hwc.shape[0], -1))
+                counts = np.reshape(values[1:], (frames, -1))
                 warn_instances_over_limit(counts, LABEL_DIVISOR)
         else:
             sync()
@@ -342,6 +371,12 @@ class Predictor:
         if self.output_device is not None:
             maps = {k: v.to(self.output_device) for k, v in maps.items()}
         return {**maps, "timings": timings}
+
+    def _upload(self, hwc: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda" and hwc.device.type == "cpu":
+            # From page-locked memory the upload does not wait for the GPU.
+            return hwc.pin_memory().to(self.device, non_blocking=True)
+        return hwc
 
     def _device_frame(
         self,
@@ -355,7 +390,16 @@ class Predictor:
         optional (N, H, W) trainIds. Returns the maps (dict of (N, H, W) int64), the 1/4
         logits (N, C, h, w) float32, and with ``sync_free`` the status to read (int64: 1 if the
         embedding is finite, then the (N, C) instance counts, flattened), else None."""
-        H, W = hwc.shape[1:3]
+        logits, embedding = self._network_frame(hwc, lap, graphed=graphed)
+        size = (int(hwc.shape[1]), int(hwc.shape[2]))
+        maps, status = self._post_process(logits, embedding, size, semantic, lap)
+        return maps, logits, status
+
+    def _network_frame(
+        self, hwc: torch.Tensor, lap: Callable[[str], None], *, graphed: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessing and the network: (N, H, W, 3) uint8 on the device -> the 1/4 logits
+        (N, C, h, w) and the embedding (N, D, h, w), float32, the embedding contiguous."""
         x = preprocess(hwc, device=self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -373,6 +417,19 @@ class Predictor:
         logits = out.semantic[0].float()
         embedding = out.embedding[0].float().contiguous()
         lap("network")
+        return logits, embedding
+
+    def _post_process(
+        self,
+        logits: torch.Tensor,
+        embedding: torch.Tensor,
+        size: tuple[int, int],
+        semantic: torch.Tensor | None,
+        lap: Callable[[str], None],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Everything after the network (:func:`~panonet.inference.merge.merge`): the maps
+        (dict of (N, H, W) int64) and, with ``sync_free``, the status to read (see
+        :meth:`_device_frame`), else None."""
         # sync_free: nothing in the post-processing reads values back (check_inputs=False); the
         # embedding's finiteness and the instance counts are read together at the end, the
         # frame's one wait for the device when stages are not timed.
@@ -380,7 +437,7 @@ class Predictor:
             logits,
             embedding,
             self.bandwidth,
-            size=(H, W),
+            size=size,
             semantic=semantic,
             min_instance_size=self.min_instance_size,
             instance_reach=self.instance_reach,
@@ -393,7 +450,7 @@ class Predictor:
             counts = maps.pop("instances_per_class")
             finite = torch.isfinite(embedding).all().view(1).long()
             status = torch.cat([finite, counts.flatten()])
-        return maps, logits, status
+        return maps, status
 
     def _network(self) -> Callable[[torch.Tensor], PanoNetOutput]:
         """``self.model``, or with ``compile_network`` its compiled form (made again when
@@ -420,64 +477,3 @@ def _synchronizer(device: torch.device):
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
-
-
-def _as_hwc_batch(image: ImageInput) -> tuple[torch.Tensor, bool]:
-    """(N, H, W, 3) uint8 tensor and whether the input was a batch."""
-    if isinstance(image, (list, tuple)):
-        if not image:
-            raise ValueError("Predictor.predict: got an empty list of images")
-        parts = [_as_hwc_batch(im) for im in image]
-        if any(batched for _, batched in parts):
-            raise ValueError("Predictor.predict: a list must hold single images, not batches")
-        sizes = {tuple(p.shape[1:3]) for p, _ in parts}
-        if len(sizes) > 1:
-            raise ValueError(
-                f"Predictor.predict: the images of a list must share one size, got {sorted(sizes)}"
-            )
-        return torch.cat([p for p, _ in parts]), True
-    if isinstance(image, (str, Path)):
-        raise TypeError(
-            "Predictor.predict: expected an image array or tensor, got a path; read it first "
-            "(e.g. numpy.asarray(PIL.Image.open(path).convert('RGB')))"
-        )
-    if isinstance(image, np.ndarray):
-        # NumPy images are HWC, as PIL / OpenCV (after BGR->RGB) give them.
-        # Read-only arrays (np.asarray of a PIL image) are copied: torch cannot wrap them.
-        array = np.ascontiguousarray(image)
-        if not array.flags.writeable:
-            array = array.copy()
-        x, layout = torch.from_numpy(array), "(H, W, 3) or (N, H, W, 3)"
-        channel_dim = -1
-    elif isinstance(image, torch.Tensor):
-        # Tensors are CHW, as torchvision gives them.
-        x, layout = image, "(3, H, W) or (N, 3, H, W)"
-        channel_dim = -3
-    else:
-        raise TypeError(
-            "Predictor.predict: expected a NumPy array, a tensor or a list of them, got "
-            f"{type(image).__name__}"
-        )
-    if x.dtype != torch.uint8:
-        raise ValueError(
-            f"Predictor.predict: expected a uint8 RGB image (values 0-255), got {x.dtype}; "
-            "convert float images in [0, 1] with (x * 255).round() and a uint8 cast"
-        )
-    if x.dim() not in (3, 4) or x.shape[channel_dim] != 3:
-        raise ValueError(
-            f"Predictor.predict: expected an RGB image of shape {layout}, got {tuple(x.shape)}"
-        )
-    batched = x.dim() == 4
-    if not batched:
-        x = x[None]
-    if channel_dim == -3:
-        x = x.permute(0, 2, 3, 1)
-    H, W = x.shape[1:3]
-    if H < MIN_IMAGE_SIZE or W < MIN_IMAGE_SIZE:
-        raise ValueError(
-            f"Predictor.predict: expected an image of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} "
-            f"pixels, got {H}x{W}"
-        )
-    if x.shape[0] == 0:
-        raise ValueError("Predictor.predict: got an empty batch")
-    return x, batched
