@@ -1,6 +1,9 @@
 #include "mean_shift_checks.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/logical_and.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 

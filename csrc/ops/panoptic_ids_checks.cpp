@@ -1,6 +1,6 @@
 #include "panoptic_ids_checks.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 namespace panonet::ops {

@@ -1,6 +1,6 @@
 #include "upsample_argmax_checks.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 namespace panonet::ops {

@@ -1,6 +1,7 @@
 // CPU kernel of panonet::cluster_instances: per image and per clustered class, mean-shift over
 // the embeddings of that class's pixels; instance ids numbered by class, then by center rank.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <vector>

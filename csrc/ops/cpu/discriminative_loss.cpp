@@ -7,7 +7,11 @@
 // The per-cluster terms (eqs. 3, 4 and the stored gradients) are O(C^2 D) per image and cheap.
 // The backward is one pass: grad = s_c f (x - mu) + G_c (see discriminative_loss.h).
 // Everything accumulates in double: the passes are memory-bound, so this costs nothing measurable.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -1,5 +1,6 @@
 // CPU kernel of panonet::mean_shift: exact sklearn-semantics mean-shift (see mean_shift_core).
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include "../mean_shift_checks.h"

@@ -5,7 +5,9 @@
 // (../mean_shift_bins.h, ../mean_shift.h, ../mean_shift_select.h, ../mean_shift_projection.h),
 // counting the work the GPU does. Most development machines have no GPU: this is how a change to the GPU algorithm is
 // measured there. The sums are in another order than on the GPU (a few ulps).
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/tensor.h>
 #include <torch/library.h>
 
 #include <algorithm>

@@ -1,7 +1,8 @@
 // CPU kernel of panonet::_nearest_by_projection: runs the GPU labelling search
 // (../mean_shift_projection.h) on the host, so that the CPU tests check the code the CUDA
 // kernel runs, and counts its work.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

@@ -3,7 +3,9 @@
 // pass (in parallel) writes each pixel's id. Two passes over the maps instead of the ~20 of the
 // same computation written as tensor operations. Instance ids are checked as they are read: the
 // CPU has no device to wait for.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

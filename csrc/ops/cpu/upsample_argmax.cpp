@@ -4,7 +4,8 @@
 // blends those between the rows and keeps the running best class, in contiguous loops that
 // vectorize. The upsampled logits are never stored. Built with -ffp-contract=off: the vectorized
 // clones and the CUDA kernel round exactly as the scalar code does.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>

@@ -3,7 +3,8 @@
 // pixel's source id, kept where the output's class agrees (else, with reach, the nearest id of its
 // class near the source); then ids with too few pixels go and the rest are renumbered in order, in
 // a second pass. Instance ids are checked as they are read.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
