@@ -85,11 +85,15 @@ def main(out: Path) -> None:
         + " | |"
     )
 
+    # The twin set of paper_experiments.sh (twins_*.json); runs before 2026-12-02 used the
+    # 50 val images (mirror.json, ...).
+    prefix = "twins_" if any(s.glob("twins_*.json") for s in seeds) else ""
+    where = "the twin set" if prefix else "the val set"
     for test in ("mirror", "shift", "scene"):
-        print(f"\n## Twin test: {test} (ground-truth semantics; merged / found pairs)\n")
+        print(f"\n## Twin test: {test} (ground-truth semantics, {where}; merged / found pairs)\n")
         print("| model | merged % | " + " | ".join(f"distance {b}" for b in BANDS) + " |")
         print("|---|---|" + "---|" * len(BANDS))
-        results = [twins(s / f"{test}.json") for s in seeds]
+        results = [twins(s / f"{prefix}{test}.json") for s in seeds]
         fractions: dict[bool, list[float]] = {True: [], False: []}
         for coords in (True, False):
             got = [r[coords] for r in results if coords in r]
