@@ -25,16 +25,20 @@ class TruthAbove:
     """A stand-in predictor: the ground truth of ``item`` when its minimum size is at least
     ``threshold``, else a map whose thing pixels have no instances (things PQ 1, else less)."""
 
-    def __init__(self, item, threshold: int, min_instance_size: int = 0):
+    def __init__(self, item, threshold: int, min_instance_size: int = 0, calls=None):
         self.item, self.threshold, self.min_instance_size = item, threshold, min_instance_size
+        self.calls = {"network": 0, "predict": 0} if calls is None else calls
 
     def with_settings(self, *, min_instance_size: int) -> "TruthAbove":
-        return TruthAbove(self.item, self.threshold, min_instance_size)
+        return TruthAbove(self.item, self.threshold, min_instance_size, self.calls)
 
     def run_network(self, image):
-        return image
+        self.calls["network"] += 1
+        return ("network output", image)
 
-    def predict(self, image):
+    def predict(self, output):
+        assert output[0] == "network output", "post-processes run_network's output"
+        self.calls["predict"] += 1
         sem, inst = self.item["semantic"].long(), self.item["instance"].long()
         if self.min_instance_size < self.threshold:
             inst = torch.full_like(inst, -1)
@@ -43,10 +47,13 @@ class TruthAbove:
 
 def test_picks_the_best_and_the_smallest_among_ties(dataset):
     items = [dataset[0]]
+    stand_in = TruthAbove(items[0], 100)
     result = search_min_instance_size(
-        TruthAbove(items[0], 100), items, candidates=[200, 0, 100, 50], progress=False
+        stand_in, items * 3, candidates=[200, 0, 100, 50], progress=False
     )
-    assert result.candidates == [0, 50, 100, 200] and result.images == 1
+    # The network once per image, the post-processing once per image and candidate.
+    assert stand_in.calls == {"network": 3, "predict": 12}
+    assert result.candidates == [0, 50, 100, 200] and result.images == 3
     low, high = result.things_pq[:2], result.things_pq[2:]
     assert low[0] == low[1] < 1.0 and high == [1.0, 1.0]
     assert result.best == 100
