@@ -14,6 +14,7 @@ __all__ = [
     "add_instance_reach",
     "add_min_instance_size",
     "add_no_progress",
+    "add_search_inputs",
     "add_vote_groups",
     "instance_reach",
     "min_instance_size",
@@ -62,6 +63,15 @@ def add_compile(p: argparse.ArgumentParser) -> None:
         help="torch.compile the network with its weights frozen: compiles at the first frame "
         "of each size (tens of seconds on a CPU), faster after it",
     )
+
+
+def add_search_inputs(p: argparse.ArgumentParser, *, images: int) -> None:
+    """What a post-processing search runs on: ``--checkpoint``, ``--data``, ``--split``
+    (default train: never search on the evaluation split) and ``--images``."""
+    p.add_argument("--checkpoint", required=True, help="model checkpoint")
+    p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
+    p.add_argument("--split", default="train", help="split to search on (default: train)")
+    p.add_argument("--images", type=int, default=images, help=f"images used (default: {images})")
 
 
 def add_no_progress(p: argparse.ArgumentParser) -> None:

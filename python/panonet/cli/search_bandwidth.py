@@ -8,6 +8,7 @@ from panonet.cli.common import (
     CLIError,
     add_device,
     add_no_progress,
+    add_search_inputs,
     add_vote_groups,
     open_checkpoint,
     open_dataset,
@@ -27,10 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Writes the JSON that predict/eval read with --bandwidths."
         ),
     )
-    p.add_argument("--checkpoint", required=True, help="model checkpoint")
-    p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
-    p.add_argument("--split", default="train", help="split to search on (default: train)")
-    p.add_argument("--images", type=int, default=50, help="images used (default: 50)")
+    add_search_inputs(p, images=50)
     p.add_argument(
         "--candidates",
         type=float,

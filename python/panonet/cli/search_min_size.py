@@ -11,6 +11,7 @@ from panonet.cli.common import (
     add_device,
     add_instance_reach,
     add_no_progress,
+    add_search_inputs,
     add_vote_groups,
     instance_reach,
     open_checkpoint,
@@ -33,10 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "that predict/eval will use."
         ),
     )
-    p.add_argument("--checkpoint", required=True, help="model checkpoint")
-    p.add_argument("--data", required=True, help="dataset root (leftImg8bit/, gtFine/)")
-    p.add_argument("--split", default="train", help="split to search on (default: train)")
-    p.add_argument("--images", type=int, default=20, help="images used (default: 20)")
+    add_search_inputs(p, images=20)
     p.add_argument(
         "--candidates",
         type=int,
