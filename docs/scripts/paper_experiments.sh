@@ -20,8 +20,8 @@
 # ground-truth semantic map, which has no fragments to drop, with the minimum size 32.
 # Usage: bash docs/scripts/paper_experiments.sh [OUT]   (OUT defaults to runs/paper)
 #        SEEDS="0 1 2" bash docs/scripts/paper_experiments.sh runs/paper3
-# About 70 minutes on a 2-core CPU with 2 seeds; a step whose output exists is skipped, so an
-# interrupted run continues where it stopped (a training run resumes from its last.pt).
+# About 50 minutes on a 2-core CPU (Intel Xeon, idle) with 2 seeds; a step whose output exists
+# is skipped, so an interrupted run continues where it stopped (a training run resumes from its last.pt).
 set -euo pipefail
 OUT=${1:-runs/paper}
 SEEDS=${SEEDS:-"0 1"}
