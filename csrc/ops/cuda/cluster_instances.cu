@@ -2,7 +2,14 @@
 // GPU mean-shift (mean_shift_core), all in the same kernel launches. Groups are all B x C pairs,
 // empty or not, so that nothing about them has to be read back from the GPU: with
 // check_inputs=false the call never waits for it and can be captured in a CUDA graph.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/div.h>
+#include <ATen/ops/searchsorted.h>
+#include <ATen/ops/sort.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 

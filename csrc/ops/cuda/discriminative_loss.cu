@@ -15,7 +15,10 @@
 //   4. per-cluster terms (eqs. 3, 4 and the stored gradients), one block per image.
 // The backward is one pass over the pixels. The math lives in ../discriminative_loss.h and is
 // shared with the CPU kernel, whose tests therefore cover it.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>

@@ -5,7 +5,9 @@
 // first pixel in raster order: a pixel that is the first of its id is flagged, an inclusive scan
 // of the flags over the batch gives every first pixel its global cluster index, and the images'
 // offsets are the scan at the image boundaries.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cumsum.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 

@@ -1,6 +1,10 @@
 // CUDA kernel of panonet::mean_shift: one group of the batched GPU mean-shift (mean_shift_core).
 // It waits for the GPU once, to size the centers.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 

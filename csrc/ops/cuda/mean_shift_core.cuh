@@ -5,7 +5,10 @@
 // the whole call waits for the GPU nowhere and can be captured in a CUDA graph.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cumsum.h>
+#include <ATen/ops/zeros.h>
 
 #include <cstdint>
 

@@ -1,6 +1,8 @@
 // CUDA kernel of panonet::_nearest_by_projection: the labelling search of the GPU mean-shift
 // (../mean_shift_projection.h), one thread per point, for tests that compare it with the CPU.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>

@@ -11,7 +11,12 @@
 // Buffers have one slot per seed; the counts (per group) stay on the device. The file is
 // compiled with --fmad=false, as the climb: suppression compares the same float64 distances as
 // sklearn.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/searchsorted.h>
+#include <ATen/ops/sort.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 

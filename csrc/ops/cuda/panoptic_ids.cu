@@ -3,7 +3,10 @@
 // and a second kernel writes each pixel's id. Nothing is read back from the GPU: ids outside
 // [0, max_instance_id] are clamped into it (the caller bounds them; panonet.inference checks
 // them when asked to).
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>

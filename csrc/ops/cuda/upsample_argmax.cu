@@ -2,7 +2,8 @@
 // each class's four source values with the CPU kernel's arithmetic (upsample_argmax.h; this file
 // is compiled without FMA contraction, like the CPU one), keeping the best class. The upsampled
 // logits are never stored; the source values come from cache (each is read by ~16 pixels at 4x).
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>

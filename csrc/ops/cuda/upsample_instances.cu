@@ -4,7 +4,11 @@
 // it (integer atomics: the counts are exact in any order), the surviving ids are renumbered by a
 // running count (at::cumsum), and a last kernel applies that. Nothing is read back from the GPU;
 // ids outside [0, max_instance_id] are clamped into it.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
