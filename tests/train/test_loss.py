@@ -391,6 +391,42 @@ def test_class_weights_weight_the_cross_entropy():
         assert float(weighted[f"inst_{s}"]) == float(plain[f"inst_{s}"])
 
 
+def test_hard_pixel_mining_keeps_the_hardest_pixels():
+    """ohem_keep = q: the CE of a scale is sum w[y] nll / sum w[y] over the ceil(q n) valid
+    pixels of highest w[y] nll, written out here; q just under 1 keeps every pixel."""
+    semantic, instance = make_labels(13, B=2)
+    output = make_output(14, B=2)
+    w = torch.linspace(0.2, 3.0, C, dtype=torch.float64)
+    weighted = LossConfig(class_weights=w.tolist())
+    plain = PanoNetLoss(weighted)(output, semantic, instance)[1]
+    all_kept = PanoNetLoss(LossConfig(class_weights=w.tolist(), ohem_keep=1 - 1e-9))(
+        output, semantic, instance
+    )[1]
+    mined = PanoNetLoss(LossConfig(class_weights=w.tolist(), ohem_keep=0.25))(
+        output, semantic, instance
+    )[1]
+    for t, s in enumerate(SCALE_NAMES):
+        logits = output.semantic[t].detach()
+        sem = downsample_labels(semantic, tuple(logits.shape[-2:]))
+        valid = sem != 255
+        nll = -torch.log_softmax(logits, dim=1).gather(1, sem.clamp(max=C - 1)[:, None])[:, 0]
+        wy, loss = w[sem.clamp(max=C - 1)][valid], nll[valid]
+        k = math.ceil(0.25 * int(valid.sum()))
+        top = torch.argsort(wy * loss, descending=True)[:k]
+        expected = float((wy[top] * loss[top]).sum() / wy[top].sum())
+        assert float(mined[f"ce_{s}"]) == pytest.approx(expected, rel=1e-12)
+        assert float(mined[f"ce_{s}"]) > float(plain[f"ce_{s}"])  # the hard pixels cost more
+        assert float(all_kept[f"ce_{s}"]) == pytest.approx(float(plain[f"ce_{s}"]), rel=1e-12)
+        assert float(mined[f"inst_{s}"]) == float(plain[f"inst_{s}"])
+    # Gradients reach only the kept pixels' logits.
+    out = make_output(14, B=2)
+    PanoNetLoss(LossConfig(ohem_keep=0.25))(out, semantic, instance)[0].backward()
+    grad = out.semantic[0].grad.abs().sum(dim=1)
+    sem = downsample_labels(semantic, tuple(grad.shape[-2:]))
+    touched = int((grad > 0).sum())
+    assert 0 < touched <= math.ceil(0.25 * int((sem != 255).sum()))
+
+
 # ---------------------------------------------------------------- (h) bad inputs
 
 
@@ -508,6 +544,8 @@ def test_unchecked_loss_reads_no_value_from_its_device():
         ({"class_weights": [0.0] * C}, r"not all 0"),
         ({"class_weights": "abc"}, r"sequence of numbers"),
         ({"dist_norm": "hard"}, r"dist_norm in \('pairs', 'active'\), got 'hard'"),
+        ({"ohem_keep": 0.0}, r"0 < ohem_keep <= 1, got 0\.0"),
+        ({"ohem_keep": 1.5}, r"0 < ohem_keep <= 1, got 1\.5"),
     ],
 )
 def test_bad_loss_config_raises(kwargs, pattern):

@@ -66,6 +66,11 @@ class LossConfig:
     # that the few hard pairs of an image (e.g. identical twins) are not averaged away among the
     # many pairs already apart (a lever of issue 14, not the paper's; see docs/RESULTS.md).
     dist_norm: str = "pairs"
+    # Online hard-pixel mining of the cross-entropy (a lever of issue 14 for small things, not
+    # the paper's): the fraction of each scale's non-ignored pixels kept, those with the highest
+    # (weighted) loss; the CE is then sum w[y_i] nll_i / sum w[y_i] over the kept pixels. 1 keeps
+    # every pixel (the plain weighted mean above).
+    ohem_keep: float = 1.0
 
     def __post_init__(self) -> None:
         self.tau = float_tuple(self.tau, "tau", "LossConfig")
@@ -86,6 +91,9 @@ class LossConfig:
                 f"got delta_d = {self.delta_d}"
             )
         self.ignore_index = int(self.ignore_index)
+        self.ohem_keep = float(self.ohem_keep)
+        if not (0.0 < self.ohem_keep <= 1.0):
+            raise ValueError(f"LossConfig: expected 0 < ohem_keep <= 1, got {self.ohem_keep}")
         if self.dist_norm not in DIST_NORMS:
             raise ValueError(
                 f"LossConfig: expected dist_norm in {DIST_NORMS}, got {self.dist_norm!r}"

@@ -198,6 +198,8 @@ class PanoNetLoss(nn.Module):
         """
         ignore = self.cfg.ignore_index
         weight = None if self.class_weights is None else self.class_weights.to(logits)
+        if self.cfg.ohem_keep < 1.0:
+            return self._hard_pixel_cross_entropy(logits, target, weight)
         nll_sum = F.cross_entropy(
             logits, target, weight=weight, ignore_index=ignore, reduction="sum"
         )
@@ -208,6 +210,28 @@ class PanoNetLoss(nn.Module):
             # Index with ignored pixels mapped to class 0, then zeroed by the mask.
             count = (weight[torch.where(valid, target, 0)] * valid).sum()
         return nll_sum / torch.where(count > 0, count, torch.ones_like(count))
+
+    def _hard_pixel_cross_entropy(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The weighted CE over the ``ohem_keep`` fraction (rounded up) of the non-ignored
+        pixels with the highest weighted loss; 0 when there are none. The count kept stays a
+        tensor: no value is read back from the device."""
+        ignore = self.cfg.ignore_index
+        loss = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore, reduction="none")
+        valid = target != ignore
+        pixel_weight = (
+            valid.to(logits.dtype)
+            if weight is None
+            else weight[torch.where(valid, target, 0)] * valid
+        )
+        # Ignored pixels rank below every valid one (losses are >= 0).
+        ranked, order = torch.where(valid, loss, -1.0).flatten().sort(descending=True)
+        keep = torch.ceil(self.cfg.ohem_keep * valid.sum().double())
+        kept = torch.arange(ranked.numel(), device=ranked.device) < keep
+        total = (ranked.clamp_min(0) * kept).sum()
+        count = (pixel_weight.flatten()[order] * kept).sum()
+        return total / torch.where(count > 0, count, torch.ones_like(count))
 
     def _check_labels(
         self, semantic: torch.Tensor, instance: torch.Tensor
