@@ -127,9 +127,10 @@ def add_instance_reach(p: argparse.ArgumentParser) -> None:
 def _searched_min_size(path: str) -> int:
     """The ``best`` of a ``panonet search-min-size`` JSON."""
     import json
+    from pathlib import Path
 
     try:
-        record = json.loads(open(path, encoding="utf-8").read())
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CLIError(
             f"--min-instance-size: expected a number of pixels or a search-min-size JSON "

@@ -198,40 +198,41 @@ class PanoNetLoss(nn.Module):
         """
         ignore = self.cfg.ignore_index
         weight = None if self.class_weights is None else self.class_weights.to(logits)
+        valid = target != ignore
+        # w[y_i] per pixel, 0 where ignored (indexed as class 0, then zeroed by the mask).
+        pixel_weight = None if weight is None else weight[torch.where(valid, target, 0)] * valid
         if self.cfg.ohem_keep < 1.0:
-            return self._hard_pixel_cross_entropy(logits, target, weight)
-        nll_sum = F.cross_entropy(
-            logits, target, weight=weight, ignore_index=ignore, reduction="sum"
-        )
-        valid = target != ignore
-        if weight is None:
-            count = valid.sum().to(logits.dtype)
+            total, count = self._hardest_pixels(logits, target, weight, valid, pixel_weight)
         else:
-            # Index with ignored pixels mapped to class 0, then zeroed by the mask.
-            count = (weight[torch.where(valid, target, 0)] * valid).sum()
-        return nll_sum / torch.where(count > 0, count, torch.ones_like(count))
+            total = F.cross_entropy(
+                logits, target, weight=weight, ignore_index=ignore, reduction="sum"
+            )
+            count = valid.sum().to(logits.dtype) if pixel_weight is None else pixel_weight.sum()
+        return total / torch.where(count > 0, count, torch.ones_like(count))
 
-    def _hard_pixel_cross_entropy(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
-    ) -> torch.Tensor:
-        """The weighted CE over the ``ohem_keep`` fraction (rounded up) of the non-ignored
-        pixels with the highest weighted loss; 0 when there are none. The count kept stays a
-        tensor: no value is read back from the device."""
-        ignore = self.cfg.ignore_index
-        loss = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore, reduction="none")
-        valid = target != ignore
-        pixel_weight = (
-            valid.to(logits.dtype)
-            if weight is None
-            else weight[torch.where(valid, target, 0)] * valid
+    def _hardest_pixels(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        valid: torch.Tensor,
+        pixel_weight: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted loss summed over the ``ohem_keep`` fraction (rounded up) of the
+        non-ignored pixels with the highest weighted loss, and the sum of their weights. The
+        count kept stays a tensor: no value is read back from the device."""
+        loss = F.cross_entropy(
+            logits, target, weight=weight, ignore_index=self.cfg.ignore_index, reduction="none"
         )
         # Ignored pixels rank below every valid one (losses are >= 0).
         ranked, order = torch.where(valid, loss, -1.0).flatten().sort(descending=True)
         keep = torch.ceil(self.cfg.ohem_keep * valid.sum().double())
         kept = torch.arange(ranked.numel(), device=ranked.device) < keep
         total = (ranked.clamp_min(0) * kept).sum()
-        count = (pixel_weight.flatten()[order] * kept).sum()
-        return total / torch.where(count > 0, count, torch.ones_like(count))
+        if pixel_weight is None:
+            # ceil(q n) <= n: every kept pixel is valid, so their count is ``keep``.
+            return total, keep.to(logits.dtype)
+        return total, (pixel_weight.flatten()[order] * kept).sum()
 
     def _check_labels(
         self, semantic: torch.Tensor, instance: torch.Tensor
