@@ -1,5 +1,6 @@
 """'panonet eval' end to end on a tiny synthetic split with an untrained PanoNet."""
 
+import dataclasses
 import json
 
 import pytest
@@ -139,3 +140,31 @@ def test_eval_instance_reach(tmp_path, checkpoint, data, capsys):
     assert main([*args, "--instance-reach", "-1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err == "panonet eval: error: --instance-reach must be >= 0, got -1\n"
+
+
+def test_eval_guided_upsampling(tmp_path, checkpoint, data, capsys):
+    """--guided-upsampling alone takes GuidedUpsampling's defaults, or its three settings; the
+    JSON records them (null without the flag); malformed values are one-line errors."""
+    from panonet.inference import GuidedUpsampling
+
+    args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--images", "1"]
+    for flag, want in [
+        ([], None),
+        (["--guided-upsampling"], dataclasses.asdict(GuidedUpsampling())),
+        (
+            ["--guided-upsampling", "1,0.1,4"],
+            {"sigma_spatial": 1.0, "sigma_range": 0.1, "window": 4},
+        ),
+    ]:
+        out = tmp_path / "g.json"
+        assert main([*args, *flag, "--out", str(out), "--no-progress"]) == 0
+        assert json.loads(out.read_text())["guided_upsampling"] == want
+    capsys.readouterr()
+    for value, message in [
+        ("1,0.1", "expected SIGMA_S,SIGMA_R,WINDOW (e.g. 1.5,0.05,6), got '1,0.1'"),
+        ("1,0.1,5", "even window >= 2, got 5"),
+        ("a,b,c", "got 'a,b,c'"),
+    ]:
+        assert main([*args, "--guided-upsampling", value, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("panonet eval: error: ") and message in err, err

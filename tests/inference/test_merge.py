@@ -433,3 +433,29 @@ def test_merge_vote_group_uses_the_median_bandwidth_of_its_classes():
     assert int(merge(logits, emb, wide, size=(1, 4), vote_groups=groups)["instance"].max()) == 1
     with pytest.raises(ValueError, match="disjoint"):
         merge(logits, emb, wide, size=(1, 4), vote_groups=[(CAR, TRUCK), (TRUCK,)])
+
+
+def test_merge_with_guided_upsampling():
+    from panonet.inference.guided_upsample import GuidedUpsampling, guided_semantic
+
+    h, w = 8, 8
+    logits = torch.zeros(1, 19, h, w)
+    logits[0, ROAD] = 5.0
+    logits[0, CAR, 2:6, 2:6] = 10.0
+    emb = torch.zeros(1, 12, h, w)
+    img = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    )
+    settings = GuidedUpsampling(1.0, 0.2, 4)
+    out = merge(logits, emb, BW, size=(32, 32), guided_upsampling=settings, image=img)
+    want = guided_semantic(logits, img, settings)
+    assert torch.equal(out["semantic"], want)
+    # Clustering still runs on the low-resolution argmax: one car, masked to the car pixels.
+    assert sorted(out["instance"].unique().tolist()) == [0, 1]
+    assert ((out["instance"] > 0) == (want == CAR)).all()
+    single = merge(logits[0], emb[0], BW, size=(32, 32), guided_upsampling=settings, image=img[0])
+    assert torch.equal(single["panoptic"], out["panoptic"][0])
+    with pytest.raises(ValueError, match="expected the image .* got NoneType"):
+        merge(logits, emb, BW, size=(32, 32), guided_upsampling=settings)
+    with pytest.raises(ValueError, match=r"expected an image of shape \(1, 32, 32, 3\) .* got"):
+        merge(logits, emb, BW, size=(32, 32), guided_upsampling=settings, image=img[:, :16])

@@ -394,3 +394,50 @@ def test_bad_network_outputs(model):
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="expected a network output on cuda"):
             Predictor(model, device="cuda").predict(good)
+
+
+def test_guided_upsampling_gives_the_guided_semantic_map(model):
+    """With guided_upsampling the semantic map is guided_semantic of the logits and the frame;
+    instances keep only pixels of their class; the two-call path carries the image."""
+    from panonet.inference import NetworkOutput
+    from panonet.inference.guided_upsample import GuidedUpsampling, guided_semantic
+
+    settings = GuidedUpsampling(1.0, 0.1, 4)
+    plain = Predictor(model, bandwidths={"car": 0.8, "person": 0.8})
+    guided = plain.with_settings(guided_upsampling=settings)
+    assert guided.guided_upsampling == settings and plain.guided_upsampling is None
+    for img in (image(3), [image(4), image(5)]):
+        out = guided.predict(img, return_logits=True)
+        check_consistent(
+            out if not isinstance(img, list) else {k: out[k][1] for k in out if k != "timings"}
+        )
+        logits = out["logits"] if isinstance(img, list) else out["logits"][None]
+        frames = torch.from_numpy(np.stack(img) if isinstance(img, list) else img[None])
+        want = guided_semantic(logits, frames, settings)
+        assert torch.equal(out["semantic"], want if isinstance(img, list) else want[0])
+        assert torch.equal(guided.predict(guided.run_network(img))["panoptic"], out["panoptic"])
+    # The guided map differs from the bilinear one on a random image (edges everywhere).
+    assert not torch.equal(
+        plain.predict(image(3))["semantic"], guided.predict(image(3))["semantic"]
+    )
+    # A given semantic map is used as it is: nothing to upsample.
+    gt = torch.full((H, W), 13, dtype=torch.int64)
+    assert torch.equal(guided.predict(image(3), semantic=gt)["semantic"], gt)
+    # A network output without its image cannot be guided.
+    output = plain.run_network(image(3))
+    bare = NetworkOutput(output.logits, output.embedding, output.size, output.batched)
+    with pytest.raises(
+        ValueError, match="expected the image .* with guided_upsampling, got NoneType"
+    ):
+        guided.predict(bare)
+    wrong = NetworkOutput(
+        output.logits, output.embedding, output.size, False, image=output.image[..., :2]
+    )
+    with pytest.raises(
+        ValueError, match=r"expected the output's image as uint8 of shape \(1, 64, 96, 3\)"
+    ):
+        plain.predict(wrong)
+    with pytest.raises(
+        TypeError, match="expected guided_upsampling as a GuidedUpsampling or None, got dict"
+    ):
+        Predictor(model, guided_upsampling={"window": 4})

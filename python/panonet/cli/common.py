@@ -11,11 +11,13 @@ __all__ = [
     "CLIError",
     "add_bandwidths",
     "add_device",
+    "add_guided_upsampling",
     "add_instance_reach",
     "add_min_instance_size",
     "add_no_progress",
     "add_search_inputs",
     "add_vote_groups",
+    "guided_upsampling",
     "instance_reach",
     "min_instance_size",
     "open_checkpoint",
@@ -122,6 +124,44 @@ def add_instance_reach(p: argparse.ArgumentParser) -> None:
         "there looks for an instance of its class (default: the Predictor's, "
         "panonet.inference.merge.INSTANCE_REACH; 0: nowhere, the rule before 2026-12-02)",
     )
+
+
+def add_guided_upsampling(p: argparse.ArgumentParser) -> None:
+    """``--guided-upsampling``: the semantic map upsampled along the image's edges (see
+    :func:`guided_upsampling`)."""
+    p.add_argument(
+        "--guided-upsampling",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="SIGMA_S,SIGMA_R,WINDOW",
+        help="upsample the semantic logits guided by the image (joint bilateral; not in the "
+        "paper: thin things keep their shape); alone: the default settings of "
+        "panonet.inference.GuidedUpsampling, or its three settings (default: off, bilinear)",
+    )
+
+
+def guided_upsampling(args: argparse.Namespace):
+    """The ``Predictor(guided_upsampling=...)`` that ``--guided-upsampling`` asks for: None,
+    :class:`~panonet.inference.guided_upsample.GuidedUpsampling`'s defaults, or its three
+    settings ``SIGMA_S,SIGMA_R,WINDOW``."""
+    from panonet.inference.guided_upsample import GuidedUpsampling
+
+    text = args.guided_upsampling
+    if text is None:
+        return None
+    if text == "":
+        return GuidedUpsampling()
+    parts = text.split(",")
+    try:
+        if len(parts) != 3:
+            raise ValueError("three values")
+        return GuidedUpsampling(float(parts[0]), float(parts[1]), int(parts[2]))
+    except ValueError as e:
+        raise CLIError(
+            f"--guided-upsampling: expected SIGMA_S,SIGMA_R,WINDOW (e.g. 1.5,0.05,6), got "
+            f"{text!r} ({e})"
+        ) from None
 
 
 def _searched_min_size(path: str) -> int:

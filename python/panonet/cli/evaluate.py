@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from panonet.cli.common import (
     CLIError,
     add_bandwidths,
     add_compile,
     add_device,
+    add_guided_upsampling,
     add_instance_reach,
     add_min_instance_size,
     add_no_progress,
     add_precision,
     add_vote_groups,
+    guided_upsampling,
     instance_reach,
     min_instance_size,
     open_checkpoint,
@@ -65,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_min_instance_size(p)
     add_instance_reach(p)
     add_vote_groups(p)
+    add_guided_upsampling(p)
     add_no_progress(p)
     p.set_defaults(func=run)
 
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             compile_network=args.compile,
             min_instance_size=min_instance_size(args),
             vote_groups=vote_groups(args),
+            guided_upsampling=guided_upsampling(args),
             **instance_reach(args),
         )
         result = evaluate_model(
@@ -111,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     result["device"] = str(predictor.device)
     result["instance_reach"] = predictor.instance_reach
     result["min_instance_size"] = predictor.min_instance_size
+    guided = predictor.guided_upsampling
+    result["guided_upsampling"] = None if guided is None else dataclasses.asdict(guided)
     print(format_tables(result))
     if args.out:
         print(f"wrote {write_json_atomic(args.out, result)}")

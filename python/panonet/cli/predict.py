@@ -9,11 +9,13 @@ from panonet.cli.common import (
     add_bandwidths,
     add_compile,
     add_device,
+    add_guided_upsampling,
     add_instance_reach,
     add_min_instance_size,
     add_no_progress,
     add_precision,
     add_vote_groups,
+    guided_upsampling,
     instance_reach,
     min_instance_size,
     precision,
@@ -45,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_min_instance_size(p)
     add_instance_reach(p)
     add_vote_groups(p)
+    add_guided_upsampling(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_no_progress(p)
     p.set_defaults(func=run)
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             compile_network=args.compile,
             min_instance_size=min_instance_size(args),
             vote_groups=vote_groups(args),
+            guided_upsampling=guided_upsampling(args),
             **instance_reach(args),
         )
         summary = predict_files(

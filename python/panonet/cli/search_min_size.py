@@ -9,10 +9,12 @@ from panonet.cli.common import (
     CLIError,
     add_bandwidths,
     add_device,
+    add_guided_upsampling,
     add_instance_reach,
     add_no_progress,
     add_search_inputs,
     add_vote_groups,
+    guided_upsampling,
     instance_reach,
     open_checkpoint,
     open_dataset,
@@ -46,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device(p)
     add_instance_reach(p)
     add_vote_groups(p)
+    add_guided_upsampling(p)
     p.add_argument("--out", required=True, help="JSON file to write")
     add_no_progress(p)
     p.set_defaults(func=run)
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             bandwidths=args.bandwidths,
             vote_groups=vote_groups(args),
+            guided_upsampling=guided_upsampling(args),
             **instance_reach(args),
         )
         result = search_min_instance_size(
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "bandwidths": args.bandwidths,
         "instance_reach": predictor.instance_reach,
         "vote_groups": args.vote_groups,
+        "guided_upsampling": args.guided_upsampling,
     }
     path = write_json_atomic(args.out, record)
     scores = ", ".join(

@@ -35,6 +35,7 @@ import torch
 
 from panonet.data.labels import LABEL_DIVISOR, THING_TRAIN_IDS
 from panonet.data.transforms import check_size, resize_labels
+from panonet.inference.guided_upsample import GuidedUpsampling, guided_semantic
 from panonet.inference.panoptic_ids import (
     instances_per_class,
     limit_instances_per_class,
@@ -221,6 +222,8 @@ def merge(
     thing_train_ids: Iterable[int] = THING_TRAIN_IDS,
     stage: Callable[[str], None] | None = None,
     check_inputs: bool = True,
+    guided_upsampling: GuidedUpsampling | None = None,
+    image: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Full post-processing: low-resolution network outputs to semantic, instance and panoptic.
 
@@ -266,6 +269,13 @@ def merge(
             not clustered instead of raising, and the over-limit warning is left to the caller,
             who gets ``instances_per_class`` to read when it synchronizes anyway
             (:func:`~panonet.inference.panoptic_ids.warn_instances_over_limit`).
+        guided_upsampling: with the logits and without ``semantic``, the output semantic map
+            is :func:`~panonet.inference.guided_upsample.guided_semantic` of the logits and
+            ``image`` (edges of thin things follow the image's) instead of the argmax of the
+            bilinearly upsampled logits; clustering still uses the low-resolution argmax.
+            None (the default, the paper's): bilinear.
+        image: with ``guided_upsampling``, the network's input: (B, H, W, 3) or (H, W, 3)
+            uint8 RGB at the output size, on the logits' device.
 
     Returns:
         ``{"semantic": trainIds, "instance": ids 0..K, "panoptic": Cityscapes ids}``, each an
@@ -315,7 +325,10 @@ def merge(
 
     if semantic is None:
         semantic_lowres = semantic_from_logits(semantic_logits_lowres)
-        semantic_out = semantic_from_logits(semantic_logits_lowres, size)
+        if guided_upsampling is None:
+            semantic_out = semantic_from_logits(semantic_logits_lowres, size)
+        else:
+            semantic_out = _guided(semantic_logits_lowres, image, size, guided_upsampling, fn)
     else:
         B = 1 if unbatched else embedding_lowres.shape[0]
         sem = as_batched_labels(semantic, unbatched, fn, "semantic")
@@ -387,6 +400,32 @@ def _check_bandwidth(bandwidth, fn: str) -> torch.Tensor:
             f"{tuple(bw.shape)} dtype {bw.dtype}"
         )
     return bw
+
+
+def _guided(
+    logits: torch.Tensor,
+    image: torch.Tensor | None,
+    size: tuple[int, int],
+    settings: GuidedUpsampling,
+    fn: str,
+) -> torch.Tensor:
+    """:func:`guided_semantic` of (B, C, h, w) or (C, h, w) logits and the image at ``size``,
+    batched like the logits."""
+    unbatched = logits.dim() == 3
+    if not isinstance(image, torch.Tensor):
+        raise ValueError(
+            f"{fn}: expected the image (uint8 RGB) with guided_upsampling, got "
+            f"{type(image).__name__}"
+        )
+    img = image.unsqueeze(0) if unbatched and image.dim() == 3 else image
+    B = 1 if unbatched else logits.shape[0]
+    if img.dim() != 4 or tuple(img.shape[:3]) != (B, *size):
+        raise ValueError(
+            f"{fn}: expected an image of shape {_shape(B, *size, unbatched) + (3,)} (the output "
+            f"size) with guided_upsampling, got {tuple(image.shape)}"
+        )
+    sem = guided_semantic(logits.unsqueeze(0) if unbatched else logits, img, settings)
+    return sem[0] if unbatched else sem
 
 
 def _shape(B: int, h: int, w: int, unbatched: bool) -> tuple[int, ...]:

@@ -38,12 +38,15 @@ class NetworkOutput:
         embedding: (N, D, H/4, W/4) float32 instance embedding, contiguous, on that device.
         size: (H, W), the image's size (the maps' size).
         batched: whether the input was a batch (the maps then keep the N axis).
+        image: (N, H, W, 3) uint8, the input on that device (what ``guided_upsampling``
+            follows); None: a predictor with ``guided_upsampling`` refuses this output.
     """
 
     logits: torch.Tensor
     embedding: torch.Tensor
     size: tuple[int, int]
     batched: bool
+    image: torch.Tensor | None = None
 
 
 def check_network_output(output: NetworkOutput, device: torch.device, num_classes: int) -> None:
@@ -68,6 +71,17 @@ def check_network_output(output: NetworkOutput, device: torch.device, num_classe
             f"{fn}: expected an embedding of shape ({logits.shape[0]}, D, "
             f"{logits.shape[2]}, {logits.shape[3]}) like the logits, got "
             f"{tuple(embedding.shape)}"
+        )
+    image = output.image
+    if image is not None and (
+        image.device != logits.device
+        or image.dtype != torch.uint8
+        or tuple(image.shape) != (logits.shape[0], *output.size, 3)
+    ):
+        raise ValueError(
+            f"{fn}: expected the output's image as uint8 of shape ({logits.shape[0]}, "
+            f"{output.size[0]}, {output.size[1]}, 3) on {logits.device}, got {image.dtype} of "
+            f"shape {tuple(image.shape)} on {image.device}"
         )
 
 
