@@ -99,7 +99,7 @@ FULL = DemoSettings(
     min_instance_size=32,
     min_size_search=True,
     # Thin things keep their shape (PanoNet upsamples bilinearly): on the 2026-12-02 demo
-    # model, val PQ 39.5 -> 46.3, things PQ 22.6 -> 25.0, mIoU 56.8 -> 62.4 (docs/RESULTS.md).
+    # model, val PQ 39.5 -> 46.5, things PQ 22.6 -> 25.1, mIoU 56.8 -> 62.8 (docs/RESULTS.md).
     guided_upsampling=True,
 )
 
