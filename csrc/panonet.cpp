@@ -39,6 +39,14 @@ TORCH_LIBRARY(panonet, m) {
   // the first class on ties, a NaN's class where there is one. The upsampled logits are never
   // stored. The same classes on every device (the same float arithmetic in the same order).
   m.def("upsample_argmax(Tensor logits, int[2] size) -> Tensor");
+  // Per-pixel class of logits (B, C, h, w) upsampled to the image (B, H, W, 3) uint8 by joint
+  // bilateral upsampling (guided_upsample_argmax.h: each of the window x window low-resolution
+  // neighbours weighted by a spatial Gaussian of sigma_spatial grid pixels and a Gaussian of
+  // sigma_range on the RGB difference, colours in [0, 1], to the image averaged over the
+  // neighbour's area) -> (B, H, W) int64, the first class on ties. Reads nothing back.
+  m.def(
+      "guided_upsample_argmax(Tensor logits, Tensor image, float sigma_spatial, "
+      "float sigma_range, int window) -> Tensor");
   // Cityscapes panoptic ids from semantic (trainIds) and instance maps, (B, H, W) or (H, W)
   // integer: per pixel labelId (label_of_class[trainId]) for stuff, labelId * label_divisor + j
   // for a thing pixel (thing_index[trainId] >= 0) with instance id k > 0, where j ranks k among

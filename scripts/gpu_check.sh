@@ -9,6 +9,7 @@
 #   tests        the CUDA tests of tests/ (pytest -k cuda, PANONET_EXPECT_CUDA=1)
 #   bench-loss   benchmarks/bench_discriminative_loss.py --device cuda (targets met / not met)
 #   bench-upsample  benchmarks/bench_upsample_argmax.py --device cuda (the fused semantic map)
+#   bench-guided  benchmarks/bench_guided_upsample_argmax.py --device cuda (the guided map)
 #   bench-instances  benchmarks/bench_upsample_instances.py --device cuda (the instance map)
 #   bench-panoptic  benchmarks/bench_panoptic_ids.py --device cuda (the panoptic ids)
 #   bench-mean-shift  benchmarks/bench_mean_shift.py --device cuda
@@ -47,6 +48,7 @@ DATE=$(date -u +%F)
 LOSS_JSON=benchmarks/results/discriminative_loss-cuda-$DATE.json
 UPSAMPLE_JSON=benchmarks/results/upsample_argmax-cuda-$DATE.json
 UPSAMPLE_INSTANCES_JSON=benchmarks/results/upsample_instances-cuda-$DATE.json
+GUIDED_JSON=benchmarks/results/guided_upsample_argmax-cuda-$DATE.json
 PANOPTIC_JSON=benchmarks/results/panoptic_ids-cuda-$DATE.json
 MEAN_SHIFT_JSON=benchmarks/results/mean_shift-cuda-$DATE.json
 MODEL_JSON=benchmarks/results/model-cuda-$DATE.json
@@ -261,6 +263,9 @@ if step build 2-build.log 240 env PANONET_CUDA=ON TORCH_CUDA_ARCH_LIST="$ARCH" \
     --device cuda --out "$UPSAMPLE_JSON" && ((!DRY_RUN)); then
     sed -n '/^| case/,$p' "$LOGS/4-bench-upsample.log" | sed 's/^/   /'
   fi
+  step bench-guided 4-bench-guided.log 90 "$PY" benchmarks/bench_guided_upsample_argmax.py \
+    --device cuda --out "$GUIDED_JSON"
+  ((DRY_RUN)) || grep -E '^\|' "$LOGS/4-bench-guided.log" | sed 's/^/   /'
   step bench-instances 4-bench-instances.log 60 "$PY" benchmarks/bench_upsample_instances.py \
     --device cuda --out "$UPSAMPLE_INSTANCES_JSON"
   ((DRY_RUN)) || grep -E '^\|' "$LOGS/4-bench-instances.log" | sed 's/^/   /'

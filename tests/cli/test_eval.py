@@ -162,7 +162,7 @@ def test_eval_guided_upsampling(tmp_path, checkpoint, data, capsys):
     capsys.readouterr()
     for value, message in [
         ("1,0.1", "expected SIGMA_S,SIGMA_R,WINDOW (e.g. 1.5,0.05,6), got '1,0.1'"),
-        ("1,0.1,5", "even window >= 2, got 5"),
+        ("1,0.1,5", "even window in [2, 8], got 5"),
         ("a,b,c", "got 'a,b,c'"),
     ]:
         assert main([*args, "--guided-upsampling", value, "--no-progress"]) == 2
