@@ -14,6 +14,9 @@ namespace panonet::ops::guided {
 // The largest window: the kernels keep a pixel's weights in a fixed array.
 constexpr int kMaxWindow = 8;
 
+// 1 / (2 sigma^2), the factor of a Gaussian's exponent: one formula for both kernels' hosts.
+inline double half_inverse_square(double sigma) { return 1.0 / (2.0 * sigma * sigma); }
+
 // Output sample t's position on a grid of n samples upsampled to N (pixel centres, as
 // F.interpolate's align_corners=False), not clamped; and its floor.
 PANONET_HD inline double position(int64_t t, int64_t n, int64_t N) {

@@ -12,6 +12,7 @@ import json
 import sys
 
 from panonet import demo
+from panonet.evaluation.run import format_summary
 
 out, pairs = sys.argv[1], sys.argv[2:]
 fields = {f.name for f in dataclasses.fields(demo.DemoSettings)}
@@ -23,15 +24,5 @@ for pair in pairs:
     changes[name] = ast.literal_eval(value)
 demo.FULL = dataclasses.replace(demo.FULL, **changes)
 metrics = demo.run_demo(out, device="cpu", progress=False)
-evaluation = metrics["evaluation"]
-pan = evaluation["panoptic"]
 print(json.dumps(metrics["seconds"]))
-values = (
-    pan["All"]["pq"],
-    pan["Things"]["pq"],
-    pan["Stuff"]["pq"],
-    evaluation["semantic"]["miou"],
-    evaluation["instance"]["AP"],
-)
-pq, pq_th, pq_st, miou, ap = (100 * v for v in values)
-print(f"PQ {pq:.1f} PQ_Th {pq_th:.1f} PQ_St {pq_st:.1f} mIoU {miou:.1f} AP {ap:.1f}")
+print(format_summary(metrics["evaluation"]))

@@ -10,7 +10,7 @@ import sys
 import time
 
 from panonet.data.cityscapes import CityscapesPanoptic
-from panonet.evaluation.run import evaluate_model
+from panonet.evaluation.run import evaluate_model, format_summary
 from panonet.inference import GuidedUpsampling, Predictor
 
 out, split, images, min_size = sys.argv[1:5]
@@ -20,10 +20,7 @@ predictor = Predictor(
     min_instance_size=int(min_size),
 )
 dataset = CityscapesPanoptic(f"{out}/data", split)
-settings = [None] + [
-    GuidedUpsampling(float(s), float(r), int(w))
-    for s, r, w in (arg.split(",") for arg in sys.argv[5:])
-]
+settings = [None] + [GuidedUpsampling.parse(arg) for arg in sys.argv[5:]]
 for guided in settings:
     start = time.perf_counter()
     result = evaluate_model(
@@ -32,23 +29,14 @@ for guided in settings:
         images=None if images == "all" else int(images),
         progress=False,
     )
-    pan = result["panoptic"]
     name = (
         "bilinear"
         if guided is None
         else f"{guided.sigma_spatial:g},{guided.sigma_range:g},{guided.window}"
     )
-    scores = (
-        pan["All"]["pq"],
-        pan["Things"]["pq"],
-        pan["Stuff"]["pq"],
-        result["semantic"]["miou"],
-        result["instance"]["AP"],
-    )
-    people = {c: round(100 * pan["per_class"][c]["pq"], 1) for c in ("person", "rider", "bicycle")}
+    per = result["panoptic"]["per_class"]
+    people = {c: round(100 * per[c]["pq"], 1) for c in ("person", "rider", "bicycle")}
     print(
-        f"{name}: PQ {100 * scores[0]:.1f} PQ_Th {100 * scores[1]:.1f} PQ_St {100 * scores[2]:.1f}"
-        f" mIoU {100 * scores[3]:.1f} AP {100 * scores[4]:.1f} {people}"
-        f" ({time.perf_counter() - start:.0f} s)",
+        f"{name}: {format_summary(result)} {people} ({time.perf_counter() - start:.0f} s)",
         flush=True,
     )

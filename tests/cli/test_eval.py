@@ -113,6 +113,7 @@ def test_search_min_size_then_eval_with_its_json(tmp_path, checkpoint, data, cap
     assert record["candidates"] == [0, 64] and record["images"] == 2
     assert record["best"] in (0, 64) and len(record["things_pq"]) == 2
     assert record["instance_reach"] == INSTANCE_REACH and record["split"] == "train"
+    assert record["guided_upsampling"] is None
     assert f"best {record['best']}" in capsys.readouterr().out
     args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--images", "1"]
     out = tmp_path / "eval.json"

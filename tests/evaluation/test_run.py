@@ -13,7 +13,7 @@ from torch import nn
 from panonet.data.cityscapes import CityscapesPanoptic
 from panonet.data.labels import NUM_CLASSES
 from panonet.data.synthetic import generate
-from panonet.evaluation.run import SCORE_NAME, evaluate_model, format_tables
+from panonet.evaluation.run import SCORE_NAME, evaluate_model, format_summary, format_tables
 from panonet.inference import Predictor
 from panonet.inference.merge import panoptic_from_semantic_instance
 from panonet.models import PanoNet
@@ -93,6 +93,15 @@ def test_format_tables(pred_run):
     for name in ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"):
         assert f"| {name} |" in text or f" {name} |" in text
     assert "AP_GT" not in text
+
+
+def test_format_summary_by_hand():
+    result = {
+        "panoptic": {"All": {"pq": 0.465}, "Things": {"pq": 0.2514}, "Stuff": {"pq": 0.631}},
+        "semantic": {"miou": 0.628},
+        "instance": {"AP": float("nan")},
+    }
+    assert format_summary(result) == "PQ 46.5 PQ_Th 25.1 PQ_St 63.1 mIoU 62.8 AP -"
 
 
 def test_gt_semantic(predictor, dataset):

@@ -47,8 +47,21 @@ def test_inputs_are_checked():
     image = torch.zeros(1, 16, 16, 3, dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"guided_semantic: .* expected a uint8 image, got Float"):
         guided_semantic(logits, image.float())
-    with pytest.raises(ValueError, match=r"expected an image of shape \(1, H, W, 3\)"):
+    with pytest.raises(ValueError, match=r"guided_semantic: .* image of shape \(1, H, W, 3\)"):
         guided_semantic(logits, image.permute(0, 3, 1, 2))
     assert check_guided_upsampling(None, "f") is None
     with pytest.raises(TypeError, match="f: expected guided_upsampling as a GuidedUpsampling"):
         check_guided_upsampling({"window": 4}, "f")
+
+
+def test_parse_and_to_json():
+    s = GuidedUpsampling.parse("1.5,0.1,4")
+    assert s == GuidedUpsampling(1.5, 0.1, 4)
+    assert s.to_json() == {"sigma_spatial": 1.5, "sigma_range": 0.1, "window": 4}
+    for text, message in [
+        ("1,2", "three values"),
+        ("1,2,x", "invalid literal"),
+        ("1,2,3", "got 3"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            GuidedUpsampling.parse(text)

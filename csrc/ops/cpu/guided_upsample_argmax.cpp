@@ -23,8 +23,8 @@ void guided_rows(const scalar_t* logits, const float* guide, const uint8_t* imag
                  int64_t C, int64_t h, int64_t w, int64_t H, int64_t W, int window, double ss,
                  double sr, int64_t* out) {
   using T = at::opmath_type<scalar_t>;
-  const T inv_2ss = static_cast<T>(1.0 / (2.0 * ss * ss));
-  const T inv_2sr = static_cast<T>(1.0 / (2.0 * sr * sr));
+  const T inv_2ss = static_cast<T>(guided::half_inverse_square(ss));
+  const T inv_2sr = static_cast<T>(guided::half_inverse_square(sr));
   const int64_t plane = h * w;
   // ~window^2 (C + 4) operations per pixel: tasks of >= ~16k pixels.
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, W));

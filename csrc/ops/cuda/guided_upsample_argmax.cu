@@ -64,8 +64,8 @@ at::Tensor guided_upsample_argmax_cuda(const at::Tensor& logits, const at::Tenso
         guided_upsample_kernel<scalar_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
             x.const_data_ptr<scalar_t>(), guide.const_data_ptr<float>(),
             img.const_data_ptr<uint8_t>(), B, C, h, w, H, W, static_cast<int>(window),
-            static_cast<T>(1.0 / (2.0 * sigma_spatial * sigma_spatial)),
-            static_cast<T>(1.0 / (2.0 * sigma_range * sigma_range)), out.data_ptr<int64_t>());
+            static_cast<T>(guided::half_inverse_square(sigma_spatial)),
+            static_cast<T>(guided::half_inverse_square(sigma_range)), out.data_ptr<int64_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return out;

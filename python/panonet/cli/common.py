@@ -152,11 +152,8 @@ def guided_upsampling(args: argparse.Namespace):
         return None
     if text == "":
         return GuidedUpsampling()
-    parts = text.split(",")
     try:
-        if len(parts) != 3:
-            raise ValueError("three values")
-        return GuidedUpsampling(float(parts[0]), float(parts[1]), int(parts[2]))
+        return GuidedUpsampling.parse(text)
     except ValueError as e:
         raise CLIError(
             f"--guided-upsampling: expected SIGMA_S,SIGMA_R,WINDOW (e.g. 1.5,0.05,6), got "

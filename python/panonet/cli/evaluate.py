@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from panonet.cli.common import (
     CLIError,
@@ -117,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     result["instance_reach"] = predictor.instance_reach
     result["min_instance_size"] = predictor.min_instance_size
     guided = predictor.guided_upsampling
-    result["guided_upsampling"] = None if guided is None else dataclasses.asdict(guided)
+    result["guided_upsampling"] = None if guided is None else guided.to_json()
     print(format_tables(result))
     if args.out:
         print(f"wrote {write_json_atomic(args.out, result)}")

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(str(e).splitlines()[0]) from e
     seconds = time.perf_counter() - start
+    guided = predictor.guided_upsampling
     record = {
         **result.to_json(),
         "seconds": round(seconds, 2),
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "bandwidths": args.bandwidths,
         "instance_reach": predictor.instance_reach,
         "vote_groups": args.vote_groups,
-        "guided_upsampling": args.guided_upsampling,
+        "guided_upsampling": None if guided is None else guided.to_json(),
     }
     path = write_json_atomic(args.out, record)
     scores = ", ".join(

@@ -43,7 +43,7 @@ from panonet.evaluation.semantic import confusion_matrix, iou_from_confusion
 from panonet.evaluation.semantic_source import SemanticSource, check_semantic_source
 from panonet.viz import save_visualization
 
-__all__ = ["SCORE_NAME", "evaluate_model", "format_tables"]
+__all__ = ["SCORE_NAME", "evaluate_model", "format_summary", "format_tables"]
 
 SCORE_NAME = "mean_class_probability"
 """How instances are ranked for AP (recorded in the result's ``instance.score``)."""
@@ -183,6 +183,17 @@ def evaluate_model(
 def _pct(x: float) -> str:
     """A fraction as a percentage with one decimal, ``-`` when undefined."""
     return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """One line of an :func:`evaluate_model` result: ``PQ 46.5 PQ_Th 25.1 PQ_St 63.1 mIoU
+    62.8 AP 13.5`` (percent with one decimal, ``-`` where undefined)."""
+    pan = result["panoptic"]
+    return (
+        f"PQ {_pct(pan['All']['pq'])} PQ_Th {_pct(pan['Things']['pq'])} "
+        f"PQ_St {_pct(pan['Stuff']['pq'])} mIoU {_pct(result['semantic']['miou'])} "
+        f"AP {_pct(result['instance']['AP'])}"
+    )
 
 
 def format_tables(result: dict[str, Any]) -> str:

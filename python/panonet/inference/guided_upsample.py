@@ -12,6 +12,7 @@ follow the image's edges. Not in the paper: an option of the post-processing
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -40,6 +41,18 @@ class GuidedUpsampling:
     sigma_spatial: float = 2.0
     sigma_range: float = 0.05
     window: int = 6
+
+    @classmethod
+    def parse(cls, text: str) -> GuidedUpsampling:
+        """From ``"SIGMA_S,SIGMA_R,WINDOW"`` (e.g. ``"2,0.05,6"``). Raises ValueError."""
+        parts = text.split(",")
+        if len(parts) != 3:
+            raise ValueError("three values")
+        return cls(float(parts[0]), float(parts[1]), int(parts[2]))
+
+    def to_json(self) -> dict[str, float | int]:
+        """The three settings by name (what ``eval`` and ``search-min-size`` record)."""
+        return dataclasses.asdict(self)
 
     def __post_init__(self) -> None:
         for name in ("sigma_spatial", "sigma_range"):
@@ -85,5 +98,5 @@ def guided_semantic(
     s = settings if settings is not None else GuidedUpsampling()
     try:
         return guided_upsample_argmax(logits, image, s.sigma_spatial, s.sigma_range, s.window)
-    except (RuntimeError, TypeError) as e:
+    except (ValueError, TypeError, RuntimeError) as e:
         raise ValueError(f"guided_semantic: {str(e).splitlines()[0]}") from e
