@@ -144,7 +144,7 @@ def test_eval_instance_reach(tmp_path, checkpoint, data, capsys):
 
 
 def test_eval_guided_upsampling(tmp_path, checkpoint, data, capsys):
-    """--guided-upsampling alone takes GuidedUpsampling's defaults, or its three settings; the
+    """--guided-upsampling alone takes GuidedUpsampling's defaults, or its settings; the
     JSON records them (null without the flag); malformed values are one-line errors."""
     from panonet.inference import GuidedUpsampling
 
@@ -154,7 +154,11 @@ def test_eval_guided_upsampling(tmp_path, checkpoint, data, capsys):
         (["--guided-upsampling"], dataclasses.asdict(GuidedUpsampling())),
         (
             ["--guided-upsampling", "1,0.1,4"],
-            {"sigma_spatial": 1.0, "sigma_range": 0.1, "window": 4},
+            {"sigma_spatial": 1.0, "sigma_range": 0.1, "window": 4, "cluster": True},
+        ),
+        (
+            ["--guided-upsampling", "1,0.1,4,0"],
+            {"sigma_spatial": 1.0, "sigma_range": 0.1, "window": 4, "cluster": False},
         ),
     ]:
         out = tmp_path / "g.json"
@@ -162,7 +166,8 @@ def test_eval_guided_upsampling(tmp_path, checkpoint, data, capsys):
         assert json.loads(out.read_text())["guided_upsampling"] == want
     capsys.readouterr()
     for value, message in [
-        ("1,0.1", "expected SIGMA_S,SIGMA_R,WINDOW (e.g. 1.5,0.05,6), got '1,0.1'"),
+        ("1,0.1", "expected SIGMA_S,SIGMA_R,WINDOW[,CLUSTER] (e.g. 1.5,0.05,6 or"),
+        ("1,0.1,4,2", "CLUSTER 0 or 1, got '2'"),
         ("1,0.1,5", "even window in [2, 8], got 5"),
         ("a,b,c", "got 'a,b,c'"),
     ]:

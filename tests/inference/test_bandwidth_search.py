@@ -156,3 +156,61 @@ def test_vote_group_gets_the_best_common_bandwidth():
     apart = search_bandwidths_on_embeddings(samples, candidates, vote_groups=[(12, 14)])
     plain = search_bandwidths_on_embeddings(samples, candidates)
     assert apart.best == plain.best
+
+
+class NoisyLogitsNetwork(ConstantNetwork):
+    """ConstantNetwork with fixed noisy logits (cars likely where scene 0 has them), at a
+    quarter of the image's resolution like PanoNet's outputs."""
+
+    def __init__(self):
+        super().__init__()
+        _, sem, _ = scene(0)
+        g = torch.Generator().manual_seed(3)
+        self.logits = torch.randn(1, 19, H, W, generator=g)
+        self.logits[0, CAR] += 2.0 * (sem == CAR)
+        self.logits[0, PERSON] += 2.0 * (sem == PERSON)
+
+    def forward(self, image):
+        return PanoNetOutput((self.logits,) * 3, (self.embedding,) * 3)
+
+
+def test_guided_cluster_searches_on_the_guided_map_the_predictor_clusters():
+    from panonet.data.transforms import resize_labels
+    from panonet.inference import GuidedUpsampling
+    from panonet.inference.guided_upsample import guided_semantic
+
+    _, sem, gt = scene(0)
+    g = torch.Generator().manual_seed(4)
+    image = torch.randint(0, 256, (3, 4 * H, 4 * W), dtype=torch.uint8, generator=g)
+    big = (4 * H, 4 * W)
+    gt_big = resize_labels(gt, big)
+    item = {
+        "image": image,
+        "semantic": resize_labels(sem, big),
+        "instance": torch.where(gt_big >= 1000, gt_big, torch.full_like(gt_big, -1)),
+    }
+    candidates = [0.2, 0.5, 1.0]
+    net = NoisyLogitsNetwork()
+    settings = GuidedUpsampling(1.0, 0.1, 4, cluster=True)
+    got = search_bandwidths(
+        net, [item], candidates=candidates, progress=False, guided_upsampling=settings
+    )
+    guided = guided_semantic(net.logits, image.permute(1, 2, 0)[None], settings)[0]
+    want = search_bandwidths_on_embeddings(
+        [(net.embedding[0], resize_labels(guided, (H, W)), resize_labels(gt_big, (H, W)))],
+        candidates,
+    )
+    torch.testing.assert_close(got.pq, want.pq, equal_nan=True)
+    assert got.to_json()["guided_upsampling"] == settings.to_json()
+    # Without cluster the guided map is not what the Predictor clusters: the plain search.
+    plain = search_bandwidths(net, [item], candidates=candidates, progress=False)
+    no_cluster = search_bandwidths(
+        net,
+        [item],
+        candidates=candidates,
+        progress=False,
+        guided_upsampling=GuidedUpsampling(1.0, 0.1, 4, cluster=False),
+    )
+    torch.testing.assert_close(no_cluster.pq, plain.pq, equal_nan=True)
+    assert no_cluster.guided_upsampling is None
+    assert not torch.equal(torch.nan_to_num(got.pq), torch.nan_to_num(plain.pq))

@@ -35,6 +35,7 @@ def test_guided_semantic_is_the_op_with_its_settings(device):
         ({"window": 0}, r"even window in \[2, 8\], got 0"),
         ({"window": 10}, r"even window in \[2, 8\], got 10"),
         ({"window": 4.0}, r"even window in \[2, 8\], got 4.0"),
+        ({"cluster": 1}, r"expected cluster as a bool, got 1"),
     ],
 )
 def test_settings_are_checked(kwargs, message):
@@ -56,10 +57,14 @@ def test_inputs_are_checked():
 
 def test_parse_and_to_json():
     s = GuidedUpsampling.parse("1.5,0.1,4")
-    assert s == GuidedUpsampling(1.5, 0.1, 4)
-    assert s.to_json() == {"sigma_spatial": 1.5, "sigma_range": 0.1, "window": 4}
+    assert s == GuidedUpsampling(1.5, 0.1, 4) and s.cluster
+    assert s.to_json() == {"sigma_spatial": 1.5, "sigma_range": 0.1, "window": 4, "cluster": True}
+    assert not GuidedUpsampling.parse("1.5,0.1,4,0").cluster
+    assert GuidedUpsampling.parse("1.5,0.1,4, 1").cluster
     for text, message in [
-        ("1,2", "three values"),
+        ("1,2", "three or four values"),
+        ("1,2,4,yes", "CLUSTER 0 or 1, got 'yes'"),
+        ("1,2,4,1,0", "three or four values"),
         ("1,2,x", "invalid literal"),
         ("1,2,3", "got 3"),
     ]:

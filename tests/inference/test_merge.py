@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from panonet.data.labels import THING_TRAIN_IDS, TRAIN_TO_LABEL
 from panonet.inference import bandwidth_table, merge
+from panonet.inference.guided_upsample import GuidedUpsampling, guided_semantic
 from panonet.inference.merge import (
     THING_VOTE_GROUPS,
     instances_from_embedding,
@@ -436,7 +437,6 @@ def test_merge_vote_group_uses_the_median_bandwidth_of_its_classes():
 
 
 def test_merge_with_guided_upsampling():
-    from panonet.inference.guided_upsample import GuidedUpsampling, guided_semantic
 
     h, w = 8, 8
     logits = torch.zeros(1, 19, h, w)
@@ -446,11 +446,12 @@ def test_merge_with_guided_upsampling():
     img = torch.from_numpy(
         np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     )
-    settings = GuidedUpsampling(1.0, 0.2, 4)
+    settings = GuidedUpsampling(1.0, 0.2, 4, cluster=False)
     out = merge(logits, emb, BW, size=(32, 32), guided_upsampling=settings, image=img)
     want = guided_semantic(logits, img, settings)
     assert torch.equal(out["semantic"], want)
-    # Clustering still runs on the low-resolution argmax: one car, masked to the car pixels.
+    # Without cluster, clustering runs on the low-resolution argmax: one car, masked to the
+    # car pixels.
     assert sorted(out["instance"].unique().tolist()) == [0, 1]
     assert ((out["instance"] > 0) == (want == CAR)).all()
     single = merge(logits[0], emb[0], BW, size=(32, 32), guided_upsampling=settings, image=img[0])
@@ -459,3 +460,26 @@ def test_merge_with_guided_upsampling():
         merge(logits, emb, BW, size=(32, 32), guided_upsampling=settings)
     with pytest.raises(ValueError, match=r"expected an image of shape \(1, 32, 32, 3\) .* got"):
         merge(logits, emb, BW, size=(32, 32), guided_upsampling=settings, image=img[:, :16])
+
+
+def test_merge_guided_cluster_clusters_the_guided_map_like_a_given_map():
+    # cluster=True: the guided map is the output map and, resized nearest-exact to the
+    # embedding's grid, the map clustered: exactly merge with that map given as ``semantic``.
+    rng = np.random.default_rng(1)
+    h, w = 8, 12
+    logits = torch.from_numpy(rng.normal(size=(2, 19, h, w)).astype(np.float32))
+    logits[:, CAR] += 1.5
+    emb = torch.from_numpy(rng.normal(scale=0.3, size=(2, 12, h, w)).astype(np.float32))
+    emb[:, 0, :, w // 2 :] += 3.0  # two instances per class: left and right
+    img = torch.from_numpy(rng.integers(0, 256, (2, 32, 48, 3), dtype=np.uint8))
+    settings = GuidedUpsampling(1.0, 0.2, 4, cluster=True)
+    out = merge(logits, emb, BW, size=(32, 48), guided_upsampling=settings, image=img)
+    guided = guided_semantic(logits, img, settings)
+    want = merge(logits, emb, BW, size=(32, 48), semantic=guided)
+    for key in ("semantic", "instance", "panoptic"):
+        assert torch.equal(out[key], want[key]), key
+    # ... and not what clustering the low-resolution argmax gives on these logits.
+    plain = GuidedUpsampling(1.0, 0.2, 4, cluster=False)
+    other = merge(logits, emb, BW, size=(32, 48), guided_upsampling=plain, image=img)
+    assert torch.equal(other["semantic"], out["semantic"])
+    assert not torch.equal(other["instance"], out["instance"])

@@ -134,17 +134,18 @@ def add_guided_upsampling(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const="",
         default=None,
-        metavar="SIGMA_S,SIGMA_R,WINDOW",
+        metavar="SIGMA_S,SIGMA_R,WINDOW[,CLUSTER]",
         help="upsample the semantic logits guided by the image (joint bilateral; not in the "
         "paper: thin things keep their shape); alone: the default settings of "
-        "panonet.inference.GuidedUpsampling, or its three settings (default: off, bilinear)",
+        "panonet.inference.GuidedUpsampling, or its settings, CLUSTER 1 to cluster the "
+        "instances on the guided map, 0 on the low-resolution argmax (default: off, bilinear)",
     )
 
 
 def guided_upsampling(args: argparse.Namespace):
     """The ``Predictor(guided_upsampling=...)`` that ``--guided-upsampling`` asks for: None,
     :class:`~panonet.inference.guided_upsample.GuidedUpsampling`'s defaults, or its three
-    settings ``SIGMA_S,SIGMA_R,WINDOW``."""
+    settings ``SIGMA_S,SIGMA_R,WINDOW[,CLUSTER]``."""
     from panonet.inference.guided_upsample import GuidedUpsampling
 
     text = args.guided_upsampling
@@ -156,7 +157,8 @@ def guided_upsampling(args: argparse.Namespace):
         return GuidedUpsampling.parse(text)
     except ValueError as e:
         raise CLIError(
-            f"--guided-upsampling: expected SIGMA_S,SIGMA_R,WINDOW (e.g. 1.5,0.05,6), got "
+            f"--guided-upsampling: expected SIGMA_S,SIGMA_R,WINDOW[,CLUSTER] (e.g. 1.5,0.05,6 or "
+            f"2,0.05,6,1), got "
             f"{text!r} ({e})"
         ) from None
 

@@ -7,9 +7,11 @@ import argparse
 from panonet.cli.common import (
     CLIError,
     add_device,
+    add_guided_upsampling,
     add_no_progress,
     add_search_inputs,
     add_vote_groups,
+    guided_upsampling,
     open_checkpoint,
     open_dataset,
     vote_groups,
@@ -48,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device(p)
     p.add_argument("--out", required=True, help="JSON file to write")
     add_vote_groups(p)
+    add_guided_upsampling(p)
     add_no_progress(p)
     p.set_defaults(func=run)
 
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             vote_groups=vote_groups(args),
             semantic_source=args.semantic,
+            guided_upsampling=guided_upsampling(args),
         )
     except FileNotFoundError as e:
         raise CLIError(str(e)) from e

@@ -30,6 +30,11 @@ from panonet.data.labels import CLASSES, NUM_CLASSES, THING_TRAIN_IDS
 from panonet.data.transforms import resize_labels
 from panonet.evaluation.panoptic import PanopticStats, gt_panoptic_from_semantic_instance
 from panonet.evaluation.semantic_source import SemanticSource, check_semantic_source
+from panonet.inference.guided_upsample import (
+    GuidedUpsampling,
+    check_guided_upsampling,
+    guided_semantic,
+)
 from panonet.inference.merge import merge
 from panonet.models.fold import fold_batchnorm
 from panonet.models.panonet import PanoNet, preprocess
@@ -67,6 +72,8 @@ class BandwidthSearchResult:
         semantic_source: the semantic map the clustering ran on: "pred" (the network's, as
             ``predict`` and ``eval`` use it) or "gt" (the ground truth, as ``eval --semantic
             gt`` and the twin tests use it).
+        guided_upsampling: with "pred", the guided-upsampling settings (``to_json``) whose map
+            was clustered (:func:`search_bandwidths`), else None.
     """
 
     candidates: list[float]
@@ -75,6 +82,7 @@ class BandwidthSearchResult:
     images: int
     seconds: float
     semantic_source: SemanticSource = "pred"
+    guided_upsampling: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON the Predictor reads (``bandwidths`` by class name) plus the search record."""
@@ -92,6 +100,7 @@ class BandwidthSearchResult:
             "images": self.images,
             "seconds": self.seconds,
             "semantic_source": self.semantic_source,
+            "guided_upsampling": self.guided_upsampling,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -195,6 +204,7 @@ def search_bandwidths(
     progress: bool = True,
     vote_groups: Sequence[Sequence[int]] | None = None,
     semantic_source: SemanticSource = "pred",
+    guided_upsampling: GuidedUpsampling | None = None,
 ) -> BandwidthSearchResult:
     """Runs ``model`` on the first ``images`` items of ``dataset`` and searches bandwidths.
 
@@ -212,11 +222,16 @@ def search_bandwidths(
             the bandwidths for ``predict`` and ``eval``) or "gt" (the items' ``semantic``,
             resized nearest to the embedding: the bandwidths for what clusters on the ground
             truth, AP_GT and the twin tests, chosen by the embedding alone).
+        guided_upsampling: the Predictor's setting; with "pred" and its ``cluster``, the
+            classes are clustered on the guided map resized to the embedding's grid, as the
+            Predictor clusters them (without ``cluster`` it does not change what is clustered).
 
     Returns:
         :class:`BandwidthSearchResult`; ``seconds`` includes the network passes.
     """
     check_semantic_source(semantic_source, "search_bandwidths")
+    guided = check_guided_upsampling(guided_upsampling, "search_bandwidths")
+    guided = guided if guided is not None and guided.cluster else None
     start = time.perf_counter()
     device = torch.device(device)
     # The network as the Predictor runs it (BatchNorm folded; ``model`` is left as it was).
@@ -230,6 +245,9 @@ def search_bandwidths(
         emb = out.embedding[0][0].float().contiguous()
         if semantic_source == "gt":
             sem = resize_labels(item["semantic"].long(), tuple(emb.shape[-2:])).to(device)
+        elif guided is not None:
+            full = guided_semantic(out.semantic[0], image[None].to(device), guided)[0]
+            sem = resize_labels(full, tuple(emb.shape[-2:]))
         else:
             sem = out.semantic[0][0].max(dim=0).indices
         gt = gt_panoptic_from_semantic_instance(item["semantic"], item["instance"])
@@ -239,4 +257,5 @@ def search_bandwidths(
     )
     result.seconds = time.perf_counter() - start
     result.semantic_source = semantic_source
+    result.guided_upsampling = None if guided is None else guided.to_json()
     return result

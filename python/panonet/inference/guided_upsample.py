@@ -34,6 +34,9 @@ class GuidedUpsampling:
         window: low-resolution pixels per side of the neighbourhood, even, 2 to 8: the
             ``window / 2`` rows and columns on either side of the output pixel's position on
             the low-resolution grid (2: the four pixels bilinear interpolation uses).
+        cluster: the instances are clustered on this map, resized to the embedding's grid
+            by nearest-exact (as a given ``semantic`` map is), instead of on the argmax of the
+            low-resolution logits: thin things found by the guided map get their instances.
     """
 
     # Chosen on the demo's 20 search images (training images; docs/RESULTS.md): of 11
@@ -41,14 +44,21 @@ class GuidedUpsampling:
     sigma_spatial: float = 2.0
     sigma_range: float = 0.05
     window: int = 6
+    cluster: bool = True
 
     @classmethod
     def parse(cls, text: str) -> GuidedUpsampling:
-        """From ``"SIGMA_S,SIGMA_R,WINDOW"`` (e.g. ``"2,0.05,6"``). Raises ValueError."""
+        """From ``"SIGMA_S,SIGMA_R,WINDOW[,CLUSTER]"`` (e.g. ``"2,0.05,6"`` or ``"2,0.05,6,0"``;
+        CLUSTER 1 or 0, default: the field's default). Raises ValueError."""
         parts = text.split(",")
-        if len(parts) != 3:
-            raise ValueError("three values")
-        return cls(float(parts[0]), float(parts[1]), int(parts[2]))
+        if len(parts) not in (3, 4):
+            raise ValueError("three or four values")
+        kwargs = {}
+        if len(parts) == 4:
+            if parts[3].strip() not in ("0", "1"):
+                raise ValueError(f"CLUSTER 0 or 1, got {parts[3]!r}")
+            kwargs["cluster"] = parts[3].strip() == "1"
+        return cls(float(parts[0]), float(parts[1]), int(parts[2]), **kwargs)
 
     def to_json(self) -> dict[str, float | int]:
         """The three settings by name (what ``eval`` and ``search-min-size`` record)."""
@@ -64,6 +74,8 @@ class GuidedUpsampling:
             raise ValueError(
                 f"GuidedUpsampling: expected an even window in [2, {MAX_WINDOW}], got {w!r}"
             )
+        if not isinstance(self.cluster, bool):
+            raise ValueError(f"GuidedUpsampling: expected cluster as a bool, got {self.cluster!r}")
 
 
 def check_guided_upsampling(value: object, fn: str) -> GuidedUpsampling | None:

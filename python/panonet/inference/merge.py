@@ -329,6 +329,8 @@ def merge(
             semantic_out = semantic_from_logits(semantic_logits_lowres, size)
         else:
             semantic_out = _guided(semantic_logits_lowres, image, size, guided_upsampling, fn)
+            if guided_upsampling.cluster:
+                semantic_lowres = resize_labels(semantic_out, tuple(semantic_lowres.shape[-2:]))
     else:
         B = 1 if unbatched else embedding_lowres.shape[0]
         sem = as_batched_labels(semantic, unbatched, fn, "semantic")
