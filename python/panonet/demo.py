@@ -56,6 +56,9 @@ class DemoSettings:
     workers: int
     # Multiplier of the network's inner channel counts (PanoNet's `width`; 1: the paper's).
     width: float = 1.0
+    # PanoNet's detail: which branches' 1/4 outputs also see 1/4 features (ICNet classifies
+    # 1/8 ones): "none", "semantic" or "both".
+    detail: str = "none"
     # Keep the decoded train images in memory (TrainConfig.cache_images).
     cache_images: bool = False
     # Farthest depth of instances in the synthetic scenes (metres; None: the generator's 70 m).
@@ -99,8 +102,13 @@ FULL = DemoSettings(
     min_instance_size=32,
     min_size_search=True,
     # Thin things keep their shape (PanoNet upsamples bilinearly): on the 2026-12-02 demo
-    # model, val PQ 39.5 -> 46.5, things PQ 22.6 -> 25.1, mIoU 56.8 -> 62.8 (docs/RESULTS.md).
+    # model, val PQ 39.5 -> 46.5, things PQ 22.6 -> 25.1, mIoU 56.8 -> 62.8 (docs/RESULTS.md);
+    # since the fourteenth session the instances are clustered on the guided map too.
     guided_upsampling=True,
+    # The semantic branch also classifies 1/4 features (ICNet: 1/8): val PQ 46.7 -> 49.4,
+    # things PQ 25.8 -> 27.8, mIoU 62.8 -> 67.3, person PQ 6.0 -> 11.4 (docs/RESULTS.md,
+    # fourteenth session; one seed); the embedding is the paper's.
+    detail="semantic",
 )
 
 # On a GPU (`panonet demo --device cuda`, or auto with a GPU): the paper's network, twice the
@@ -128,6 +136,7 @@ QUICK = DemoSettings(
     cache_images=True,
     min_size_search=True,
     guided_upsampling=True,
+    detail="semantic",
 )
 
 
@@ -165,6 +174,7 @@ def train_config(settings: DemoSettings, data: Path, device: str, progress: bool
         workers=settings.workers,
         cache_images=settings.cache_images,
         width=settings.width,
+        detail=settings.detail,
         # Stage 2 adds 8 x (x, y) to the embedding (PanoNet's coord_output; not in the paper):
         # mirrored twins merged 10 % instead of 32 %, things PQ and AP up ~3 (docs/RESULTS.md).
         coord_output=8.0,
@@ -279,6 +289,7 @@ def run_demo(
     model = load_model(final)
     train_set = CityscapesPanoptic(data, "train")
     vote_groups = THING_VOTE_GROUPS if settings.vote_groups else None
+    guided = GuidedUpsampling() if settings.guided_upsampling else None
     search = search_bandwidths(
         model,
         train_set,
@@ -286,12 +297,12 @@ def run_demo(
         device=device,
         progress=progress,
         vote_groups=vote_groups,
+        guided_upsampling=guided,
     )
     bw_path = search.save(out / "bandwidths.json")
     names = search.to_json()["bandwidths"]
     log(", ".join(f"{k} {v:g}" for k, v in names.items()) + f"  -> {bw_path}")
     # One predictor (one folded copy of the network) for the size search and the evaluation.
-    guided = GuidedUpsampling() if settings.guided_upsampling else None
     predictor = Predictor(
         model,
         device=device,

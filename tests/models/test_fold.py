@@ -24,11 +24,13 @@ def _image(dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1), dtype=dtype)
 
 
-@pytest.mark.parametrize("share_weights", [False, True])
-def test_float64_fold_is_the_same_function(share_weights):
+@pytest.mark.parametrize(
+    ("share_weights", "detail"), [(False, "none"), (True, "semantic"), (False, "both")]
+)
+def test_float64_fold_is_the_same_function(share_weights, detail):
     # In float64 the fold's only change is rounding at ~1e-16 relative; 1e-10 leaves room for
     # its growth through ~60 layers and still fails for a wrong scale or shift (~1e-1).
-    model = _model(share_weights=share_weights).double()
+    model = _model(share_weights=share_weights, detail=detail).double()
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     x = _image(torch.float64)

@@ -221,3 +221,40 @@ def test_pool_windows_of_the_released_model():
         ((17, 16), (33, 32)),
         ((8, 5), (15, 10)),
     ]
+
+
+def test_detail_adds_one_conv_bn_per_head_and_changes_only_the_quarter_output():
+    # The third fusion (ours): a 3x3 conv-BN from sub1's 32 channels to the head's 128.
+    plain, detailed = ICNet(3, 19), ICNet(3, 19, detail=True)
+    n = sum(p.numel() for p in detailed.parameters())
+    assert n == expected_icnet_parameters(3, 19) + _conv_bn(32, 128, 3)
+    missing = set(detailed.state_dict()) - set(plain.state_dict())
+    assert missing and all(k.startswith("head.detail.") for k in missing)
+    detailed.load_state_dict(plain.state_dict(), strict=False)
+    torch.manual_seed(3)
+    for p in detailed.head.detail.parameters():
+        p.data.normal_()
+    plain.eval(), detailed.eval()
+    x = torch.randn(2, 3, 65, 97)
+    with torch.no_grad():
+        want, got = plain(x), detailed(x)
+    assert [tuple(o.shape) for o in got] == [tuple(o.shape) for o in want]
+    # The 1/8 and 1/16 outputs do not see the detail path; the 1/4 one does.
+    assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    assert not torch.allclose(got[0], want[0])
+
+
+def test_detail_quarter_output_follows_a_formula():
+    # out_1/4 = classifier(relu(upsampled 1/8 fusion + BN(conv3x3(sub1's second conv)))).
+    torch.manual_seed(5)
+    model = ICNet(3, 7, width=0.25, detail=True).double().eval()
+    x = torch.randn(1, 3, 48, 80, dtype=torch.float64)
+    with torch.no_grad():
+        f1, f2, f4, fq = model.trunk(x)
+        f24, _ = model.head.cff_sub24(f4, f2)
+        f12, _ = model.head.cff_sub12(f24, f1)
+        up = F.interpolate(f12, size=(12, 20), mode="bilinear", align_corners=False)
+        want = model.head.classifier(F.relu(up + model.head.detail(fq)))
+        got = model(x)[0]
+    assert fq.shape[-2:] == (12, 20)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

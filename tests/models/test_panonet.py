@@ -315,3 +315,30 @@ def test_preprocess():
         ValueError, match=r"uint8 RGB image.*got torch.float32 of shape \(4, 5, 3\)"
     ):
         preprocess(torch.zeros(4, 5, 3))
+
+
+@pytest.mark.parametrize("share_weights", [False, True])
+@pytest.mark.parametrize("detail", ["semantic", "both"])
+def test_detail_round_trips_and_defaults_to_off(tmp_path, share_weights, detail):
+    torch.manual_seed(6)
+    net = PanoNet(width=0.25, detail=detail, share_weights=share_weights)
+    net = randomize_batchnorm(net).eval()
+    if share_weights:
+        heads = (net.semantic_head, net.instance_head)
+    else:
+        heads = (net.semantic.head, net.instance.head)
+    assert [h.detail is not None for h in heads] == [True, detail == "both"]
+    loaded = load_model(save_checkpoint(tmp_path / "d.pt", net))
+    assert loaded.config == net.config and loaded.detail == detail
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x).semantic[0], net(x).semantic[0])
+        assert torch.equal(loaded(x).embedding[0], net(x).embedding[0])
+    # Checkpoints written before the option existed have no "detail": the paper's ICNet.
+    raw = torch.load(save_checkpoint(tmp_path / "plain.pt", PanoNet(width=0.25)), weights_only=True)
+    del raw["config"]["detail"]
+    assert load_model(raw).detail == "none"
+    with pytest.raises(ValueError, match=r"unexpected"):
+        load_model(tmp_path / "d.pt", detail="none")
+    with pytest.raises(ValueError, match=r"detail in \('none', 'semantic', 'both'\), got True"):
+        PanoNet(detail=True)

@@ -97,6 +97,7 @@ def test_example_config_overrides_and_stage_optimizers(tmp_path):
         (["cuda_graph=true"], r"cuda_graph = true with amp needs amp_dtype = 'bfloat16'"),
         (["cuda_graph=1"], r"cuda_graph true or false"),
         (["coord_output=-1.0"], r"expected a finite coord_output >= 0, got -1.0"),
+        (["detail=1"], r"expected detail in \('none', 'semantic', 'both'\), got 1"),
     ],
 )
 def test_bad_configs_raise(overrides, pattern):

@@ -268,15 +268,18 @@ def test_stage2_without_coordinates_is_the_table_iii_ablation(scenes, tmp_path):
     assert "stage2" in events and events[-1] == "done"
 
 
-def test_coord_output_reaches_the_stage2_model_and_its_checkpoint(scenes, tmp_path):
+def test_coord_output_and_detail_reach_the_stage2_model_and_its_checkpoint(scenes, tmp_path):
     """coord_output: stage 1 (no coordinates) adds nothing; the stage-2 model and the final
-    checkpoint carry the factor."""
-    cfg = small_config(scenes, coord_output=4.0, val_every=0)
+    checkpoint carry the factor; detail is in both stages."""
+    cfg = small_config(scenes, coord_output=4.0, detail="both", val_every=0)
     trainer = Trainer(cfg, tmp_path / "run")
     trainer.train()
     assert trainer.model.use_coords and trainer.model.coord_output == 4.0
     final = load_model(tmp_path / "run" / "checkpoints" / "final.pt")
     assert final.use_coords and final.coord_output == 4.0
+    # detail: both stages' models have the third fusion (stage 2 starts from stage 1's).
+    assert final.detail == "both"
+    assert load_model(tmp_path / "run" / "checkpoints" / "stage1.pt").detail == "both"
 
 
 def test_freeze_bn_stage2_trains_stage2_on_the_stage1_statistics(scenes, tmp_path):

@@ -29,6 +29,7 @@ _CONFIG_KEYS = (
     "width",
     "coord_scale",
     "coord_output",
+    "detail",
 )
 
 

@@ -15,6 +15,11 @@ Layout of the released Cityscapes model (``icnet_cityscapes.prototxt``), layer n
   classifier on its upsampled low-resolution input (cascade label guidance), and the final
   x2 upsample + 1x1 classifier [conv6_cls] -> 1/4.
 
+So the finest features ICNet classifies are at 1/8: a thing 5 pixels wide (a pedestrian of the
+synthetic scenes at 256x512) is under one feature pixel. ``detail=True`` (not in ICNet or
+PanoNet) adds a third fusion at 1/4: sub1's second conv (1/4, 32 channels, computed anyway)
+through a 3x3 conv-BN, added to the upsampled 1/8 fusion before the final classifier.
+
 As in the original PSPNet/ICNet (and unlike torchvision's ResNet "v1.5") a strided bottleneck
 strides in its first 1x1 conv. Downsampling by 2 always produces ``ceil(n / 2)`` pixels, like
 Caffe's stride-2 layers and ``Interp shrink_factor: 2``, so for an input of H x W the three
@@ -243,9 +248,10 @@ class CascadeFeatureFusion(nn.Module):
 class ICNetTrunk(nn.Module):
     """ICNet up to the fusion: sub1, the shared sub2/sub4 backbone, pyramid pooling.
 
-    forward: (B, in_channels, H, W) float -> (f1, f2, f4) with f1 (B, 64, ceil(H/8), ceil(W/8)),
-    f2 (B, 256, ceil(H/16), ceil(W/16)) and f4 (B, 256, ceil(H/32), ceil(W/32)); every channel
-    count scaled by ``width`` (:func:`scaled_channels`; 1 is the released layout).
+    forward: (B, in_channels, H, W) float -> (f1, f2, f4, fq) with f1 (B, 64, ceil(H/8),
+    ceil(W/8)), f2 (B, 256, ceil(H/16), ceil(W/16)), f4 (B, 256, ceil(H/32), ceil(W/32)) and fq
+    (B, 32, ceil(H/4), ceil(W/4)), sub1's second conv (the heads' ``detail`` input); every
+    channel count scaled by ``width`` (:func:`scaled_channels`; 1 is the released layout).
     """
 
     def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
@@ -274,9 +280,12 @@ class ICNetTrunk(nn.Module):
         """Names (relative to this module) of the conv weights that see the raw input."""
         return ["sub1.0.conv.weight", "stem.0.conv.weight"]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w = int(x.shape[-2]), int(x.shape[-1])
-        f1 = self.sub1(x)
+        fq = self.sub1[1](self.sub1[0](x))
+        f1 = self.sub1[2](fq)
 
         y = _resize(x, (_half(h), _half(w)))
         y = F.max_pool2d(self.stem(y), kernel_size=3, stride=2, padding=1)
@@ -288,31 +297,36 @@ class ICNetTrunk(nn.Module):
             y = block(y)
         y = self.conv5(self.conv4(y))
         f4 = self.conv5_4(self.psp(y))
-        return f1, f2, f4
+        return f1, f2, f4, fq
 
 
 class ICNetHead(nn.Module):
     """ICNet's two CFF units and three classifiers.
 
-    forward(f1, f2, f4, size_1_4) with the trunk's features and the (h, w) of the 1/4 output ->
-    (out_1/4, out_1/8, out_1/16), each (B, out_channels, h, w) at the sizes of
-    :func:`icnet_output_sizes`.
+    forward(f1, f2, f4, fq) with the trunk's features -> (out_1/4, out_1/8, out_1/16), each
+    (B, out_channels, h, w) at the sizes of :func:`icnet_output_sizes` (the 1/4 output has fq's
+    size). With ``detail``, the 1/4 output is classified from
+    ``relu(upsampled 1/8 fusion + BN(conv3x3(fq)))`` instead of the upsampled 1/8 fusion alone.
     """
 
-    def __init__(self, out_channels: int = 19, width: float = 1.0) -> None:
+    def __init__(self, out_channels: int = 19, width: float = 1.0, detail: bool = False) -> None:
         super().__init__()
         self.out_channels = out_channels
-        c64, c128, c256 = (scaled_channels(n, width) for n in (64, 128, 256))
+        c32, c64, c128, c256 = (scaled_channels(n, width) for n in (32, 64, 128, 256))
         self.cff_sub24 = CascadeFeatureFusion(c256, c256, c128, out_channels)
         self.cff_sub12 = CascadeFeatureFusion(c128, c64, c128, out_channels)
+        self.detail = ConvBNReLU(c32, c128, 3, relu=False) if detail else None
         self.classifier = nn.Conv2d(c128, out_channels, 1)
 
     def forward(
-        self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, size_1_4: tuple[int, int]
+        self, f1: torch.Tensor, f2: torch.Tensor, f4: torch.Tensor, fq: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f24, out_16 = self.cff_sub24(f4, f2)
         f12, out_8 = self.cff_sub12(f24, f1)
-        out_4 = self.classifier(_resize(f12, size_1_4))
+        x = _resize(f12, (int(fq.shape[-2]), int(fq.shape[-1])))
+        if self.detail is not None:
+            x = F.relu(x + self.detail(fq), inplace=True)
+        out_4 = self.classifier(x)
         return out_4, out_8, out_16
 
 
@@ -324,6 +338,7 @@ class ICNet(nn.Module):
         out_channels: channels of each output (classes for logits, D for an embedding).
         width: multiplier of every inner channel count (1: the released ICNet; 0.5 has about a
             quarter of its parameters and multiply-adds, for short runs on a CPU).
+        detail: the third fusion at 1/4 (see the module docstring; False: the released ICNet).
 
     forward(x): x (B, in_channels, H, W) floating point, H, W >= 32 (any values: no size needs to
     be divisible by anything). Returns ``(out_1/4, out_1/8, out_1/16)``, each
@@ -337,21 +352,21 @@ class ICNet(nn.Module):
             floating point.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 19, width: float = 1.0) -> None:
+    def __init__(
+        self, in_channels: int = 3, out_channels: int = 19, width: float = 1.0, detail: bool = False
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.trunk = ICNetTrunk(in_channels, width)
-        self.head = ICNetHead(out_channels, width)
+        self.head = ICNetHead(out_channels, width, detail)
         init_weights(self)
 
     output_sizes = staticmethod(icnet_output_sizes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         check_input(x, self.in_channels, "ICNet")
-        size_1_4 = icnet_output_sizes(int(x.shape[-2]), int(x.shape[-1]))[0]
-        f1, f2, f4 = self.trunk(x)
-        return self.head(f1, f2, f4, size_1_4)
+        return self.head(*self.trunk(x))
 
 
 def init_weights(module: nn.Module) -> None:

@@ -22,10 +22,21 @@ from panonet.models.icnet import ICNet, ICNetHead, ICNetTrunk, check_input, init
 from panonet.models.icnet import icnet_output_sizes as _icnet_output_sizes
 from panonet.models.surgery import widen_stage1_state_dict
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAX_WIDTH", "PanoNet", "PanoNetOutput", "preprocess"]
+__all__ = [
+    "DETAIL_CHOICES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MAX_WIDTH",
+    "PanoNet",
+    "PanoNetOutput",
+    "preprocess",
+]
 
 # Largest channel multiplier PanoNet (and TrainConfig) accept.
 MAX_WIDTH = 4.0
+
+# PanoNet's (and TrainConfig's) detail: which branches fuse 1/4 features into their 1/4 output.
+DETAIL_CHOICES = ("none", "semantic", "both")
 
 # RGB statistics of ImageNet in [0, 1] (torchvision's): the backbone is initialised from
 # torchvision-format ImageNet weights (models.pretrained), which expect this normalisation.
@@ -111,6 +122,11 @@ class PanoNet(nn.Module):
             a pixel is instead of where it is. 0 (the default, the paper's): nothing is added.
             Not in the paper: a lever of issue 14 (``docs/RESULTS.md``) for a network that
             does not learn to use the coordinate input.
+        detail: which branches' 1/4 outputs also fuse the 1/4 features of ICNet's first branch
+            (:class:`~panonet.models.icnet.ICNetHead`'s ``detail``), where ICNet classifies
+            1/8 features upsampled: ``"none"`` (the default, the paper's ICNet),
+            ``"semantic"`` or ``"both"``. Not in the paper: a lever of issue 14 for things
+            thinner than the 1/8 grid.
 
     Parameters (measured with :meth:`count_parameters`; BN running statistics not counted),
     19 classes, D = 12:
@@ -151,6 +167,7 @@ class PanoNet(nn.Module):
         width: float = 1.0,
         coord_scale: float = 1.0,
         coord_output: float = 0.0,
+        detail: str = "none",
     ) -> None:
         super().__init__()
         if num_classes < 1 or embedding_dim < 1:
@@ -173,15 +190,19 @@ class PanoNet(nn.Module):
         self.width = float(width)
         self.coord_scale = float(coord_scale)
         self.coord_output = float(coord_output)
+        if detail not in DETAIL_CHOICES:
+            raise ValueError(f"PanoNet: expected detail in {DETAIL_CHOICES}, got {detail!r}")
+        self.detail = str(detail)
+        semantic_detail, instance_detail = detail != "none", detail == "both"
         instance_in = 5 if use_coords else 3
         if share_weights:
             self.trunk = ICNetTrunk(instance_in, self.width)
-            self.semantic_head = ICNetHead(num_classes, self.width)
-            self.instance_head = ICNetHead(embedding_dim, self.width)
+            self.semantic_head = ICNetHead(num_classes, self.width, semantic_detail)
+            self.instance_head = ICNetHead(embedding_dim, self.width, instance_detail)
             init_weights(self)
         else:
-            self.semantic = ICNet(3, num_classes, self.width)
-            self.instance = ICNet(instance_in, embedding_dim, self.width)
+            self.semantic = ICNet(3, num_classes, self.width, semantic_detail)
+            self.instance = ICNet(instance_in, embedding_dim, self.width, instance_detail)
 
     @property
     def config(self) -> dict[str, int | bool | float]:
@@ -194,6 +215,7 @@ class PanoNet(nn.Module):
             "width": self.width,
             "coord_scale": self.coord_scale,
             "coord_output": self.coord_output,
+            "detail": self.detail,
         }
 
     output_sizes = staticmethod(_icnet_output_sizes)
@@ -260,10 +282,9 @@ class PanoNet(nn.Module):
         if not self.share_weights:
             semantic, embedding = self.semantic(images), self.instance(inst_in)
         else:
-            size_1_4 = _icnet_output_sizes(int(images.shape[-2]), int(images.shape[-1]))[0]
-            f1, f2, f4 = self.trunk(inst_in)
-            semantic = self.semantic_head(f1, f2, f4, size_1_4)
-            embedding = self.instance_head(f1, f2, f4, size_1_4)
+            features = self.trunk(inst_in)
+            semantic = self.semantic_head(*features)
+            embedding = self.instance_head(*features)
         if coords is not None and self.coord_output:
             embedding = self._with_output_coordinates(embedding, coords)
         return PanoNetOutput(semantic, embedding)

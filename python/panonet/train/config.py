@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from panonet.data.labels import NUM_CLASSES
-from panonet.models.panonet import MAX_WIDTH
+from panonet.models.panonet import DETAIL_CHOICES, MAX_WIDTH
 from panonet.train.component_config import (
     DIST_NORMS,
     NUM_SCALES,
@@ -121,6 +121,10 @@ class TrainConfig:
     # Factor on the (x, y) coordinates added to the embedding's first two channels in stage 2
     # (PanoNet's coord_output; 0: the paper's, nothing added).
     coord_output: float = 0.0
+    # Which branches' 1/4 outputs also fuse the 1/4 features of ICNet's first branch, where
+    # ICNet classifies 1/8 features upsampled: "none" (the paper's ICNet), "semantic" or "both"
+    # (PanoNet's detail).
+    detail: str = "none"
     # Optional torchvision-format ImageNet ResNet-50 state dict (a local file) for the
     # backbones at the start of stage 1 (panonet.models.load_imagenet_resnet50); None: random
     # init (seeded by `seed`).
@@ -214,6 +218,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: expected {name} in [0, 1], got {value}")
             setattr(self, name, value)
         self.width = float(self.width)
+        if self.detail not in DETAIL_CHOICES:
+            raise ValueError(
+                f"TrainConfig: expected detail in {DETAIL_CHOICES}, got {self.detail!r}"
+            )
         self.coord_scale = float(self.coord_scale)
         if not (0 < self.coord_scale < float("inf")):
             raise ValueError(

@@ -53,6 +53,7 @@ class TrainingStages:
             "width": self.cfg.width,
             "coord_scale": self.cfg.coord_scale,
             "coord_output": self.cfg.coord_output,
+            "detail": self.cfg.detail,
         }
 
     def _load_pretrained(self, model: PanoNet) -> None:
