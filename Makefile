@@ -29,7 +29,7 @@ build: $(VENV)/.deps
 test: build
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q
 
-# The whole pipeline on synthetic street scenes into demo-output/ (about 13 minutes with the
+# The whole pipeline on synthetic street scenes into demo-output/ (13-15 minutes with the
 # setup on a 2-core CPU; a GPU is used when present). DEMO_ARGS=--quick for the few-second
 # version. OpenMP keeps its default waiting: with the data loaded in-process a demo step took
 # 71 ms idle and 257 ms beside a busy process (2 cores), against 200 / 261 ms with
