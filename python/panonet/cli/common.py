@@ -144,8 +144,8 @@ def add_guided_upsampling(p: argparse.ArgumentParser) -> None:
 
 def guided_upsampling(args: argparse.Namespace):
     """The ``Predictor(guided_upsampling=...)`` that ``--guided-upsampling`` asks for: None,
-    :class:`~panonet.inference.guided_upsample.GuidedUpsampling`'s defaults, or its three
-    settings ``SIGMA_S,SIGMA_R,WINDOW[,CLUSTER]``."""
+    :class:`~panonet.inference.guided_upsample.GuidedUpsampling`'s defaults, or its settings
+    ``SIGMA_S,SIGMA_R,WINDOW[,CLUSTER]``."""
     from panonet.inference.guided_upsample import GuidedUpsampling
 
     text = args.guided_upsampling

@@ -61,7 +61,8 @@ class GuidedUpsampling:
         return cls(float(parts[0]), float(parts[1]), int(parts[2]), **kwargs)
 
     def to_json(self) -> dict[str, float | int]:
-        """The three settings by name (what ``eval`` and ``search-min-size`` record)."""
+        """The settings by name (what ``eval``, ``search-bandwidth`` and ``search-min-size``
+        record)."""
         return dataclasses.asdict(self)
 
     def __post_init__(self) -> None:

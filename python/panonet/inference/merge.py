@@ -272,7 +272,8 @@ def merge(
         guided_upsampling: with the logits and without ``semantic``, the output semantic map
             is :func:`~panonet.inference.guided_upsample.guided_semantic` of the logits and
             ``image`` (edges of thin things follow the image's) instead of the argmax of the
-            bilinearly upsampled logits; clustering still uses the low-resolution argmax.
+            bilinearly upsampled logits; with its ``cluster`` (the default) clustering uses that
+            map resized to the embedding's grid, else the low-resolution argmax.
             None (the default, the paper's): bilinear.
         image: with ``guided_upsampling``, the network's input: (B, H, W, 3) or (H, W, 3)
             uint8 RGB at the output size, on the logits' device.
@@ -324,13 +325,15 @@ def merge(
     done = stage if stage is not None else (lambda _name: None)
 
     if semantic is None:
-        semantic_lowres = semantic_from_logits(semantic_logits_lowres)
         if guided_upsampling is None:
             semantic_out = semantic_from_logits(semantic_logits_lowres, size)
         else:
             semantic_out = _guided(semantic_logits_lowres, image, size, guided_upsampling, fn)
-            if guided_upsampling.cluster:
-                semantic_lowres = resize_labels(semantic_out, tuple(semantic_lowres.shape[-2:]))
+        if guided_upsampling is not None and guided_upsampling.cluster:
+            grid = tuple(semantic_logits_lowres.shape[-2:])
+            semantic_lowres = resize_labels(semantic_out, grid)
+        else:
+            semantic_lowres = semantic_from_logits(semantic_logits_lowres)
     else:
         B = 1 if unbatched else embedding_lowres.shape[0]
         sem = as_batched_labels(semantic, unbatched, fn, "semantic")
